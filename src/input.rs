@@ -1,0 +1,103 @@
+//! The one parser of `NodeDef.input` strings.
+//!
+//! TensorFlow's node_def.proto: "Each input is `node:src_output` with `node`
+//! being a string name and `src_output` indicating which output tensor to use
+//! from `node`. If `src_output` is 0 the `:0` suffix can be omitted. Regular
+//! inputs may optionally be followed by control inputs that have the format
+//! `^node`." Every other module goes through [`parse_input`].
+
+use std::fmt;
+
+/// One parsed entry of `NodeDef.input`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputRef<'a> {
+    /// `node` or `node:port`: output `port` of `node`.
+    Data {
+        /// The producer's name.
+        node: &'a str,
+        /// The producer's output port.
+        port: u32,
+    },
+    /// `^node`: run after `node`, read nothing from it.
+    Control {
+        /// The node waited for.
+        node: &'a str,
+    },
+}
+
+impl<'a> InputRef<'a> {
+    /// The name of the node this input refers to.
+    pub fn node(&self) -> &'a str {
+        match *self {
+            InputRef::Data { node, .. } | InputRef::Control { node } => node,
+        }
+    }
+
+    /// True for a `^node` control input.
+    pub fn is_control(&self) -> bool {
+        matches!(self, InputRef::Control { .. })
+    }
+}
+
+impl fmt::Display for InputRef<'_> {
+    /// Writes the canonical form: `node` for port 0, `node:N`, `^node`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            InputRef::Data { node, port: 0 } => f.write_str(node),
+            InputRef::Data { node, port } => write!(f, "{node}:{port}"),
+            InputRef::Control { node } => write!(f, "^{node}"),
+        }
+    }
+}
+
+/// Why an input string is malformed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputSyntaxError {
+    /// The string is empty, or is `^` alone.
+    #[error("empty input name")]
+    Empty,
+    /// The text after the last `:` is not a port number.
+    #[error("`{0}` is not a port number")]
+    BadPort(String),
+    /// `^node:N`: a control input names a node, not a tensor.
+    #[error("a control input cannot name a port")]
+    ControlWithPort,
+}
+
+/// Parses one `NodeDef.input` entry.
+///
+/// Node names never contain `:` (their regexp is `[A-Za-z0-9.][A-Za-z0-9_./]*`),
+/// so the last `:` separates the port.
+pub fn parse_input(s: &str) -> Result<InputRef<'_>, InputSyntaxError> {
+    if let Some(node) = s.strip_prefix('^') {
+        if node.is_empty() {
+            return Err(InputSyntaxError::Empty);
+        }
+        if node.contains(':') {
+            return Err(InputSyntaxError::ControlWithPort);
+        }
+        return Ok(InputRef::Control { node });
+    }
+    let (node, port) = match s.rsplit_once(':') {
+        None => (s, 0),
+        Some((node, digits)) => {
+            let valid = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            match digits.parse::<u32>() {
+                Ok(port) if valid => (node, port),
+                _ => return Err(InputSyntaxError::BadPort(digits.to_string())),
+            }
+        }
+    };
+    if node.is_empty() {
+        return Err(InputSyntaxError::Empty);
+    }
+    Ok(InputRef::Data { node, port })
+}
+
+/// Splits a user-given tensor name (`node` or `node:N`) into node and port.
+pub fn parse_tensor_name(s: &str) -> Result<(&str, u32), InputSyntaxError> {
+    match parse_input(s)? {
+        InputRef::Data { node, port } => Ok((node, port)),
+        InputRef::Control { .. } => Err(InputSyntaxError::BadPort(s.to_string())),
+    }
+}

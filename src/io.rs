@@ -1,0 +1,402 @@
+//! Reading and writing GraphDefs, losslessly.
+//!
+//! Binary `.pb` files are read whole into one buffer and decoded with prost;
+//! `bytes` fields (notably `TensorProto.tensor_content`) are slices of that
+//! buffer, not copies. Writing streams the graph node by node into a
+//! temporary file beside the target, which is renamed over the target only
+//! once everything is written: a failed write never leaves a partial file,
+//! and the input is never touched.
+//!
+//! The text format goes through prost-reflect's dynamic messages, described
+//! by the same `proto/` files, so every field survives both formats.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+
+use crate::proto::GraphDef;
+
+/// A GraphDef serialization format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Binary protobuf (`.pb`).
+    #[value(name = "pb", alias = "binary")]
+    Binary,
+    /// Protobuf text format (`.pbtxt`).
+    #[value(name = "pbtxt", alias = "text")]
+    Text,
+}
+
+impl Format {
+    /// The format a path's extension names: `.pbtxt`, `.prototxt`,
+    /// `.textproto` and `.txt` are text, anything else binary.
+    pub fn from_path(path: &Path) -> Format {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        match ext.to_ascii_lowercase().as_str() {
+            "pbtxt" | "prototxt" | "textproto" | "txt" => Format::Text,
+            _ => Format::Binary,
+        }
+    }
+
+    /// The conventional file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Binary => "pb",
+            Format::Text => "pbtxt",
+        }
+    }
+}
+
+/// Why a model could not be read.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    #[diagnostic(code(graphrw::io::read))]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// The file has no bytes.
+    #[error("{path}: the file is empty, so it holds no GraphDef")]
+    #[diagnostic(code(graphrw::io::empty))]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The bytes are not a binary GraphDef.
+    #[error("{path}: not a binary GraphDef: {reason}")]
+    #[diagnostic(code(graphrw::io::not_graphdef))]
+    NotGraphDef {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the byte offset where it was found.
+        reason: String,
+        /// What the file probably is instead, and what to do.
+        #[help]
+        hint: Option<String>,
+    },
+    /// The file is not valid text-format GraphDef.
+    #[error("{path}: not a text-format GraphDef: {message}")]
+    #[diagnostic(code(graphrw::io::bad_text))]
+    Text {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+        /// The file's text, for the label.
+        #[source_code]
+        source_code: NamedSource<String>,
+        /// Where the parser stopped.
+        #[label("here")]
+        span: Option<SourceSpan>,
+        /// What the file probably is instead, and what to do.
+        #[help]
+        hint: Option<String>,
+    },
+}
+
+/// Why a model could not be written.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("cannot write {path}: {source}")]
+#[diagnostic(code(graphrw::io::write))]
+pub struct WriteError {
+    /// The target file.
+    pub path: PathBuf,
+    /// The operating system's error.
+    pub source: io::Error,
+}
+
+/// Reads a GraphDef from `path` (`-` is standard input) in `format`, or in
+/// the format its extension names.
+pub fn read_graph(path: &Path, format: Option<Format>) -> Result<GraphDef, ReadError> {
+    let io_err = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let data = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut buf).map_err(io_err)?;
+        buf
+    } else {
+        fs::read(path).map_err(io_err)?
+    };
+    if data.is_empty() {
+        return Err(ReadError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    match format.unwrap_or_else(|| Format::from_path(path)) {
+        Format::Binary => {
+            decode_binary(Bytes::from(data)).map_err(|(reason, hint)| ReadError::NotGraphDef {
+                path: path.to_path_buf(),
+                reason,
+                hint,
+            })
+        }
+        Format::Text => decode_text(path, data),
+    }
+}
+
+/// Decodes a binary GraphDef. `bytes` fields of the result share `data`.
+///
+/// prost skips fields it does not know, so any file would "decode" to some
+/// GraphDef. The top level is therefore checked first: every field must be
+/// one of GraphDef's with its wire type, and every length must fit the file.
+pub fn decode_binary(data: Bytes) -> Result<GraphDef, (String, Option<String>)> {
+    check_top_level(&data).map_err(|reason| {
+        let hint = guess_what_it_is(&data);
+        (reason, hint)
+    })?;
+    let graph = GraphDef::decode(data.clone()).map_err(|e| (e.to_string(), None))?;
+    if graph.node.is_empty() && graph.library.is_none() {
+        return Err((
+            "it has neither nodes nor a function library".to_string(),
+            guess_what_it_is(&data),
+        ));
+    }
+    Ok(graph)
+}
+
+const WIRE_VARINT: u64 = 0;
+const WIRE_LEN: u64 = 2;
+
+/// Checks the top-level fields of a would-be GraphDef without decoding them.
+fn check_top_level(data: &[u8]) -> Result<(), String> {
+    let mut at = 0usize;
+    while at < data.len() {
+        let start = at;
+        let key = read_varint(data, &mut at)
+            .ok_or_else(|| format!("truncated field key at byte {start}"))?;
+        let (field, wire) = (key >> 3, key & 7);
+        let expected = match field {
+            1 | 2 | 4 | 5 => WIRE_LEN,
+            3 => WIRE_VARINT,
+            _ => {
+                return Err(format!(
+                    "byte {start}: field number {field} (wire type {wire}) is not a GraphDef field"
+                ));
+            }
+        };
+        if wire != expected {
+            return Err(format!(
+                "byte {start}: field {field} has wire type {wire}, a GraphDef's has {expected}"
+            ));
+        }
+        if wire == WIRE_VARINT {
+            read_varint(data, &mut at)
+                .ok_or_else(|| format!("byte {start}: field {field} is truncated"))?;
+            continue;
+        }
+        let len = read_varint(data, &mut at)
+            .ok_or_else(|| format!("byte {start}: the length of field {field} is truncated"))?;
+        let remaining = (data.len() - at) as u64;
+        if len > remaining {
+            return Err(format!(
+                "byte {start}: field {field} claims {len} bytes but only {remaining} remain \
+                 (the file is truncated or not a GraphDef)"
+            ));
+        }
+        at += len as usize;
+    }
+    Ok(())
+}
+
+fn read_varint(data: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *data.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// A hint for files that are something else TensorFlow users often have.
+fn guess_what_it_is(data: &[u8]) -> Option<String> {
+    let head = &data[..data.len().min(512)];
+    let text = std::str::from_utf8(head).ok().map(str::trim_start);
+    if let Some(text) = text {
+        if text.starts_with("node") || text.starts_with("versions") || text.starts_with("library") {
+            return Some("this looks like a text-format GraphDef: use --format pbtxt".into());
+        }
+        if text.starts_with('{') || text.starts_with('[') {
+            return Some("this looks like JSON, not a protobuf GraphDef".into());
+        }
+    }
+    if head.starts_with(b"\x89HDF") {
+        return Some(
+            "this is an HDF5 file (a Keras .h5 model?): freeze it to a GraphDef first".into(),
+        );
+    }
+    if head.starts_with(b"TFL3") || head.get(4..8) == Some(b"TFL3") {
+        return Some("this is a TensorFlow Lite flatbuffer, not a GraphDef".into());
+    }
+    // SavedModel: field 1 is a varint (schema version), field 2 the meta graphs.
+    if head.first() == Some(&0x08) && head.get(2) == Some(&0x12) {
+        return Some(
+            "this looks like a SavedModel (saved_model.pb): freeze it to a GraphDef first".into(),
+        );
+    }
+    None
+}
+
+fn descriptor_pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set built from proto/ is valid")
+    })
+}
+
+fn graph_descriptor() -> MessageDescriptor {
+    descriptor_pool()
+        .get_message_by_name("tensorflow.GraphDef")
+        .expect("proto/graph.proto defines tensorflow.GraphDef")
+}
+
+fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
+    let text = String::from_utf8(data).map_err(|e| ReadError::NotGraphDef {
+        path: path.to_path_buf(),
+        reason: format!(
+            "byte {}: the text is not UTF-8",
+            e.utf8_error().valid_up_to()
+        ),
+        hint: guess_what_it_is(e.as_bytes()),
+    })?;
+    let message = match DynamicMessage::parse_text_format(graph_descriptor(), &text) {
+        Ok(message) => message,
+        Err(err) => {
+            let span = miette::Diagnostic::labels(&err)
+                .and_then(|mut labels| labels.next())
+                .map(|label| *label.inner());
+            let hint = guess_what_it_is(text.as_bytes()).filter(|h| !h.contains("text-format"));
+            return Err(ReadError::Text {
+                path: path.to_path_buf(),
+                message: err.to_string(),
+                source_code: NamedSource::new(path.display().to_string(), text),
+                span,
+                hint,
+            });
+        }
+    };
+    let graph = GraphDef::decode(Bytes::from(message.encode_to_vec()))
+        .expect("a message of GraphDef's own descriptor decodes as GraphDef");
+    if graph.node.is_empty() && graph.library.is_none() {
+        return Err(ReadError::NotGraphDef {
+            path: path.to_path_buf(),
+            reason: "it has neither nodes nor a function library".into(),
+            hint: None,
+        });
+    }
+    Ok(graph)
+}
+
+/// Writes `graph` in binary form to `out`, node by node.
+///
+/// Fields go out in field-number order, as TensorFlow writes them; the
+/// result equals `graph.encode_to_vec()` as a message and is deterministic
+/// because maps are sorted.
+#[allow(deprecated)] // `version` is deprecated but must still round-trip.
+pub fn encode_binary<W: Write>(graph: &GraphDef, out: &mut W) -> io::Result<()> {
+    use prost::encoding::{int32, message};
+    let mut buf = Vec::with_capacity(1 << 16);
+    for node in &graph.node {
+        buf.clear();
+        message::encode(1, node, &mut buf);
+        out.write_all(&buf)?;
+    }
+    buf.clear();
+    if let Some(library) = &graph.library {
+        message::encode(2, library, &mut buf);
+    }
+    if graph.version != 0 {
+        int32::encode(3, &graph.version, &mut buf);
+    }
+    if let Some(versions) = &graph.versions {
+        message::encode(4, versions, &mut buf);
+    }
+    if let Some(debug_info) = &graph.debug_info {
+        message::encode(5, debug_info, &mut buf);
+    }
+    out.write_all(&buf)
+}
+
+/// The text format of `graph`, as TensorFlow's `text_format` reads it.
+pub fn encode_text(graph: &GraphDef) -> String {
+    let message = DynamicMessage::decode(graph_descriptor(), graph.encode_to_vec().as_slice())
+        .expect("an encoded GraphDef decodes against its own descriptor");
+    crate::text::print(&message)
+}
+
+/// Serializes `graph` in `format` to `out`.
+pub fn encode<W: Write>(graph: &GraphDef, format: Format, out: &mut W) -> io::Result<()> {
+    match format {
+        Format::Binary => encode_binary(graph, out),
+        Format::Text => out.write_all(encode_text(graph).as_bytes()),
+    }
+}
+
+/// Writes `graph` to `path` (`-` is standard output) in `format`, or in the
+/// format its extension names. The file appears whole or not at all: the
+/// bytes go to a temporary file in the same directory, renamed over `path`.
+pub fn write_graph(
+    path: &Path,
+    graph: &GraphDef,
+    format: Option<Format>,
+) -> Result<(), WriteError> {
+    let format = format.unwrap_or_else(|| Format::from_path(path));
+    let err = |source| WriteError {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path == Path::new("-") {
+        let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+        return encode(graph, format, &mut out)
+            .and_then(|()| out.flush())
+            .map_err(err);
+    }
+    write_atomic(path, |out| encode(graph, format, out)).map_err(err)
+}
+
+/// Writes a file atomically: `fill` writes into a temporary file beside
+/// `path`, which then replaces `path`. On any error `path` is untouched.
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<&mut fs::File>) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".graphrw-").suffix(".tmp");
+    // A new file gets the permissions any new file would (0666 less the
+    // umask), not the temporary file's 0600; a replaced file keeps its own.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path).map_or(0o666, |m| m.permissions().mode() & 0o7777);
+        builder.permissions(fs::Permissions::from_mode(mode));
+    }
+    let mut temp = builder.tempfile_in(dir)?;
+    {
+        let mut out = BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        fill(&mut out)?;
+        out.flush()?;
+    }
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

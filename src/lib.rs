@@ -1,0 +1,29 @@
+//! graphrw: a declarative pattern-rewrite language and its interpreter for
+//! TensorFlow `GraphDef`s.
+//!
+//! The library is a pipeline. This crate's foundation stages are:
+//! - [`proto`]: TensorFlow's messages, generated from our own `proto/` files;
+//! - [`io`]: lossless reading and writing of binary `.pb` and text `.pbtxt`;
+//! - [`text`]: the text format, printed as TensorFlow prints it;
+//! - [`input`]: the one parser of `NodeDef.input` strings;
+//! - [`ops`]: the table of well-known TensorFlow ops and their arities;
+//! - [`graph`]: the indexed graph (nodes by name and by op, consumers);
+//! - [`validate`]: graph validity (names, inputs, ports, cycles);
+//! - [`prune`]: keep what the outputs reach, as `extract_sub_graph` does;
+//! - [`inspect`]: the summary behind `graphrw inspect`;
+//! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
+#![warn(missing_docs)]
+
+pub mod graph;
+pub mod input;
+pub mod inspect;
+pub mod io;
+pub mod npy;
+pub mod ops;
+pub mod proto;
+pub mod prune;
+pub mod text;
+pub mod validate;
+
+pub use graph::{Graph, NodeId};
+pub use proto::GraphDef;
