@@ -63,6 +63,22 @@ def write_fixture(out_root, name, graph_def, meta, cases):
         f.write(graph_def.SerializeToString())
     meta = dict(meta)
     meta["name"] = name
+    # What TensorFlow itself sees in the graph, for tests of graphrw's reading.
+    ops = {}
+    for node in graph_def.node:
+        ops[node.op] = ops.get(node.op, 0) + 1
+    placeholders = {}
+    for node in graph_def.node:
+        if node.op in ("Placeholder", "PlaceholderWithDefault"):
+            shape = tf.TensorShape(node.attr["shape"].shape)
+            placeholders[node.name] = {
+                "op": node.op,
+                "dtype": tf.dtypes.as_dtype(node.attr["dtype"].type).name,
+                "shape": None if shape.rank is None else [-1 if d is None else d for d in shape.as_list()],
+            }
+    meta["graph"] = {"nodes": len(graph_def.node), "ops": ops, "placeholders": placeholders,
+                     "functions": len(graph_def.library.function),
+                     "producer": graph_def.versions.producer}
     meta["tensorflow"] = tf.__version__
     meta["cases"] = [save_case(out_dir, i, *case) for i, case in enumerate(cases)]
     with open(os.path.join(out_dir, "meta.json"), "w") as f:

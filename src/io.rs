@@ -72,12 +72,14 @@ pub enum ReadError {
         /// The file.
         path: PathBuf,
     },
-    /// The bytes are not a binary GraphDef.
-    #[error("{path}: not a binary GraphDef: {reason}")]
+    /// The bytes are not a GraphDef in the expected format.
+    #[error("{path}: not a {} GraphDef: {reason}", match format { Format::Binary => "binary", Format::Text => "text-format" })]
     #[diagnostic(code(graphrw::io::not_graphdef))]
     NotGraphDef {
         /// The file.
         path: PathBuf,
+        /// The format it was read as.
+        format: Format,
         /// What is wrong, with the byte offset where it was found.
         reason: String,
         /// What the file probably is instead, and what to do.
@@ -138,6 +140,7 @@ pub fn read_graph(path: &Path, format: Option<Format>) -> Result<GraphDef, ReadE
         Format::Binary => {
             decode_binary(Bytes::from(data)).map_err(|(reason, hint)| ReadError::NotGraphDef {
                 path: path.to_path_buf(),
+                format: Format::Binary,
                 reason,
                 hint,
             })
@@ -269,11 +272,14 @@ fn graph_descriptor() -> MessageDescriptor {
 fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
     let text = String::from_utf8(data).map_err(|e| ReadError::NotGraphDef {
         path: path.to_path_buf(),
-        reason: format!(
-            "byte {}: the text is not UTF-8",
-            e.utf8_error().valid_up_to()
-        ),
-        hint: guess_what_it_is(e.as_bytes()),
+        format: Format::Text,
+        reason: format!("byte {} is not UTF-8", e.utf8_error().valid_up_to()),
+        // A binary GraphDef starts with its first node: field 1, length-delimited.
+        hint: if e.as_bytes().first() == Some(&0x0a) {
+            Some("this looks like a binary GraphDef: use --format pb".into())
+        } else {
+            guess_what_it_is(e.as_bytes())
+        },
     })?;
     let message = match DynamicMessage::parse_text_format(graph_descriptor(), &text) {
         Ok(message) => message,
@@ -296,6 +302,7 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
     if graph.node.is_empty() && graph.library.is_none() {
         return Err(ReadError::NotGraphDef {
             path: path.to_path_buf(),
+            format: Format::Text,
             reason: "it has neither nodes nor a function library".into(),
             hint: None,
         });

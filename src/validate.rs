@@ -230,7 +230,8 @@ pub fn topological_order(graph: &Graph) -> (Vec<NodeId>, bool) {
     (order, complete)
 }
 
-/// One cycle, if the graph has any outside loop frames.
+/// One cycle, if the graph has any outside loop frames, starting at its
+/// earliest node in file order.
 fn find_cycle(graph: &Graph) -> Option<Vec<NodeId>> {
     let (order, complete) = topological_order(graph);
     if complete {
@@ -256,6 +257,9 @@ fn find_cycle(graph: &Graph) -> Option<Vec<NodeId>> {
         if step_of[prev as usize] != usize::MAX {
             let mut cycle = path.split_off(step_of[prev as usize]);
             cycle.reverse();
+            // Start at the node that comes first in the file, for stable reports.
+            let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+            cycle.rotate_left(first);
             return Some(cycle);
         }
         step_of[prev as usize] = path.len();

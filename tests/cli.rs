@@ -1,0 +1,232 @@
+//! The real `graphrw` binary: inspect, validate, convert and prune on the
+//! TensorFlow fixtures, and clear errors on bad input.
+
+mod common;
+
+use std::path::Path;
+
+use common::{fingerprint, graphrw, stderr, stdout};
+
+#[test]
+fn inspect_json_agrees_with_what_tensorflow_saw() {
+    for (dir, meta) in common::fixtures() {
+        let out = graphrw(["inspect", "--json"].map(String::from).into_iter().chain([dir
+            .join("model.pb")
+            .display()
+            .to_string()]));
+        assert!(out.status.success(), "{}: {}", meta.name, stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(summary["nodes"], meta.graph.nodes, "{}", meta.name);
+        let ops: std::collections::BTreeMap<String, usize> = summary["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_str().unwrap().to_string(), pair[1].as_u64().unwrap() as usize))
+            .collect();
+        assert_eq!(ops, meta.graph.ops, "{}", meta.name);
+        assert_eq!(summary["functions"], meta.graph.functions, "{}", meta.name);
+        assert_eq!(summary["producer"], meta.graph.producer, "{}", meta.name);
+        // Inputs: every placeholder TensorFlow saw, with its dtype and shape.
+        let inputs = summary["inputs"].as_array().unwrap();
+        assert_eq!(inputs.len(), meta.graph.placeholders.len(), "{}", meta.name);
+        for input in inputs {
+            let name = input["name"].as_str().unwrap();
+            let tf = &meta.graph.placeholders[name];
+            assert_eq!(input["dtype"], tf.dtype.as_str(), "{name}");
+            assert_eq!(input["op"], tf.op.as_str(), "{name}");
+            let shape = match &tf.shape {
+                None => "<unknown>".to_string(),
+                Some(dims) => format!(
+                    "[{}]",
+                    dims.iter()
+                        .map(|d| if *d < 0 { "?".to_string() } else { d.to_string() })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            };
+            assert_eq!(input["shape"], shape.as_str(), "{name}");
+        }
+        // The inferred outputs are the outputs the graph was frozen with
+        // (TF2 freezing adds a NoOp that nothing consumes).
+        let outputs: Vec<&str> =
+            summary["outputs"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+        for expected in &meta.outputs {
+            assert!(outputs.contains(&expected.as_str()), "{}: {outputs:?}", meta.name);
+        }
+        assert!(summary["problems"].as_array().unwrap().is_empty(), "{}", meta.name);
+        assert!(summary["constant_bytes"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn inspect_text_names_inputs_outputs_and_ops() {
+    let model = common::fixtures_dir().join("seed/model.pb");
+    let out = graphrw([Path::new("inspect"), &model]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for expected in [
+        "nodes:      113",
+        "input_node  float32 [?,128,128,3]  (Placeholder)",
+        "training    bool []  (PlaceholderWithDefault)",
+        "outputs:\n  backend/final_dense/MatMul\n",
+        "FusedBatchNormV3",
+        "problems:   none",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn convert_round_trips_through_text_and_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, meta) in common::fixtures() {
+        let model = dir.join("model.pb");
+        let before = fingerprint(&model);
+        let text = tmp.path().join(format!("{}.pbtxt", meta.name));
+        let back = tmp.path().join(format!("{}.pb", meta.name));
+        let out = graphrw([Path::new("convert"), &model, &text]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = graphrw([Path::new("convert"), &text, &back]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let original = graphrw::io::read_graph(&model, None).unwrap();
+        assert_eq!(graphrw::io::read_graph(&back, None).unwrap(), original, "{}", meta.name);
+        assert_eq!(fingerprint(&model), before, "the input was modified");
+    }
+}
+
+#[test]
+fn convert_to_stdout_with_explicit_formats() {
+    let model = common::fixtures_dir().join("tf2_if/model.pb");
+    let out = graphrw([Path::new("convert"), &model, Path::new("-"), Path::new("--to"), Path::new("text")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("node {\n  name: \"x\"\n"), "{text}");
+    assert!(text.contains("library {\n  function {\n"));
+    // A text file with a binary extension reads with --format.
+    let tmp = tempfile::tempdir().unwrap();
+    let odd = tmp.path().join("graph.bin");
+    std::fs::write(&odd, &text).unwrap();
+    let out = graphrw([Path::new("inspect"), &odd, Path::new("--format"), Path::new("pbtxt")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("StatelessIf"));
+}
+
+#[test]
+fn prune_writes_beside_the_input_and_keeps_the_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("seed.pb");
+    std::fs::copy(common::fixtures_dir().join("seed/model.pb"), &model).unwrap();
+    let before = fingerprint(&model);
+    // Pruning to the first conv keeps only its producers.
+    let out = graphrw([
+        Path::new("prune"),
+        &model,
+        Path::new("--outputs"),
+        Path::new("backend/conv_1/BiasAdd"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = tmp.path().join("seed.pruned.pb");
+    assert_eq!(stdout(&out).trim(), written.display().to_string());
+    let pruned = graphrw::io::read_graph(&written, None).unwrap();
+    let names: Vec<&str> = pruned.node.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "input_node",
+            "backend/conv_1/kernel",
+            "backend/conv_1/kernel/read",
+            "backend/conv_1/bias",
+            "backend/conv_1/bias/read",
+            "backend/conv_1/Conv2D",
+            "backend/conv_1/BiasAdd",
+        ]
+    );
+    assert_eq!(fingerprint(&model), before, "the input was modified");
+    let out = graphrw([Path::new("prune"), &model, Path::new("--outputs"), Path::new("nope")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("output `nope` names no node of the graph"));
+}
+
+#[test]
+fn validate_fails_with_the_problems_of_a_broken_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("broken.pbtxt");
+    std::fs::write(
+        &broken,
+        "node { name: \"a\" op: \"Const\" }\nnode { name: \"a\" op: \"Const\" }\n\
+         node { name: \"s\" op: \"Switch\" input: \"a\" input: \"a\" }\n\
+         node { name: \"b\" op: \"Identity\" input: \"s:2\" input: \"^gone\" }\n",
+    )
+    .unwrap();
+    let out = graphrw([Path::new("validate"), &broken]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out).replace(&tmp.path().display().to_string(), "<tmp>");
+    insta::assert_snapshot!("validate_broken", err);
+    let out = graphrw([Path::new("validate"), &common::fixtures_dir().join("seed/model.pb")]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("valid, 113 nodes"));
+}
+
+/// Bad inputs: each a clear error naming the file, exit 1 (not a panic's
+/// 101), and the file untouched.
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = std::fs::read(common::fixtures_dir().join("seed/model.pb")).unwrap();
+    let mut random = Vec::with_capacity(4096);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..4096 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        random.push((state >> 24) as u8);
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.pb", vec![]),
+        ("truncated.pb", seed[..seed.len() / 2].to_vec()),
+        ("random.pb", random),
+        ("text_named_binary.pb", b"node {\n  name: \"x\"\n  op: \"Const\"\n}\n".to_vec()),
+        ("binary_named_text.pbtxt", seed[..2000].to_vec()),
+        ("model.json.pb", b"{\"nodes\": []}".to_vec()),
+        ("saved_model.pb", b"\x08\x01\x12\x04\x0a\x02\x08\x01".to_vec()),
+        ("syntax_error.pbtxt", b"node {\n  name: \"x\"\n  op: \n}\n".to_vec()),
+        ("unknown_field.pbtxt", b"node {\n  nmae: \"x\"\n}\n".to_vec()),
+    ];
+    for (name, bytes) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let before = fingerprint(&path);
+        for command in ["inspect", "validate"] {
+            let out = graphrw([Path::new(command), &path]);
+            assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(err.contains(name), "{name}: the error does not name the file:\n{err}");
+            assert!(!err.contains("panicked"), "{name}: {err}");
+            if command == "inspect" {
+                let shown = err.replace(&tmp.path().display().to_string(), "<tmp>");
+                insta::assert_snapshot!(format!("bad_input_{name}"), shown);
+            }
+        }
+        let out = graphrw([Path::new("convert"), &path, &tmp.path().join("out.pb")]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        assert!(!tmp.path().join("out.pb").exists(), "{name}: an output was written");
+        assert_eq!(fingerprint(&path), before, "{name}: the input was modified");
+    }
+    let missing = tmp.path().join("missing.pb");
+    let out = graphrw([Path::new("inspect"), &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("missing.pb") && stderr(&out).contains("No such file"));
+    let out = graphrw([Path::new("inspect"), tmp.path()]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn unwritable_output_is_an_error_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::fixtures_dir().join("tf2_if/model.pb");
+    let target = tmp.path().join("no/such/dir/out.pb");
+    let out = graphrw([Path::new("convert"), &model, &target]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
+    assert!(!tmp.path().join("no").exists());
+}

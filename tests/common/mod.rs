@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests: the TensorFlow fixtures and the
+//! real `graphrw` binary.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde::Deserialize;
+
+/// What `scripts/make_fixtures.py` stored beside each model.
+#[derive(Debug, Deserialize)]
+pub struct Meta {
+    pub name: String,
+    pub outputs: Vec<String>,
+    pub training_placeholders: Vec<String>,
+    pub graph: GraphFacts,
+    pub cases: Vec<Case>,
+}
+
+/// What TensorFlow saw in the graph it wrote.
+#[derive(Debug, Deserialize)]
+pub struct GraphFacts {
+    pub nodes: usize,
+    pub ops: BTreeMap<String, usize>,
+    pub placeholders: BTreeMap<String, Placeholder>,
+    pub functions: usize,
+    pub producer: i32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Placeholder {
+    pub op: String,
+    pub dtype: String,
+    pub shape: Option<Vec<i64>>,
+}
+
+/// One run of the model: inputs fed, mode flags fed, outputs TensorFlow computed.
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub inputs: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+    pub mode: BTreeMap<String, serde_json::Value>,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every fixture directory, sorted by name.
+pub fn fixtures() -> Vec<(PathBuf, Meta)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 6, "expected the six TensorFlow fixtures, found {}", dirs.len());
+    dirs.into_iter()
+        .map(|dir| {
+            let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+            let meta: Meta = serde_json::from_str(&meta).unwrap();
+            (dir, meta)
+        })
+        .collect()
+}
+
+/// Runs the real binary with `args`, without colour, at a fixed width.
+pub fn graphrw<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_graphrw"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("COLUMNS", "100")
+        .output()
+        .expect("the graphrw binary runs")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A file's bytes and modification time, to check it was left alone.
+pub fn fingerprint(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
+}
