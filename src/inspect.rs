@@ -46,7 +46,7 @@ pub struct Summary {
     pub problems: Vec<Problem>,
 }
 
-fn attr<'a>(value: Option<&'a AttrValue>) -> Option<&'a attr_value::Value> {
+fn attr(value: Option<&AttrValue>) -> Option<&attr_value::Value> {
     value?.value.as_ref()
 }
 

@@ -87,23 +87,29 @@ pub enum ReadError {
         hint: Option<String>,
     },
     /// The file is not valid text-format GraphDef.
-    #[error("{path}: not a text-format GraphDef: {message}")]
-    #[diagnostic(code(graphrw::io::bad_text))]
-    Text {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-        /// The file's text, for the label.
-        #[source_code]
-        source_code: NamedSource<String>,
-        /// Where the parser stopped.
-        #[label("here")]
-        span: Option<SourceSpan>,
-        /// What the file probably is instead, and what to do.
-        #[help]
-        hint: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Text(Box<TextError>),
+}
+
+/// A text-format parse error, with the file's text for the label.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{path}: not a text-format GraphDef: {message}")]
+#[diagnostic(code(graphrw::io::bad_text))]
+pub struct TextError {
+    /// The file.
+    pub path: PathBuf,
+    /// The parser's message.
+    pub message: String,
+    /// The file's text.
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    /// Where the parser stopped.
+    #[label("here")]
+    pub span: Option<SourceSpan>,
+    /// What the file probably is instead, and what to do.
+    #[help]
+    pub hint: Option<String>,
 }
 
 /// Why a model could not be written.
@@ -288,13 +294,13 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
                 .and_then(|mut labels| labels.next())
                 .map(|label| *label.inner());
             let hint = guess_what_it_is(text.as_bytes()).filter(|h| !h.contains("text-format"));
-            return Err(ReadError::Text {
+            return Err(ReadError::Text(Box::new(TextError {
                 path: path.to_path_buf(),
                 message: err.to_string(),
                 source_code: NamedSource::new(path.display().to_string(), text),
                 span,
                 hint,
-            });
+            })));
         }
     };
     let graph = GraphDef::decode(Bytes::from(message.encode_to_vec()))

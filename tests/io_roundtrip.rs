@@ -85,7 +85,10 @@ fn text_round_trip_is_the_same_message() {
 fn function_library_and_versions_survive() {
     let dir = common::fixtures_dir().join("tf2_if");
     let original = read_graph(&dir.join("model.pb"), None).unwrap();
-    let library = original.library.as_ref().expect("tf2_if has a function library");
+    let library = original
+        .library
+        .as_ref()
+        .expect("tf2_if has a function library");
     assert!(library.function.len() >= 2);
     let tmp = tempfile::tempdir().unwrap();
     for name in ["out.pb", "out.pbtxt"] {
@@ -124,27 +127,69 @@ fn tensor_content_shares_the_input_buffer() {
         }) = node.attr.get("value")
         {
             if !t.tensor_content.is_empty() {
-                assert!(range.contains(&(t.tensor_content.as_ptr() as usize)), "{} was copied", node.name);
+                assert!(
+                    range.contains(&(t.tensor_content.as_ptr() as usize)),
+                    "{} was copied",
+                    node.name
+                );
                 checked += 1;
             }
         }
     }
-    assert!(checked > 5, "expected the seed's weights in tensor_content, found {checked}");
+    assert!(
+        checked > 5,
+        "expected the seed's weights in tensor_content, found {checked}"
+    );
 }
 
 #[test]
 fn text_format_escapes_bytes_and_keeps_special_floats() {
     use graphrw::proto::{AttrValue, NodeDef, attr_value::Value as V};
-    let mut node = NodeDef { name: "n".into(), op: "Const".into(), ..Default::default() };
-    node.attr.insert("s".into(), AttrValue { value: Some(V::S(Bytes::from_static(b"a\"b\\\n\x00\xff'"))) });
-    node.attr.insert("inf".into(), AttrValue { value: Some(V::F(f32::INFINITY)) });
-    node.attr.insert("ninf".into(), AttrValue { value: Some(V::F(f32::NEG_INFINITY)) });
-    node.attr.insert("tiny".into(), AttrValue { value: Some(V::F(1.0e-45)) });
-    node.attr.insert("pi".into(), AttrValue { value: Some(V::F(std::f32::consts::PI)) });
-    let graph = GraphDef { node: vec![node], ..Default::default() };
+    let mut node = NodeDef {
+        name: "n".into(),
+        op: "Const".into(),
+        ..Default::default()
+    };
+    node.attr.insert(
+        "s".into(),
+        AttrValue {
+            value: Some(V::S(Bytes::from_static(b"a\"b\\\n\x00\xff'"))),
+        },
+    );
+    node.attr.insert(
+        "inf".into(),
+        AttrValue {
+            value: Some(V::F(f32::INFINITY)),
+        },
+    );
+    node.attr.insert(
+        "ninf".into(),
+        AttrValue {
+            value: Some(V::F(f32::NEG_INFINITY)),
+        },
+    );
+    node.attr.insert(
+        "tiny".into(),
+        AttrValue {
+            value: Some(V::F(1.0e-45)),
+        },
+    );
+    node.attr.insert(
+        "pi".into(),
+        AttrValue {
+            value: Some(V::F(std::f32::consts::PI)),
+        },
+    );
+    let graph = GraphDef {
+        node: vec![node],
+        ..Default::default()
+    };
     let text = String::from_utf8(bytes_of(&graph, Format::Text)).unwrap();
     assert!(text.contains(r#"s: "a\"b\\\n\000\377\'""#), "{text}");
-    assert!(text.contains("f: inf") && text.contains("f: -inf"), "{text}");
+    assert!(
+        text.contains("f: inf") && text.contains("f: -inf"),
+        "{text}"
+    );
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("g.pbtxt");
     std::fs::write(&path, &text).unwrap();
