@@ -1,19 +1,32 @@
-//! The indexed graph: a `GraphDef` plus the indexes every later stage needs.
+//! The indexed graph: a GraphDef's nodes as slices of the file's bytes, plus
+//! the indexes every later stage needs.
 //!
-//! Nodes keep their file order and are addressed by [`NodeId`], their index
-//! in `GraphDef.node`. The indexes are built once, in one pass over the
-//! inputs: nodes by name, nodes by op, each node's parsed inputs, and each
-//! node's consumers (data consumers per output port, and control consumers).
-//! Problems met while indexing (duplicate names, inputs that resolve to
-//! nothing) are kept, not fatal; [`crate::validate`] reports them.
+//! Reading a model does not decode its nodes into owned messages: each node
+//! keeps its encoded bytes (a zero-copy slice of the buffer the file was
+//! read into), and only the name, op and input strings are located in them.
+//! Attributes are decoded on demand, one at a time. Writing copies the bytes
+//! of every node back out, so a node no rule touched comes out exactly as it
+//! went in. This keeps reading and writing a 100 MB model bound by memory
+//! bandwidth, and a million-node graph in a few hundred bytes per node.
+//!
+//! Nodes keep their file order and are addressed by [`NodeId`], their
+//! position. The indexes (nodes by name, nodes by op, each node's parsed
+//! inputs, each node's consumers) are built in one pass. Problems met while
+//! indexing (duplicate names, inputs that resolve to nothing) are kept, not
+//! fatal; [`crate::validate`] reports them.
 
+use std::io::{self, Write};
+
+use bytes::Bytes;
 use indexmap::IndexMap;
+use prost::Message;
 use rustc_hash::FxBuildHasher;
 
 use crate::input::{InputRef, InputSyntaxError, parse_input};
-use crate::proto::{GraphDef, NodeDef};
+use crate::proto::{AttrValue, GraphDef, NodeDef};
+use crate::wire::{self, LEN, VARINT};
 
-/// A node's position in `GraphDef.node`.
+/// A node's position in the graph (its index in `GraphDef.node`).
 pub type NodeId = u32;
 
 type Map<K, V> = IndexMap<K, V, FxBuildHasher>;
@@ -56,10 +69,85 @@ pub enum BadInput {
     Missing,
 }
 
-/// A `GraphDef` with its indexes. Immutable: rewriting produces a new graph.
-#[derive(Debug)]
+/// Why bytes are not a GraphDef.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FormatError(pub String);
+
+/// Why a node's attributes could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("node `{node}`: cannot decode {what}: {reason}")]
+pub struct NodeDecodeError {
+    /// The node's name.
+    pub node: String,
+    /// What was being decoded.
+    pub what: String,
+    /// prost's message.
+    pub reason: String,
+}
+
+/// A range of a node's bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(range: std::ops::Range<usize>) -> Span {
+        Span {
+            start: range.start as u32,
+            len: (range.end - range.start) as u32,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+/// One node: where its encoded `NodeDef` is, and where its strings are in
+/// it (relative to its start).
+#[derive(Clone, Copy, Debug)]
+struct NodeRec {
+    /// Into `Graph::bufs`.
+    buf: u32,
+    raw: Span,
+    name: Span,
+    op: Span,
+    /// Into `Graph::input_spans`.
+    first_input: u32,
+    inputs: u32,
+}
+
+/// Where a node of a graph being built comes from.
+#[derive(Clone, Debug)]
+pub enum NodeSource {
+    /// A node of the graph being rebuilt, as it is.
+    Existing(NodeId),
+    /// A new or changed node, encoded.
+    Encoded(Bytes),
+}
+
+/// A GraphDef with its indexes. Immutable: rewriting builds a new graph.
+///
+/// The indexes are built on first use, so reading and writing a model
+/// without querying it (`convert`) costs one scan of its bytes.
+#[derive(Clone, Debug)]
 pub struct Graph {
-    def: GraphDef,
+    /// The buffers the nodes live in: the file, then one per rebuild.
+    bufs: Vec<Bytes>,
+    nodes: Vec<NodeRec>,
+    input_spans: Vec<Span>,
+    /// The top-level fields other than nodes (library, versions, debug
+    /// info...), each with its key, in file order.
+    tail: Vec<Bytes>,
+    index: std::sync::OnceLock<Index>,
+}
+
+/// The name, op, edge and consumer indexes of a graph.
+#[derive(Clone, Debug)]
+struct Index {
     by_name: Map<Box<str>, NodeId>,
     by_op: Map<Box<str>, Vec<NodeId>>,
     /// All nodes' edges; node `i` owns `edges[edge_start[i]..edge_start[i + 1]]`.
@@ -72,38 +160,196 @@ pub struct Graph {
     bad_inputs: Vec<(NodeId, u32, BadInput)>,
 }
 
+/// GraphDef's top-level fields and their wire types.
+fn top_level_wire(number: u32) -> Option<u8> {
+    match number {
+        1 | 2 | 4 | 5 => Some(LEN),
+        3 => Some(VARINT),
+        _ => None,
+    }
+}
+
 impl Graph {
-    /// Indexes `def`. Never fails: problems are recorded for validation.
-    pub fn new(def: GraphDef) -> Graph {
-        let n = def.node.len();
-        assert!(n < u32::MAX as usize, "more nodes than NodeId can address");
+    /// Indexes an encoded GraphDef. The nodes share `data`; nothing is copied.
+    ///
+    /// Fails when the top level is not a GraphDef's (unknown fields, wrong
+    /// wire types, lengths past the end) or a node's name, op or inputs are
+    /// malformed: prost would skip unknown fields, so arbitrary bytes would
+    /// otherwise pass as a graph.
+    pub fn from_bytes(data: Bytes) -> Result<Graph, FormatError> {
+        let mut nodes = Vec::new();
+        let mut tail = Vec::new();
+        for field in wire::fields(&data) {
+            let field = field.map_err(|e| FormatError(e.to_string()))?;
+            let Some(expected) = top_level_wire(field.number) else {
+                return Err(FormatError(format!(
+                    "byte {}: field number {} (wire type {}) is not a GraphDef field",
+                    field.start, field.number, field.wire
+                )));
+            };
+            if field.wire != expected {
+                return Err(FormatError(format!(
+                    "byte {}: field {} has wire type {}, a GraphDef's has {expected}",
+                    field.start, field.number, field.wire
+                )));
+            }
+            if field.number == 1 {
+                nodes.push(field.payload());
+            } else {
+                tail.push(data.slice(field.start..field.end));
+            }
+        }
+        if nodes.is_empty() && !tail.iter().any(|f| f.first() == Some(&0x12)) {
+            return Err(FormatError(
+                "it has neither nodes nor a function library".into(),
+            ));
+        }
+        let mut graph = Graph::empty(tail);
+        graph.bufs.push(data);
+        graph.nodes.reserve_exact(nodes.len());
+        graph.input_spans.reserve(nodes.len() * 2);
+        for (index, range) in nodes.into_iter().enumerate() {
+            graph.push_scanned(0, range, index)?;
+        }
+        Ok(graph)
+    }
+
+    fn empty(tail: Vec<Bytes>) -> Graph {
+        Graph {
+            bufs: Vec::new(),
+            nodes: Vec::new(),
+            input_spans: Vec::new(),
+            tail,
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Adds the node encoded at `range` of buffer `buf`, locating its strings.
+    fn push_scanned(
+        &mut self,
+        buf: u32,
+        range: std::ops::Range<usize>,
+        index: usize,
+    ) -> Result<(), FormatError> {
+        assert!(
+            self.nodes.len() < u32::MAX as usize,
+            "more nodes than NodeId can address"
+        );
+        let raw = &self.bufs[buf as usize][range.clone()];
+        let first_input = self.input_spans.len() as u32;
+        let (name, op) = locate_strings(index, raw, &mut self.input_spans)?;
+        let inputs = self.input_spans.len() as u32 - first_input;
+        self.nodes.push(NodeRec {
+            buf,
+            raw: Span::of(range),
+            name,
+            op,
+            first_input,
+            inputs,
+        });
+        Ok(())
+    }
+
+    /// A graph of encoded `NodeDef`s (without keys) and encoded top-level
+    /// fields (with keys).
+    pub fn from_nodes(raw_nodes: Vec<Bytes>, tail: Vec<Bytes>) -> Result<Graph, FormatError> {
+        Graph::empty(tail).rebuilt(raw_nodes.into_iter().map(NodeSource::Encoded))
+    }
+
+    /// Indexes an owned GraphDef (encoding it once).
+    pub fn from_def(def: &GraphDef) -> Graph {
+        let data = Bytes::from(def.encode_to_vec());
+        Graph::from_bytes(data).expect("prost's own encoding of a GraphDef is one")
+    }
+
+    /// A new graph with this graph's top-level fields and the given nodes, in
+    /// that order: existing nodes are shared, not copied or re-read; encoded
+    /// ones are gathered into one new buffer.
+    pub fn rebuilt(
+        &self,
+        nodes: impl IntoIterator<Item = NodeSource>,
+    ) -> Result<Graph, FormatError> {
+        let mut graph = Graph::empty(self.tail.clone());
+        graph.bufs = self.bufs.clone();
+        let mut fresh = Vec::new();
+        let mut pending = Vec::new();
+        for (position, source) in nodes.into_iter().enumerate() {
+            match source {
+                NodeSource::Existing(id) => {
+                    let rec = self.nodes[id as usize];
+                    let first_input = graph.input_spans.len() as u32;
+                    let spans =
+                        &self.input_spans[rec.first_input as usize..][..rec.inputs as usize];
+                    graph.input_spans.extend_from_slice(spans);
+                    graph.nodes.push(NodeRec { first_input, ..rec });
+                }
+                NodeSource::Encoded(bytes) => {
+                    let start = fresh.len();
+                    fresh.extend_from_slice(&bytes);
+                    pending.push((graph.nodes.len(), start..fresh.len(), position));
+                    // A stand-in, replaced once the new buffer exists.
+                    graph.nodes.push(NodeRec {
+                        buf: 0,
+                        raw: Span::default(),
+                        name: Span::default(),
+                        op: Span::default(),
+                        first_input: 0,
+                        inputs: 0,
+                    });
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let buf = graph.bufs.len() as u32;
+            graph.bufs.push(Bytes::from(fresh));
+            let mut scanned = Graph::empty(Vec::new());
+            scanned.bufs = graph.bufs.clone();
+            for (slot, range, position) in pending {
+                scanned.push_scanned(buf, range, position)?;
+                let rec = *scanned.nodes.last().expect("just pushed");
+                let first_input = graph.input_spans.len() as u32;
+                let spans = &scanned.input_spans[rec.first_input as usize..][..rec.inputs as usize];
+                graph.input_spans.extend_from_slice(spans);
+                graph.nodes[slot] = NodeRec { first_input, ..rec };
+            }
+        }
+        Ok(graph)
+    }
+
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| Index::build(self))
+    }
+}
+
+impl Index {
+    fn build(graph: &Graph) -> Index {
+        let n = graph.len();
         let mut by_name: Map<Box<str>, NodeId> = Map::with_capacity_and_hasher(n, FxBuildHasher);
         let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
         let mut duplicates = Vec::new();
-        for (id, node) in def.node.iter().enumerate() {
-            let id = id as NodeId;
-            match by_name.entry(node.name.as_str().into()) {
+        for id in graph.ids() {
+            match by_name.entry(graph.name(id).into()) {
                 indexmap::map::Entry::Occupied(_) => duplicates.push(id),
                 indexmap::map::Entry::Vacant(slot) => {
                     slot.insert(id);
                 }
             }
-            match by_op.get_mut(node.op.as_str()) {
+            let op = graph.op(id);
+            match by_op.get_mut(op) {
                 Some(ids) => ids.push(id),
                 None => {
-                    by_op.insert(node.op.as_str().into(), vec![id]);
+                    by_op.insert(op.into(), vec![id]);
                 }
             }
         }
 
-        let total: usize = def.node.iter().map(|node| node.input.len()).sum();
-        let mut edges = Vec::with_capacity(total);
+        let mut edges = Vec::with_capacity(graph.input_spans.len());
         let mut edge_start = Vec::with_capacity(n + 1);
         let mut bad_inputs = Vec::new();
-        let mut fan_out = vec![0u32; n + 1];
-        for (id, node) in def.node.iter().enumerate() {
+        let mut fan_out = vec![0u32; n];
+        for id in 0..n {
             edge_start.push(edges.len() as u32);
-            for (slot, text) in node.input.iter().enumerate() {
+            for (slot, text) in graph.input_strs(id as NodeId).enumerate() {
                 let edge = match parse_input(text) {
                     Ok(input) => {
                         let port = match input {
@@ -130,11 +376,11 @@ impl Graph {
         }
         edge_start.push(edges.len() as u32);
 
-        // Counting sort of the edges by producer gives the consumer lists,
+        // A counting sort of the edges by producer gives the consumer lists,
         // each in (consumer, slot) order.
         let mut consumer_start = Vec::with_capacity(n + 1);
         let mut acc = 0u32;
-        for count in &fan_out[..n] {
+        for count in &fan_out {
             consumer_start.push(acc);
             acc += count;
         }
@@ -161,8 +407,7 @@ impl Graph {
             }
         }
 
-        Graph {
-            def,
+        Index {
             by_name,
             by_op,
             edges,
@@ -173,68 +418,188 @@ impl Graph {
             bad_inputs,
         }
     }
+}
 
-    /// The underlying GraphDef.
-    pub fn def(&self) -> &GraphDef {
-        &self.def
-    }
-
-    /// Gives the GraphDef back, dropping the indexes.
-    pub fn into_def(self) -> GraphDef {
-        self.def
-    }
-
+impl Graph {
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        self.def.node.len()
+        self.nodes.len()
     }
 
     /// True when the graph has no nodes.
     pub fn is_empty(&self) -> bool {
-        self.def.node.is_empty()
+        self.nodes.is_empty()
     }
 
     /// All node ids, in file order.
     pub fn ids(&self) -> impl ExactSizeIterator<Item = NodeId> + use<> {
-        0..self.def.node.len() as NodeId
+        0..self.nodes.len() as NodeId
     }
 
-    /// The node with id `id`.
-    pub fn node(&self, id: NodeId) -> &NodeDef {
-        &self.def.node[id as usize]
+    fn raw(&self, id: NodeId) -> &[u8] {
+        let rec = &self.nodes[id as usize];
+        &self.bufs[rec.buf as usize][rec.raw.range()]
     }
 
     /// The node's name.
     pub fn name(&self, id: NodeId) -> &str {
-        &self.def.node[id as usize].name
+        str_at(self.raw(id), self.nodes[id as usize].name)
+    }
+
+    /// The node's op.
+    pub fn op(&self, id: NodeId) -> &str {
+        str_at(self.raw(id), self.nodes[id as usize].op)
+    }
+
+    /// The node's input strings, in order.
+    pub fn input_strs(&self, id: NodeId) -> impl ExactSizeIterator<Item = &str> {
+        let rec = &self.nodes[id as usize];
+        let raw = self.raw(id);
+        let spans = &self.input_spans[rec.first_input as usize..][..rec.inputs as usize];
+        spans.iter().map(move |span| str_at(raw, *span))
+    }
+
+    /// The node's input string at `slot`.
+    pub fn input_str(&self, id: NodeId, slot: u32) -> &str {
+        let rec = &self.nodes[id as usize];
+        str_at(
+            self.raw(id),
+            self.input_spans[(rec.first_input + slot) as usize],
+        )
+    }
+
+    /// The node's encoded `NodeDef`, sharing the graph's buffer.
+    pub fn node_bytes(&self, id: NodeId) -> Bytes {
+        let rec = &self.nodes[id as usize];
+        self.bufs[rec.buf as usize].slice(rec.raw.range())
+    }
+
+    /// The node decoded in full.
+    pub fn node_def(&self, id: NodeId) -> Result<NodeDef, NodeDecodeError> {
+        NodeDef::decode(self.node_bytes(id)).map_err(|e| NodeDecodeError {
+            node: self.name(id).to_string(),
+            what: "the node".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The value of the node's attribute `key`, decoded alone (the last
+    /// entry wins if the key repeats, as protobuf maps do). Tensor contents
+    /// share the graph's buffer.
+    pub fn attr(&self, id: NodeId, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
+        let raw = self.node_bytes(id);
+        let err = |reason: String| NodeDecodeError {
+            node: self.name(id).to_string(),
+            what: format!("attribute `{key}`"),
+            reason,
+        };
+        let mut found = None;
+        for field in wire::fields(&raw) {
+            let field = field.map_err(|e| err(e.to_string()))?;
+            if field.number != 5 || field.wire != LEN {
+                continue;
+            }
+            let entry = raw.slice(field.payload());
+            let mut entry_key: &[u8] = b"";
+            let mut value = None;
+            for part in wire::fields(&entry) {
+                let part = part.map_err(|e| err(e.to_string()))?;
+                match (part.number, part.wire) {
+                    (1, LEN) => entry_key = &entry[part.payload()],
+                    (2, LEN) => value = Some(part.payload()),
+                    _ => {}
+                }
+            }
+            if entry_key == key.as_bytes() {
+                found = Some(match value {
+                    Some(range) => {
+                        AttrValue::decode(entry.slice(range)).map_err(|e| err(e.to_string()))?
+                    }
+                    None => AttrValue::default(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// The top-level fields other than nodes, encoded with their keys.
+    pub fn tail(&self) -> &[Bytes] {
+        &self.tail
+    }
+
+    /// Everything but the nodes (library, versions, debug info), decoded.
+    pub fn header(&self) -> Result<GraphDef, prost::DecodeError> {
+        GraphDef::decode(self.tail.concat().as_slice())
+    }
+
+    /// The whole graph decoded into owned messages.
+    pub fn to_def(&self) -> Result<GraphDef, prost::DecodeError> {
+        let mut buf = Vec::with_capacity(self.encoded_len());
+        self.encode(&mut buf).expect("writing to a Vec cannot fail");
+        GraphDef::decode(Bytes::from(buf))
+    }
+
+    /// Bytes [`Graph::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        let nodes: usize = self
+            .nodes
+            .iter()
+            .map(|n| {
+                1 + prost::encoding::encoded_len_varint(u64::from(n.raw.len)) + n.raw.len as usize
+            })
+            .sum();
+        nodes + self.tail.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Writes the binary GraphDef: every node's bytes as they are, then the
+    /// other top-level fields, in their original order.
+    pub fn encode<W: Write>(&self, out: &mut W) -> io::Result<()> {
+        let mut key = Vec::with_capacity(11);
+        for id in self.ids() {
+            let raw = self.raw(id);
+            key.clear();
+            key.push(0x0a); // field 1, wire type LEN
+            wire::write_varint(raw.len() as u64, &mut key);
+            out.write_all(&key)?;
+            out.write_all(raw)?;
+        }
+        for field in &self.tail {
+            out.write_all(field)?;
+        }
+        Ok(())
     }
 
     /// The id of the node named `name` (the first one, if names repeat).
     pub fn id(&self, name: &str) -> Option<NodeId> {
-        self.by_name.get(name).copied()
+        self.index().by_name.get(name).copied()
     }
 
     /// Nodes whose op is `op`, in file order.
     pub fn nodes_with_op(&self, op: &str) -> &[NodeId] {
-        self.by_op.get(op).map_or(&[], Vec::as_slice)
+        self.index().by_op.get(op).map_or(&[], Vec::as_slice)
     }
 
     /// Every op with its nodes, in order of first appearance.
     pub fn ops(&self) -> impl Iterator<Item = (&str, &[NodeId])> {
-        self.by_op.iter().map(|(op, ids)| (&**op, ids.as_slice()))
+        self.index()
+            .by_op
+            .iter()
+            .map(|(op, ids)| (&**op, ids.as_slice()))
     }
 
     /// The node's inputs, resolved, in `NodeDef.input` order.
     pub fn inputs(&self, id: NodeId) -> &[Edge] {
+        let index = self.index();
         let id = id as usize;
-        &self.edges[self.edge_start[id] as usize..self.edge_start[id + 1] as usize]
+        &index.edges[index.edge_start[id] as usize..index.edge_start[id + 1] as usize]
     }
 
     /// Every use of the node's outputs and every control edge from it,
     /// ordered by consumer id then slot.
     pub fn consumers(&self, id: NodeId) -> &[Consumer] {
+        let index = self.index();
         let id = id as usize;
-        &self.consumers[self.consumer_start[id] as usize..self.consumer_start[id + 1] as usize]
+        &index.consumers[index.consumer_start[id] as usize..index.consumer_start[id + 1] as usize]
     }
 
     /// Uses of output `port` of the node.
@@ -253,11 +618,54 @@ impl Graph {
 
     /// Nodes whose name is taken by an earlier node.
     pub fn duplicates(&self) -> &[NodeId] {
-        &self.duplicates
+        &self.index().duplicates
     }
 
     /// Inputs that resolve to no node: (node, slot, why).
     pub fn bad_inputs(&self) -> &[(NodeId, u32, BadInput)] {
-        &self.bad_inputs
+        &self.index().bad_inputs
     }
+}
+
+/// A string field of a node. Only spans checked as UTF-8 by
+/// [`locate_strings`] are ever passed here.
+fn str_at(raw: &[u8], span: Span) -> &str {
+    std::str::from_utf8(&raw[span.range()]).unwrap_or_default()
+}
+
+/// Finds a node's name and op in its encoded bytes, and appends its inputs.
+fn locate_strings(
+    index: usize,
+    raw: &[u8],
+    inputs: &mut Vec<Span>,
+) -> Result<(Span, Span), FormatError> {
+    let mut name = Span::default();
+    let mut op = Span::default();
+    for field in wire::fields(raw) {
+        let field = field.map_err(|e| FormatError(format!("node #{index}: {e}")))?;
+        let target = match field.number {
+            1 => "name",
+            2 => "op",
+            3 => "input",
+            _ => continue,
+        };
+        if field.wire != LEN {
+            return Err(FormatError(format!(
+                "node #{index}: its {target} has wire type {}, not a string",
+                field.wire
+            )));
+        }
+        if std::str::from_utf8(&raw[field.payload()]).is_err() {
+            return Err(FormatError(format!(
+                "node #{index}: its {target} is not UTF-8"
+            )));
+        }
+        let span = Span::of(field.payload());
+        match field.number {
+            1 => name = span,
+            2 => op = span,
+            _ => inputs.push(span),
+        }
+    }
+    Ok((name, op))
 }

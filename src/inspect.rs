@@ -6,7 +6,7 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::graph::Graph;
-use crate::proto::{AttrValue, attr_value, dtype_name};
+use crate::proto::{attr_value, dtype_name};
 use crate::prune::default_outputs;
 use crate::validate::{Problem, validate};
 
@@ -46,8 +46,10 @@ pub struct Summary {
     pub problems: Vec<Problem>,
 }
 
-fn attr(value: Option<&AttrValue>) -> Option<&attr_value::Value> {
-    value?.value.as_ref()
+/// An attribute's value; undecodable ones count as absent here (validation
+/// reports them).
+fn attr(graph: &Graph, id: crate::NodeId, key: &str) -> Option<attr_value::Value> {
+    graph.attr(id, key).ok()??.value
 }
 
 /// Summarises the graph.
@@ -61,19 +63,19 @@ pub fn summarize(graph: &Graph) -> Summary {
     let mut inputs = Vec::new();
     for op in ["Placeholder", "PlaceholderWithDefault"] {
         for &id in graph.nodes_with_op(op) {
-            let node = graph.node(id);
-            let dtype = match attr(node.attr.get("dtype")) {
-                Some(attr_value::Value::Type(t)) => dtype_name(*t),
+            let dtype = match attr(graph, id, "dtype") {
+                Some(attr_value::Value::Type(t)) => dtype_name(t),
                 _ => "?".to_string(),
             };
-            let shape = match attr(node.attr.get("shape")) {
+            let shape = match attr(graph, id, "shape") {
                 Some(attr_value::Value::Shape(s)) => s.display(),
                 _ => "<unknown>".to_string(),
             };
+            let name = graph.name(id).to_string();
             inputs.push((
                 id,
                 InputInfo {
-                    name: node.name.clone(),
+                    name,
                     op: op.to_string(),
                     dtype,
                     shape,
@@ -86,13 +88,13 @@ pub fn summarize(graph: &Graph) -> Summary {
     let consts = graph.nodes_with_op("Const");
     let constant_bytes = consts
         .iter()
-        .filter_map(|&id| match attr(graph.node(id).attr.get("value")) {
+        .filter_map(|&id| match attr(graph, id, "value") {
             Some(attr_value::Value::Tensor(t)) => Some(t.value_bytes()),
             _ => None,
         })
         .sum();
 
-    let def = graph.def();
+    let header = graph.header().unwrap_or_default();
     Summary {
         nodes: graph.len(),
         ops,
@@ -103,8 +105,8 @@ pub fn summarize(graph: &Graph) -> Summary {
             .collect(),
         constants: consts.len(),
         constant_bytes,
-        functions: def.library.as_ref().map_or(0, |l| l.function.len()),
-        producer: def.versions.as_ref().map(|v| v.producer),
+        functions: header.library.as_ref().map_or(0, |l| l.function.len()),
+        producer: header.versions.as_ref().map(|v| v.producer),
         problems: validate(graph),
     }
 }

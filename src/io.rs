@@ -1,11 +1,10 @@
 //! Reading and writing GraphDefs, losslessly.
 //!
-//! Binary `.pb` files are read whole into one buffer and decoded with prost;
-//! `bytes` fields (notably `TensorProto.tensor_content`) are slices of that
-//! buffer, not copies. Writing streams the graph node by node into a
-//! temporary file beside the target, which is renamed over the target only
-//! once everything is written: a failed write never leaves a partial file,
-//! and the input is never touched.
+//! Binary `.pb` files are read whole into one buffer and indexed in place
+//! ([`Graph::from_bytes`]): nodes are slices of that buffer, not copies.
+//! Writing streams the nodes' bytes into a temporary file beside the target,
+//! which is renamed over the target only once everything is written: a
+//! failed write never leaves a partial file, and the input is never touched.
 //!
 //! The text format goes through prost-reflect's dynamic messages, described
 //! by the same `proto/` files, so every field survives both formats.
@@ -17,10 +16,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 use miette::{Diagnostic, NamedSource, SourceSpan};
-use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
-use crate::proto::GraphDef;
+use crate::graph::Graph;
 
 /// A GraphDef serialization format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -125,7 +123,7 @@ pub struct WriteError {
 
 /// Reads a GraphDef from `path` (`-` is standard input) in `format`, or in
 /// the format its extension names.
-pub fn read_graph(path: &Path, format: Option<Format>) -> Result<GraphDef, ReadError> {
+pub fn read_graph(path: &Path, format: Option<Format>) -> Result<Graph, ReadError> {
     let io_err = |source| ReadError::Io {
         path: path.to_path_buf(),
         source,
@@ -155,81 +153,10 @@ pub fn read_graph(path: &Path, format: Option<Format>) -> Result<GraphDef, ReadE
     }
 }
 
-/// Decodes a binary GraphDef. `bytes` fields of the result share `data`.
-///
-/// prost skips fields it does not know, so any file would "decode" to some
-/// GraphDef. The top level is therefore checked first: every field must be
-/// one of GraphDef's with its wire type, and every length must fit the file.
-pub fn decode_binary(data: Bytes) -> Result<GraphDef, (String, Option<String>)> {
-    check_top_level(&data).map_err(|reason| {
-        let hint = guess_what_it_is(&data);
-        (reason, hint)
-    })?;
-    let graph = GraphDef::decode(data.clone()).map_err(|e| (e.to_string(), None))?;
-    if graph.node.is_empty() && graph.library.is_none() {
-        return Err((
-            "it has neither nodes nor a function library".to_string(),
-            guess_what_it_is(&data),
-        ));
-    }
-    Ok(graph)
-}
-
-const WIRE_VARINT: u64 = 0;
-const WIRE_LEN: u64 = 2;
-
-/// Checks the top-level fields of a would-be GraphDef without decoding them.
-fn check_top_level(data: &[u8]) -> Result<(), String> {
-    let mut at = 0usize;
-    while at < data.len() {
-        let start = at;
-        let key = read_varint(data, &mut at)
-            .ok_or_else(|| format!("truncated field key at byte {start}"))?;
-        let (field, wire) = (key >> 3, key & 7);
-        let expected = match field {
-            1 | 2 | 4 | 5 => WIRE_LEN,
-            3 => WIRE_VARINT,
-            _ => {
-                return Err(format!(
-                    "byte {start}: field number {field} (wire type {wire}) is not a GraphDef field"
-                ));
-            }
-        };
-        if wire != expected {
-            return Err(format!(
-                "byte {start}: field {field} has wire type {wire}, a GraphDef's has {expected}"
-            ));
-        }
-        if wire == WIRE_VARINT {
-            read_varint(data, &mut at)
-                .ok_or_else(|| format!("byte {start}: field {field} is truncated"))?;
-            continue;
-        }
-        let len = read_varint(data, &mut at)
-            .ok_or_else(|| format!("byte {start}: the length of field {field} is truncated"))?;
-        let remaining = (data.len() - at) as u64;
-        if len > remaining {
-            return Err(format!(
-                "byte {start}: field {field} claims {len} bytes but only {remaining} remain \
-                 (the file is truncated or not a GraphDef)"
-            ));
-        }
-        at += len as usize;
-    }
-    Ok(())
-}
-
-fn read_varint(data: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *data.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
+/// Indexes a binary GraphDef; on failure, what is wrong and, when the
+/// bytes look like something else, a hint.
+pub fn decode_binary(data: Bytes) -> Result<Graph, (String, Option<String>)> {
+    Graph::from_bytes(data.clone()).map_err(|e| (e.0, guess_what_it_is(&data)))
 }
 
 /// A hint for files that are something else TensorFlow users often have.
@@ -275,7 +202,7 @@ fn graph_descriptor() -> MessageDescriptor {
         .expect("proto/graph.proto defines tensorflow.GraphDef")
 }
 
-fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
+fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
     let text = String::from_utf8(data).map_err(|e| ReadError::NotGraphDef {
         path: path.to_path_buf(),
         format: Format::Text,
@@ -303,7 +230,10 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
             })));
         }
     };
-    let graph = GraphDef::decode(Bytes::from(message.encode_to_vec()))
+    // Dynamic messages keep maps in hash order; going through prost's types
+    // (sorted maps) makes the binary form deterministic.
+    let encoded = prost::Message::encode_to_vec(&message);
+    let graph = <crate::proto::GraphDef as prost::Message>::decode(encoded.as_slice())
         .expect("a message of GraphDef's own descriptor decodes as GraphDef");
     if graph.node.is_empty() && graph.library.is_none() {
         return Err(ReadError::NotGraphDef {
@@ -313,62 +243,30 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<GraphDef, ReadError> {
             hint: None,
         });
     }
-    Ok(graph)
-}
-
-/// Writes `graph` in binary form to `out`, node by node.
-///
-/// Fields go out in field-number order, as TensorFlow writes them; the
-/// result equals `graph.encode_to_vec()` as a message and is deterministic
-/// because maps are sorted.
-#[allow(deprecated)] // `version` is deprecated but must still round-trip.
-pub fn encode_binary<W: Write>(graph: &GraphDef, out: &mut W) -> io::Result<()> {
-    use prost::encoding::{int32, message};
-    let mut buf = Vec::with_capacity(1 << 16);
-    for node in &graph.node {
-        buf.clear();
-        message::encode(1, node, &mut buf);
-        out.write_all(&buf)?;
-    }
-    buf.clear();
-    if let Some(library) = &graph.library {
-        message::encode(2, library, &mut buf);
-    }
-    if graph.version != 0 {
-        int32::encode(3, &graph.version, &mut buf);
-    }
-    if let Some(versions) = &graph.versions {
-        message::encode(4, versions, &mut buf);
-    }
-    if let Some(debug_info) = &graph.debug_info {
-        message::encode(5, debug_info, &mut buf);
-    }
-    out.write_all(&buf)
+    Ok(Graph::from_def(&graph))
 }
 
 /// The text format of `graph`, as TensorFlow's `text_format` reads it.
-pub fn encode_text(graph: &GraphDef) -> String {
-    let message = DynamicMessage::decode(graph_descriptor(), graph.encode_to_vec().as_slice())
-        .expect("an encoded GraphDef decodes against its own descriptor");
-    crate::text::print(&message)
+pub fn encode_text(graph: &Graph) -> Result<String, io::Error> {
+    let mut binary = Vec::with_capacity(graph.encoded_len());
+    graph.encode(&mut binary)?;
+    let message = DynamicMessage::decode(graph_descriptor(), binary.as_slice())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(crate::text::print(&message))
 }
 
 /// Serializes `graph` in `format` to `out`.
-pub fn encode<W: Write>(graph: &GraphDef, format: Format, out: &mut W) -> io::Result<()> {
+pub fn encode<W: Write>(graph: &Graph, format: Format, out: &mut W) -> io::Result<()> {
     match format {
-        Format::Binary => encode_binary(graph, out),
-        Format::Text => out.write_all(encode_text(graph).as_bytes()),
+        Format::Binary => graph.encode(out),
+        Format::Text => out.write_all(encode_text(graph)?.as_bytes()),
     }
 }
 
 /// Writes `graph` to `path` (`-` is standard output) in `format`, or in the
 /// format its extension names. The file appears whole or not at all: the
 /// bytes go to a temporary file in the same directory, renamed over `path`.
-pub fn write_graph(
-    path: &Path,
-    graph: &GraphDef,
-    format: Option<Format>,
-) -> Result<(), WriteError> {
+pub fn write_graph(path: &Path, graph: &Graph, format: Option<Format>) -> Result<(), WriteError> {
     let format = format.unwrap_or_else(|| Format::from_path(path));
     let err = |source| WriteError {
         path: path.to_path_buf(),

@@ -7,7 +7,9 @@
 //! - [`text`]: the text format, printed as TensorFlow prints it;
 //! - [`input`]: the one parser of `NodeDef.input` strings;
 //! - [`ops`]: the table of well-known TensorFlow ops and their arities;
-//! - [`graph`]: the indexed graph (nodes by name and by op, consumers);
+//! - [`wire`]: the protobuf wire format, walked without decoding;
+//! - [`graph`]: the indexed graph: nodes as slices of the file, by name and
+//!   by op, with their consumers;
 //! - [`validate`]: graph validity (names, inputs, ports, cycles);
 //! - [`prune`]: keep what the outputs reach, as `extract_sub_graph` does;
 //! - [`inspect`]: the summary behind `graphrw inspect`;
@@ -24,6 +26,7 @@ pub mod proto;
 pub mod prune;
 pub mod text;
 pub mod validate;
+pub mod wire;
 
 pub use graph::{Graph, NodeId};
 pub use proto::GraphDef;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result, miette};
 
-use graphrw::Graph;
 use graphrw::inspect::summarize;
 use graphrw::io::{Format, read_graph, write_graph};
 use graphrw::prune::{outputs_or_default, prune};
@@ -95,7 +94,7 @@ fn run(command: Command) -> Result<ExitCode> {
             json,
             format,
         } => {
-            let graph = Graph::new(read_graph(&model, format)?);
+            let graph = read_graph(&model, format)?;
             let summary = summarize(&graph);
             if json {
                 println!(
@@ -109,7 +108,7 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { model, format } => {
-            let graph = Graph::new(read_graph(&model, format)?);
+            let graph = read_graph(&model, format)?;
             let problems = validate(&graph);
             if problems.is_empty() {
                 println!("{}: valid, {} nodes", model.display(), graph.len());
@@ -145,13 +144,13 @@ fn run(command: Command) -> Result<ExitCode> {
             format,
             to,
         } => {
-            let graph = Graph::new(read_graph(&model, format)?);
+            let graph = read_graph(&model, format)?;
             let roots = outputs_or_default(&graph, &outputs)?;
             let before = graph.len();
-            let pruned = prune(graph, &roots);
+            let pruned = prune(&graph, &roots);
             let target = output.unwrap_or_else(|| sibling(&model, "pruned", to));
             write_graph(&target, &pruned, to)?;
-            eprintln!("kept {} of {before} nodes", pruned.node.len());
+            eprintln!("kept {} of {before} nodes", pruned.len());
             if target != Path::new("-") {
                 println!("{}", target.display());
             }

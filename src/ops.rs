@@ -5,7 +5,7 @@
 //! Counts are taken from TensorFlow's op registrations (`REGISTER_OP`); an op
 //! not in the table is not an error anywhere, only unchecked.
 
-use crate::proto::{NodeDef, attr_value};
+use crate::proto::{AttrValue, attr_value};
 
 /// How many data inputs an op takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,15 +234,16 @@ impl OpInfo {
         self
     }
 
-    /// Outputs of `node`, an instance of this op, when its attributes say.
-    pub fn num_outputs(&self, node: &NodeDef) -> Option<u32> {
+    /// Outputs of an instance of this op, whose attributes `attr` gives,
+    /// when they say.
+    pub fn num_outputs(&self, attr: impl Fn(&str) -> Option<AttrValue>) -> Option<u32> {
         match self.outputs {
             Outputs::Fixed(n) => Some(n),
-            Outputs::IntAttr(attr) => match node.attr.get(attr)?.value.as_ref()? {
-                attr_value::Value::I(n) => u32::try_from(*n).ok(),
+            Outputs::IntAttr(name) => match attr(name)?.value? {
+                attr_value::Value::I(n) => u32::try_from(n).ok(),
                 _ => None,
             },
-            Outputs::ListAttr(attr) => match node.attr.get(attr)?.value.as_ref()? {
+            Outputs::ListAttr(name) => match attr(name)?.value? {
                 attr_value::Value::List(list) => {
                     let n = list.r#type.len() + list.shape.len() + list.s.len();
                     u32::try_from(n).ok()
@@ -260,7 +261,7 @@ pub fn lookup(op: &str) -> Option<&'static OpInfo> {
         .map(|i| &OPS[i])
 }
 
-/// Outputs of `node` if its op is in the table and its attributes are set.
-pub fn num_outputs(node: &NodeDef) -> Option<u32> {
-    lookup(&node.op)?.num_outputs(node)
+/// Outputs of node `id` if its op is in the table and its attributes say.
+pub fn num_outputs(graph: &crate::Graph, id: crate::NodeId) -> Option<u32> {
+    lookup(graph.op(id))?.num_outputs(|name| graph.attr(id, name).ok().flatten())
 }

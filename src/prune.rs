@@ -1,9 +1,8 @@
 //! Pruning: keep what the graph outputs reach through data and control
 //! edges, as TensorFlow's `extract_sub_graph` does, in file order.
 
-use crate::graph::{Graph, NodeId};
+use crate::graph::{Graph, NodeId, NodeSource};
 use crate::input::parse_tensor_name;
-use crate::proto::GraphDef;
 
 /// A requested output that the graph does not have.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -80,13 +79,16 @@ pub fn reachable(graph: &Graph, roots: &[NodeId]) -> Vec<bool> {
 }
 
 /// The graph without the nodes `outputs` do not reach. Everything else
-/// (versions, library, debug info, the kept nodes and their order) is kept.
-pub fn prune(graph: Graph, outputs: &[NodeId]) -> GraphDef {
-    let keep = reachable(&graph, outputs);
-    let mut def = graph.into_def();
-    let mut flags = keep.into_iter();
-    def.node.retain(|_| flags.next().unwrap_or(false));
-    def
+/// (versions, library, debug info, the kept nodes' bytes and order) is kept.
+pub fn prune(graph: &Graph, outputs: &[NodeId]) -> Graph {
+    let keep = reachable(graph, outputs);
+    let nodes = graph
+        .ids()
+        .filter(|&id| keep[id as usize])
+        .map(NodeSource::Existing);
+    graph
+        .rebuilt(nodes)
+        .expect("existing nodes are not read again")
 }
 
 /// The node name closest to `name` by edit distance, when close enough to

@@ -1,10 +1,11 @@
-//! The protobuf text format, printed the way TensorFlow prints it.
+//! The protobuf text format, printed the way TensorFlow users see it.
 //!
 //! prost-reflect parses the text format, but its printer keeps map entries
 //! in hash order and writes repeated messages as `[...]` lists. This printer
-//! follows TensorFlow's (C++ `TextFormat`): fields in field-number order, one
-//! line per repeated element, map entries sorted by key, bytes escaped with
-//! octal. The output is deterministic and parses back to the same message.
+//! matches protobuf's Python `text_format.MessageToString`: fields in
+//! field-number order, one line per repeated element, map entries sorted by
+//! key, bytes escaped with octal, floats as Python prints them. The output
+//! is deterministic and parses back to the same message.
 
 use std::fmt::Write;
 
@@ -43,15 +44,16 @@ fn print_fields(message: &DynamicMessage, depth: usize, out: &mut String) {
                     indent(depth, out);
                     out.push_str(field.name());
                     out.push_str(" {\n");
+                    // An entry is a message of its own: a scalar key or value
+                    // equal to its default is not printed, a message value is.
                     let key = Value::from(key.clone());
-                    print_field(key_field.name(), &key, &key_field.kind(), depth + 1, out);
-                    print_field(
-                        value_field.name(),
-                        value,
-                        &value_field.kind(),
-                        depth + 1,
-                        out,
-                    );
+                    if !key.is_default(&key_field.kind()) {
+                        print_field(key_field.name(), &key, &key_field.kind(), depth + 1, out);
+                    }
+                    let kind = value_field.kind();
+                    if matches!(value, Value::Message(_)) || !value.is_default(&kind) {
+                        print_field(value_field.name(), value, &kind, depth + 1, out);
+                    }
                     indent(depth, out);
                     out.push_str("}\n");
                 }
@@ -84,8 +86,8 @@ fn print_field(name: &str, value: &Value, kind: &Kind, depth: usize, out: &mut S
         Value::I64(v) => write!(out, "{v}").unwrap(),
         Value::U32(v) => write!(out, "{v}").unwrap(),
         Value::U64(v) => write!(out, "{v}").unwrap(),
-        Value::F32(v) => push_float(f64::from(*v), v.to_string(), out),
-        Value::F64(v) => push_float(*v, v.to_string(), out),
+        Value::F32(v) => push_python_float(shortest_f32(*v), out),
+        Value::F64(v) => push_python_float(*v, out),
         Value::String(s) => push_escaped(s.as_bytes(), out),
         Value::Bytes(b) => push_escaped(b, out),
         Value::EnumNumber(n) => match kind {
@@ -100,15 +102,68 @@ fn print_field(name: &str, value: &Value, kind: &Kind, depth: usize, out: &mut S
     out.push('\n');
 }
 
-/// Rust's `Display` of a float is the shortest text that reads back as the
-/// same value; the text format spells the non-finite ones `inf` and `nan`.
-fn push_float(value: f64, shortest: String, out: &mut String) {
+/// The double that Python's text_format prints for a float field: the value
+/// rounded to the fewest significant digits (at least 6) that still read
+/// back as the same f32.
+fn shortest_f32(value: f32) -> f64 {
+    if !value.is_finite() {
+        return f64::from(value);
+    }
+    for digits in 6..=9 {
+        let rounded: f64 = format!("{:.*e}", digits - 1, value)
+            .parse()
+            .unwrap_or(f64::NAN);
+        if rounded as f32 == value {
+            return rounded;
+        }
+    }
+    f64::from(value)
+}
+
+/// Writes a double as Python's `repr` does: the shortest digits that read
+/// back, positional when the exponent is in [-4, 16), `1e-05` otherwise,
+/// always with a `.0` or an exponent; `inf`, `-inf`, `nan`.
+fn push_python_float(value: f64, out: &mut String) {
     if value.is_nan() {
         out.push_str("nan");
-    } else if value.is_infinite() {
+        return;
+    }
+    if value.is_infinite() {
         out.push_str(if value > 0.0 { "inf" } else { "-inf" });
+        return;
+    }
+    // `{:e}` gives the shortest round-trip digits: `-1.2345e-5`.
+    let sci = format!("{value:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    out.push_str(sign);
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        if point <= 0 {
+            out.push_str("0.");
+            out.push_str(&"0".repeat((-point) as usize));
+            out.push_str(&digits);
+        } else if point as usize >= digits.len() {
+            out.push_str(&digits);
+            out.push_str(&"0".repeat(point as usize - digits.len()));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..point as usize]);
+            out.push('.');
+            out.push_str(&digits[point as usize..]);
+        }
     } else {
-        out.push_str(&shortest);
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs()).unwrap();
     }
 }
 

@@ -58,6 +58,13 @@ pub enum Problem {
         /// The data input.
         input: String,
     },
+    /// The node's bytes do not decode as a NodeDef (a corrupt attribute...).
+    Undecodable {
+        /// The node.
+        node: String,
+        /// prost's message.
+        reason: String,
+    },
     /// The nodes form a cycle that is not a TensorFlow loop (through NextIteration).
     Cycle {
         /// The cycle, each node an input of the next, the last an input of the first.
@@ -73,7 +80,8 @@ impl Problem {
             | Problem::MalformedInput { node, .. }
             | Problem::MissingInput { node, .. }
             | Problem::NoSuchPort { node, .. }
-            | Problem::DataAfterControl { node, .. } => node,
+            | Problem::DataAfterControl { node, .. }
+            | Problem::Undecodable { node, .. } => node,
             Problem::Cycle { nodes } => nodes.first().map_or("", String::as_str),
         }
     }
@@ -113,6 +121,9 @@ impl fmt::Display for Problem {
                 f,
                 "node `{node}`: data input `{input}` comes after a control input"
             ),
+            Problem::Undecodable { node, reason } => {
+                write!(f, "node `{node}`: does not decode as a NodeDef: {reason}")
+            }
             Problem::Cycle { nodes } => {
                 write!(f, "node `{}`: cycle {}", self.node(), nodes.join(" -> "))?;
                 write!(f, " -> {}", nodes.first().map_or("", String::as_str))
@@ -135,7 +146,7 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
         });
     }
     for (id, slot, bad) in graph.bad_inputs() {
-        let input = graph.node(*id).input[*slot as usize].clone();
+        let input = graph.input_str(*id, *slot).to_string();
         problems.push(match bad {
             BadInput::Syntax(e) => Problem::MalformedInput {
                 node: name(*id),
@@ -149,26 +160,31 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
         });
     }
     for id in graph.ids() {
+        if let Err(e) = graph.node_def(id) {
+            problems.push(Problem::Undecodable {
+                node: name(id),
+                reason: e.reason,
+            });
+        }
         let mut seen_control = false;
         for (slot, edge) in graph.inputs(id).iter().enumerate() {
-            let text = &graph.node(id).input[slot];
+            let text = graph.input_str(id, slot as u32);
             let is_control = parse_input(text).is_ok_and(|i| i.is_control());
             if is_control {
                 seen_control = true;
             } else if seen_control {
                 problems.push(Problem::DataAfterControl {
                     node: name(id),
-                    input: text.clone(),
+                    input: text.to_string(),
                 });
             }
             if let (Some(src), Port::Data(port)) = (edge.src, edge.port) {
-                let producer = graph.node(src);
-                if let Some(outputs) = ops::num_outputs(producer) {
+                if let Some(outputs) = ops::num_outputs(graph, src) {
                     if port >= outputs {
                         problems.push(Problem::NoSuchPort {
                             node: name(id),
-                            input: text.clone(),
-                            op: producer.op.clone(),
+                            input: text.to_string(),
+                            op: graph.op(src).to_string(),
                             outputs,
                         });
                     }
@@ -188,10 +204,7 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
 
 /// True for the edges TensorFlow's loops close back through.
 fn is_back_edge(graph: &Graph, src: NodeId) -> bool {
-    matches!(
-        graph.node(src).op.as_str(),
-        "NextIteration" | "RefNextIteration"
-    )
+    matches!(graph.op(src), "NextIteration" | "RefNextIteration")
 }
 
 /// Orders the nodes so that each comes after all its inputs (data and

@@ -21,7 +21,7 @@ fn graph(nodes: &[Spec]) -> Graph {
             ..Default::default()
         })
         .collect();
-    Graph::new(GraphDef {
+    Graph::from_def(&GraphDef {
         node,
         ..Default::default()
     })
@@ -253,8 +253,8 @@ fn prune_keeps_what_outputs_reach_through_data_and_control() {
         ("out", "Identity", &["mm"]),
     ]);
     let roots = resolve_outputs(&g, &["out:0"]).unwrap();
-    let kept = prune(g, &roots);
-    let names: Vec<&str> = kept.node.iter().map(|n| n.name.as_str()).collect();
+    let kept = prune(&g, &roots);
+    let names: Vec<&str> = kept.ids().map(|id| kept.name(id)).collect();
     assert_eq!(names, ["x", "w", "init", "mm", "out"]);
 }
 
@@ -265,16 +265,17 @@ fn prune_defaults_to_nodes_nothing_consumes_and_keeps_the_rest_of_the_file() {
         ("b", "Identity", &["a"]),
         ("c", "Const", &[]),
     ]);
-    let mut def = g.into_def();
+    let mut def = g.to_def().unwrap();
     def.versions = Some(graphrw::proto::VersionDef {
         producer: 1234,
         min_consumer: 12,
         bad_consumers: vec![3],
     });
-    let g = Graph::new(def.clone());
+    let g = Graph::from_def(&def);
     let roots = default_outputs(&g);
     assert_eq!(roots, vec![1, 2]);
-    let kept = prune(g, &roots);
+    let kept = prune(&g, &roots);
+    let kept = kept.to_def().unwrap();
     assert_eq!(
         kept, def,
         "nothing to prune: the graph comes back unchanged"

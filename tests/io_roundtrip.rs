@@ -5,11 +5,16 @@
 mod common;
 
 use bytes::Bytes;
-use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage, Value};
 
+use graphrw::Graph;
 use graphrw::io::{Format, decode_binary, encode, read_graph, write_graph};
 use graphrw::proto::{FILE_DESCRIPTOR_SET, GraphDef};
+
+/// A model read and decoded in full.
+fn read_def(path: &std::path::Path) -> GraphDef {
+    read_graph(path, None).unwrap().to_def().unwrap()
+}
 
 fn pool() -> DescriptorPool {
     DescriptorPool::decode(FILE_DESCRIPTOR_SET).unwrap()
@@ -17,7 +22,7 @@ fn pool() -> DescriptorPool {
 
 fn bytes_of(graph: &GraphDef, format: Format) -> Vec<u8> {
     let mut out = Vec::new();
-    encode(graph, format, &mut out).unwrap();
+    encode(&Graph::from_def(graph), format, &mut out).unwrap();
     out
 }
 
@@ -57,26 +62,44 @@ fn our_protos_know_every_field_tensorflow_wrote() {
 #[test]
 fn binary_round_trip_is_the_same_message() {
     for (dir, meta) in common::fixtures() {
-        let original = read_graph(&dir.join("model.pb"), None).unwrap();
-        assert_eq!(original.node.len(), meta.graph.nodes, "{}", meta.name);
-        let written = bytes_of(&original, Format::Binary);
-        // The streaming writer and prost's own encoder agree.
-        assert_eq!(written.len(), original.encoded_len(), "{}", meta.name);
-        let again = decode_binary(Bytes::from(written)).unwrap();
+        let file = std::fs::read(dir.join("model.pb")).unwrap();
+        let graph = read_graph(&dir.join("model.pb"), None).unwrap();
+        assert_eq!(graph.len(), meta.graph.nodes, "{}", meta.name);
+        let mut written = Vec::new();
+        encode(&graph, Format::Binary, &mut written).unwrap();
+        assert_eq!(written.len(), graph.encoded_len(), "{}", meta.name);
+        // Untouched nodes are copied, not re-encoded: the same bytes come out.
+        assert!(
+            written == file,
+            "{}: the round trip changed the bytes",
+            meta.name
+        );
+        let original = graph.to_def().unwrap();
+        let again = decode_binary(Bytes::from(written))
+            .unwrap()
+            .to_def()
+            .unwrap();
         assert_eq!(again, original, "{}", meta.name);
+        // A graph rebuilt from owned messages (prost's encoding) is the same message.
+        assert_eq!(
+            Graph::from_def(&original).to_def().unwrap(),
+            original,
+            "{}",
+            meta.name
+        );
     }
 }
 
 #[test]
 fn text_round_trip_is_the_same_message() {
     for (dir, meta) in common::fixtures() {
-        let original = read_graph(&dir.join("model.pb"), None).unwrap();
+        let original = read_def(&dir.join("model.pb"));
         let text = String::from_utf8(bytes_of(&original, Format::Text)).unwrap();
         assert!(text.starts_with("node {\n"), "{}", meta.name);
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("model.pbtxt");
         std::fs::write(&path, &text).unwrap();
-        let again = read_graph(&path, None).unwrap();
+        let again = read_def(&path);
         assert_eq!(again, original, "{}", meta.name);
     }
 }
@@ -84,7 +107,8 @@ fn text_round_trip_is_the_same_message() {
 #[test]
 fn function_library_and_versions_survive() {
     let dir = common::fixtures_dir().join("tf2_if");
-    let original = read_graph(&dir.join("model.pb"), None).unwrap();
+    let graph = read_graph(&dir.join("model.pb"), None).unwrap();
+    let original = graph.to_def().unwrap();
     let library = original
         .library
         .as_ref()
@@ -93,8 +117,8 @@ fn function_library_and_versions_survive() {
     let tmp = tempfile::tempdir().unwrap();
     for name in ["out.pb", "out.pbtxt"] {
         let path = tmp.path().join(name);
-        write_graph(&path, &original, None).unwrap();
-        let again = read_graph(&path, None).unwrap();
+        write_graph(&path, &graph, None).unwrap();
+        let again = read_def(&path);
         assert_eq!(again.library, original.library, "{name}");
         assert_eq!(again.versions, original.versions, "{name}");
         assert!(again.versions.as_ref().is_some_and(|v| v.producer > 0));
@@ -104,33 +128,40 @@ fn function_library_and_versions_survive() {
 #[test]
 fn output_bytes_are_deterministic() {
     for (dir, meta) in common::fixtures() {
-        let graph = read_graph(&dir.join("model.pb"), None).unwrap();
+        let graph = read_def(&dir.join("model.pb"));
         for format in [Format::Binary, Format::Text] {
             let first = bytes_of(&graph, format);
             // A fresh decode (new maps, new buffers) must print identically.
-            let again = read_graph(&dir.join("model.pb"), None).unwrap();
+            let again = read_def(&dir.join("model.pb"));
             assert_eq!(first, bytes_of(&again, format), "{} {format:?}", meta.name);
         }
     }
 }
 
 #[test]
-fn tensor_content_shares_the_input_buffer() {
+fn nodes_and_tensor_content_share_the_input_buffer() {
     let path = common::fixtures_dir().join("seed/model.pb");
     let data = Bytes::from(std::fs::read(&path).unwrap());
     let range = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
     let graph = decode_binary(data.clone()).unwrap();
     let mut checked = 0;
-    for node in &graph.node {
+    for id in graph.ids() {
+        let node = graph.node_bytes(id);
+        assert!(
+            range.contains(&(node.as_ptr() as usize)),
+            "{} was copied",
+            graph.name(id)
+        );
         if let Some(graphrw::proto::AttrValue {
             value: Some(graphrw::proto::attr_value::Value::Tensor(t)),
-        }) = node.attr.get("value")
+        }) = graph.attr(id, "value").unwrap()
         {
             if !t.tensor_content.is_empty() {
+                let at = t.tensor_content.as_ptr() as usize;
                 assert!(
-                    range.contains(&(t.tensor_content.as_ptr() as usize)),
-                    "{} was copied",
-                    node.name
+                    range.contains(&at),
+                    "{}'s tensor was copied",
+                    graph.name(id)
                 );
                 checked += 1;
             }
@@ -193,12 +224,13 @@ fn text_format_escapes_bytes_and_keeps_special_floats() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("g.pbtxt");
     std::fs::write(&path, &text).unwrap();
-    assert_eq!(read_graph(&path, None).unwrap(), graph);
+    assert_eq!(read_def(&path), graph);
 }
 
 #[test]
 fn a_failed_write_leaves_the_target_alone() {
     let graph = read_graph(&common::fixtures_dir().join("tf2_if/model.pb"), None).unwrap();
+    let original = graph.to_def().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("out.pb");
     std::fs::write(&target, b"previous contents").unwrap();
@@ -211,5 +243,46 @@ fn a_failed_write_leaves_the_target_alone() {
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "the temporary file was not removed");
     write_graph(&target, &graph, None).unwrap();
-    assert_eq!(read_graph(&target, None).unwrap(), graph);
+    assert_eq!(read_def(&target), original);
+}
+
+#[test]
+fn floats_print_as_python_text_format_prints_them() {
+    use graphrw::proto::{AttrValue, NodeDef, attr_value::Value as V};
+    // (f32 value, what protobuf's Python text_format prints)
+    let cases: [(f32, &str); 10] = [
+        (1.0, "1.0"),
+        (0.1, "0.1"),
+        (-0.5, "-0.5"),
+        (1e-5, "1e-05"),
+        (0.0001, "0.0001"),
+        (1.001e-5, "1.001e-05"),
+        (1e16, "1e+16"),
+        (123456.79, "123456.79"),
+        (3.4028235e38, "3.4028235e+38"),
+        (0.0, "0.0"),
+    ];
+    for (value, expected) in cases {
+        let mut node = NodeDef {
+            name: "n".into(),
+            op: "X".into(),
+            ..Default::default()
+        };
+        node.attr.insert(
+            "v".into(),
+            AttrValue {
+                value: Some(V::F(value)),
+            },
+        );
+        let graph = GraphDef {
+            node: vec![node],
+            ..Default::default()
+        };
+        let text = String::from_utf8(bytes_of(&graph, Format::Text)).unwrap();
+        // Zero is the proto3 default of the oneof's float: still printed, as set.
+        assert!(
+            text.contains(&format!("      f: {expected}\n")),
+            "{value}: {text}"
+        );
+    }
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Cross-check graphrw against TensorFlow itself.
+
+For every fixture under tests/fixtures, graphrw converts model.pb to binary
+and to text and back; TensorFlow then
+  - parses each result and compares it with the original as a message
+    (protobuf equality: every field, the function library and versions),
+  - imports graphrw's binary output and runs every stored case, comparing
+    with the outputs TensorFlow computed when the fixture was made.
+
+Usage: python scripts/tf_check.py [--graphrw PATH] [--fixtures DIR]
+Prints one line per check and a closing 'N passed, M failed' line.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def load_pb(path):
+    graph_def = tf.compat.v1.GraphDef()
+    with open(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    return graph_def
+
+
+def run_case(graph_def, fixture_dir, case):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    feeds = {}
+    for tensor, rel in case["inputs"].items():
+        feeds[graph.get_tensor_by_name(tensor)] = np.load(os.path.join(fixture_dir, rel))
+    for tensor, value in case["mode"].items():
+        feeds[graph.get_tensor_by_name(tensor)] = value
+    fetches = list(case["outputs"])
+    with tf.compat.v1.Session(graph=graph) as sess:
+        values = sess.run(fetches, feed_dict=feeds)
+    worst = 0.0
+    for tensor, value in zip(fetches, values):
+        expected = np.load(os.path.join(fixture_dir, case["outputs"][tensor]))
+        np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6, err_msg=tensor)
+        worst = max(worst, float(np.max(np.abs(value - expected))))
+    return worst
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--graphrw", default=os.path.join(ROOT, "target", "debug", "graphrw"))
+    parser.add_argument("--fixtures", default=os.path.join(ROOT, "tests", "fixtures"))
+    args = parser.parse_args()
+
+    passed = failed = 0
+
+    def check(label, fn):
+        nonlocal passed, failed
+        try:
+            detail = fn()
+            passed += 1
+            print(f"ok    {label}" + (f"  ({detail})" if detail else ""))
+        except Exception as e:  # report every failure, then fail at the end
+            failed += 1
+            print(f"FAIL  {label}: {type(e).__name__}: {e}")
+
+    names = sorted(n for n in os.listdir(args.fixtures)
+                   if os.path.isfile(os.path.join(args.fixtures, n, "meta.json")))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            fixture_dir = os.path.join(args.fixtures, name)
+            with open(os.path.join(fixture_dir, "meta.json")) as f:
+                meta = json.load(f)
+            model = os.path.join(fixture_dir, "model.pb")
+            original = load_pb(model)
+            as_pb = os.path.join(tmp, f"{name}.pb")
+            as_text = os.path.join(tmp, f"{name}.pbtxt")
+            back = os.path.join(tmp, f"{name}.back.pb")
+            for src, dst in ((model, as_pb), (model, as_text), (as_text, back)):
+                subprocess.run([args.graphrw, "convert", src, dst], check=True,
+                               stderr=subprocess.DEVNULL)
+
+            def same(graph_def):
+                assert graph_def == original, "differs from TensorFlow's original"
+                return f"{len(graph_def.node)} nodes, {len(graph_def.library.function)} functions"
+
+            check(f"{name}: graphrw .pb parses in TensorFlow as the original", lambda: same(load_pb(as_pb)))
+
+            def text_same():
+                parsed = tf.compat.v1.GraphDef()
+                with open(as_text) as f:
+                    text_format.Parse(f.read(), parsed)
+                return same(parsed)
+
+            check(f"{name}: graphrw .pbtxt parses in TensorFlow as the original", text_same)
+            check(f"{name}: .pb -> .pbtxt -> .pb parses as the original", lambda: same(load_pb(back)))
+            check(f"{name}: graphrw's .pbtxt equals TensorFlow's own text output",
+                  lambda: _text_equal(as_text, original))
+            for i, case in enumerate(meta["cases"]):
+                check(f"{name}: case {i} runs in TensorFlow with the stored outputs",
+                      lambda case=case: f"max abs diff {run_case(load_pb(as_pb), fixture_dir, case):.2g}")
+
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+def _text_equal(path, original):
+    """graphrw prints text the way TensorFlow does, byte for byte."""
+    with open(path) as f:
+        ours = f.read()
+    theirs = text_format.MessageToString(original)
+    if ours != theirs:
+        for n, (a, b) in enumerate(zip(ours.splitlines(), theirs.splitlines())):
+            if a != b:
+                raise AssertionError(f"line {n + 1}: graphrw {a!r} vs TensorFlow {b!r}")
+        raise AssertionError(f"lengths differ: {len(ours)} vs {len(theirs)}")
+    return f"{len(ours)} bytes identical"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+//! The protobuf wire format, read directly: just enough to walk a message's
+//! fields without decoding them. The graph index uses it to find a node's
+//! name, op and inputs inside the file's bytes, with no copies.
+
+/// Wire type of varint fields.
+pub const VARINT: u8 = 0;
+/// Wire type of 8-byte fields.
+pub const FIXED64: u8 = 1;
+/// Wire type of length-delimited fields (strings, bytes, messages, packed).
+pub const LEN: u8 = 2;
+/// Wire type of 4-byte fields.
+pub const FIXED32: u8 = 5;
+
+/// One field of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// The field number.
+    pub number: u32,
+    /// The wire type.
+    pub wire: u8,
+    /// Offset of the field's key in the buffer.
+    pub start: usize,
+    /// The whole field, key included, ends here.
+    pub end: usize,
+    /// For LEN fields, where the payload starts; for varints, the value.
+    pub value: u64,
+}
+
+impl Field {
+    /// The payload of a LEN field as a range of the buffer.
+    pub fn payload(&self) -> std::ops::Range<usize> {
+        self.value as usize..self.end
+    }
+}
+
+/// Reads a varint at `*at`, advancing past it.
+#[inline]
+pub fn read_varint(data: &[u8], at: &mut usize) -> Option<u64> {
+    // Keys and short lengths are one byte.
+    if let Some(&byte) = data.get(*at) {
+        if byte < 0x80 {
+            *at += 1;
+            return Some(u64::from(byte));
+        }
+    }
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *data.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Appends `value` as a varint.
+pub fn write_varint(mut value: u64, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// What is wrong with a field, and where its key starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireError {
+    /// Offset of the field's key.
+    pub at: usize,
+    /// The field number, when the key could be read.
+    pub number: u32,
+    /// What is wrong.
+    pub kind: WireErrorKind,
+}
+
+/// The ways a field can be malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireErrorKind {
+    /// The key is cut off.
+    TruncatedKey,
+    /// Field number 0.
+    ZeroField,
+    /// The value is cut off.
+    Truncated,
+    /// The length runs past the end: (claimed, remaining).
+    TooLong(u64, u64),
+    /// A wire type protobuf does not use (3, 4: groups; 6, 7).
+    BadWireType(u8),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (at, n) = (self.at, self.number);
+        match self.kind {
+            WireErrorKind::TruncatedKey => write!(f, "byte {at}: truncated field key"),
+            WireErrorKind::ZeroField => write!(f, "byte {at}: field number 0 is invalid"),
+            WireErrorKind::Truncated => write!(f, "byte {at}: field {n} is truncated"),
+            WireErrorKind::TooLong(len, remaining) => write!(
+                f,
+                "byte {at}: field {n} claims {len} bytes but only {remaining} remain"
+            ),
+            WireErrorKind::BadWireType(w) => {
+                write!(
+                    f,
+                    "byte {at}: field {n} has wire type {w}, which is not used"
+                )
+            }
+        }
+    }
+}
+
+impl From<WireError> for String {
+    fn from(e: WireError) -> String {
+        e.to_string()
+    }
+}
+
+/// Iterates the fields of one message. Yields an error (and stops) at the
+/// first field that is malformed or runs past the end.
+pub struct Fields<'a> {
+    data: &'a [u8],
+    at: usize,
+    failed: bool,
+}
+
+/// The fields of the message encoded in `data`.
+pub fn fields(data: &[u8]) -> Fields<'_> {
+    Fields {
+        data,
+        at: 0,
+        failed: false,
+    }
+}
+
+impl Iterator for Fields<'_> {
+    type Item = Result<Field, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.at >= self.data.len() {
+            return None;
+        }
+        let result = self.step();
+        self.failed = result.is_err();
+        Some(result)
+    }
+}
+
+impl Fields<'_> {
+    #[inline]
+    fn step(&mut self) -> Result<Field, WireError> {
+        let data = self.data;
+        let start = self.at;
+        let fail = |number, kind| WireError {
+            at: start,
+            number,
+            kind,
+        };
+        let key = read_varint(data, &mut self.at).ok_or(fail(0, WireErrorKind::TruncatedKey))?;
+        let number = u32::try_from(key >> 3).unwrap_or(0);
+        let wire = (key & 7) as u8;
+        if number == 0 {
+            return Err(fail(0, WireErrorKind::ZeroField));
+        }
+        let value = match wire {
+            VARINT => {
+                read_varint(data, &mut self.at).ok_or(fail(number, WireErrorKind::Truncated))?
+            }
+            FIXED64 | FIXED32 => {
+                let size = if wire == FIXED64 { 8 } else { 4 };
+                if data.len() - self.at < size {
+                    return Err(fail(number, WireErrorKind::Truncated));
+                }
+                self.at += size;
+                0
+            }
+            LEN => {
+                let len = read_varint(data, &mut self.at)
+                    .ok_or(fail(number, WireErrorKind::Truncated))?;
+                let remaining = (data.len() - self.at) as u64;
+                if len > remaining {
+                    return Err(fail(number, WireErrorKind::TooLong(len, remaining)));
+                }
+                let payload = self.at as u64;
+                self.at += len as usize;
+                payload
+            }
+            other => return Err(fail(number, WireErrorKind::BadWireType(other))),
+        };
+        Ok(Field {
+            number,
+            wire,
+            start,
+            end: self.at,
+            value,
+        })
+    }
+}
