@@ -627,10 +627,14 @@ impl Graph {
     }
 }
 
-/// A string field of a node. Only spans checked as UTF-8 by
-/// [`locate_strings`] are ever passed here.
+/// A string field of a node.
 fn str_at(raw: &[u8], span: Span) -> &str {
-    std::str::from_utf8(&raw[span.range()]).unwrap_or_default()
+    let bytes = &raw[span.range()];
+    debug_assert!(std::str::from_utf8(bytes).is_ok());
+    // SAFETY: every span stored in a `NodeRec` or `Graph::input_spans` was
+    // made by `locate_strings`, which checked those bytes are UTF-8, and the
+    // buffers they point into are immutable `Bytes`.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// Finds a node's name and op in its encoded bytes, and appends its inputs.

@@ -13,6 +13,7 @@
 //! - [`validate`]: graph validity (names, inputs, ports, cycles);
 //! - [`prune`]: keep what the outputs reach, as `extract_sub_graph` does;
 //! - [`inspect`]: the summary behind `graphrw inspect`;
+//! - [`synth`]: synthetic graphs of any size, for benchmarks;
 //! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod npy;
 pub mod ops;
 pub mod proto;
 pub mod prune;
+pub mod synth;
 pub mod text;
 pub mod validate;
 pub mod wire;
