@@ -1,8 +1,8 @@
-//! Synthetic training-style graphs for benchmarks: repeated blocks of conv
-//! + bias + fused batch norm under a `training` cond (Switch/Merge), relu,
-//! residual adds and control edges, with the attributes TensorFlow puts on
-//! such nodes. Nodes are encoded as they are made, so a million of them stay
-//! small.
+//! Synthetic training-style graphs for benchmarks: repeated blocks of a conv
+//! with bias, a fused batch norm under a `training` cond (Switch/Merge),
+//! relu, residual adds and control edges, with the attributes TensorFlow
+//! puts on such nodes. Nodes are encoded as they are made, so a million of
+//! them stay small.
 
 use crate::Graph;
 use crate::proto::{
