@@ -12,6 +12,7 @@
 //!   by op, with their consumers;
 //! - [`validate`]: graph validity (names, inputs, ports, cycles);
 //! - [`prune`]: keep what the outputs reach, as `extract_sub_graph` does;
+//! - [`rules`]: the rule language: grammar, syntax tree, loading, checks;
 //! - [`inspect`]: the summary behind `graphrw inspect`;
 //! - [`synth`]: synthetic graphs of any size, for benchmarks;
 //! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
@@ -25,6 +26,7 @@ pub mod npy;
 pub mod ops;
 pub mod proto;
 pub mod prune;
+pub mod rules;
 pub mod synth;
 pub mod text;
 pub mod validate;

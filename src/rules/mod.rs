@@ -1,0 +1,9 @@
+//! The rule language: syntax tree ([`ast`]), parser ([`syntax`]), loading
+//! with imports ([`load`]), static checks ([`check`]) and diagnostics
+//! ([`diag`]).
+
+pub mod ast;
+pub mod check;
+pub mod diag;
+pub mod load;
+pub mod syntax;
