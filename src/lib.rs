@@ -15,6 +15,7 @@
 //! - [`rules`]: the rule language: grammar, syntax tree, loading, checks;
 //! - [`inspect`]: the summary behind `graphrw inspect`;
 //! - [`synth`]: synthetic graphs of any size, for benchmarks;
+//! - [`tensor`]: constant tensors as f64 arrays, for computed constants;
 //! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
 #![warn(missing_docs)]
 
@@ -28,6 +29,7 @@ pub mod proto;
 pub mod prune;
 pub mod rules;
 pub mod synth;
+pub mod tensor;
 pub mod text;
 pub mod validate;
 pub mod wire;

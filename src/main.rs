@@ -9,6 +9,10 @@ use miette::{IntoDiagnostic, Result, miette};
 use graphrw::inspect::summarize;
 use graphrw::io::{Format, read_graph, write_graph};
 use graphrw::prune::{outputs_or_default, prune};
+use graphrw::rules::check::check;
+use graphrw::rules::compile::{RuleSet, compile};
+use graphrw::rules::engine::{Options, Report, apply};
+use graphrw::rules::load::{Origin, PACKS, load};
 use graphrw::validate::validate;
 
 /// graphrw: declarative surgery on TensorFlow GraphDefs.
@@ -21,6 +25,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Apply rule files or built-in packs to a model, until no rule matches.
+    Apply {
+        /// Rule files (`.rules`) or built-in pack names, then the model.
+        #[arg(required = true, num_args = 2.., value_name = "RULES|PACK... MODEL")]
+        args: Vec<String>,
+        /// Where to write (default: `<stem>.rewritten.<ext>` beside the model; `-` is stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Override a rule parameter: `--set flag=is_training`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        /// Graph outputs, comma separated (default: the nodes nothing consumes).
+        #[arg(long, value_delimiter = ',')]
+        outputs: Vec<String>,
+        /// Keep nodes the outputs do not reach.
+        #[arg(long)]
+        no_prune: bool,
+        /// Stop with an error after this many rewrites.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_rewrites: usize,
+        /// Rewrite and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report (rules fired, op histograms, time) in this form.
+        #[arg(long, value_name = "FORMAT", value_parser = ["json", "text"])]
+        report: Option<String>,
+        /// The model's format, when its extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// The output's format, when its extension does not say.
+        #[arg(long, value_enum)]
+        to: Option<Format>,
+    },
+    /// Check rule files: exit 0 when clean, 1 with every problem otherwise.
+    Check {
+        /// Rule files or built-in pack names.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// List the built-in packs with their descriptions and rules.
+    Packs,
     /// Summarise a model: nodes, ops, inputs, outputs, constants, problems.
     Inspect {
         /// The model (`.pb` or `.pbtxt`; `-` reads standard input).
@@ -89,6 +134,107 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Apply {
+            args,
+            output,
+            sets,
+            outputs,
+            no_prune,
+            max_rewrites,
+            dry_run,
+            report,
+            format,
+            to,
+        } => {
+            let (model, rule_args) = args.split_last().expect("clap requires two arguments");
+            let model = PathBuf::from(model);
+            let rules = load_rules(rule_args, &sets)?;
+            let graph = read_graph(&model, format)?;
+            let options = Options {
+                outputs,
+                prune: !no_prune,
+                max_rewrites,
+            };
+            let (rewritten, summary) = apply(&graph, &rules, &options)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            match report.as_deref() {
+                Some("json") => eprintln!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).into_diagnostic()?
+                ),
+                Some(_) => eprint!("{}", text_report(&summary)),
+                None => {
+                    let fired: usize = summary.fired.iter().map(|f| f.1).sum();
+                    eprintln!(
+                        "{fired} rewrites in {} rounds: {} -> {} nodes ({:.3} s)",
+                        summary.rounds, summary.nodes_before, summary.nodes_after, summary.seconds
+                    );
+                }
+            }
+            if dry_run {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let target = output.unwrap_or_else(|| sibling(&model, "rewritten", to));
+            write_graph(&target, &rewritten, to)?;
+            if target != Path::new("-") {
+                println!("{}", target.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { files } => {
+            let origins: Vec<Origin> = files.iter().map(|f| Origin::from_arg(f)).collect();
+            let loaded = load(&origins);
+            let mut diags = loaded.diagnostics.clone();
+            diags.extend(check(&loaded));
+            for diag in &diags {
+                eprint!("{}", diag.render(100));
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            let warnings = diags.len() - errors;
+            if errors > 0 {
+                return Err(miette!(
+                    "{errors} error{}, {warnings} warning{}",
+                    plural(errors),
+                    plural(warnings)
+                ));
+            }
+            println!(
+                "{}: {} rules, {warnings} warning{}",
+                files.join(", "),
+                loaded.rules.len(),
+                plural(warnings)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Packs => {
+            for (name, _) in PACKS {
+                let loaded = load(&[Origin::Pack(name.to_string())]);
+                let doc = loaded
+                    .files
+                    .first()
+                    .and_then(|f| f.1.clone())
+                    .unwrap_or_default();
+                println!("{name}");
+                for line in doc.lines() {
+                    println!("    {line}");
+                }
+                for rule in &loaded.rules {
+                    let about = rule
+                        .rule
+                        .doc
+                        .as_deref()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("");
+                    println!("  - {}: {about}", rule.rule.name);
+                }
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect {
             model,
             json,
@@ -157,6 +303,62 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Loads, checks and compiles rules; errors come back rendered, all of them.
+fn load_rules(args: &[String], sets: &[String]) -> Result<RuleSet> {
+    let origins: Vec<Origin> = args.iter().map(|a| Origin::from_arg(a)).collect();
+    let loaded = load(&origins);
+    let sets: Vec<(String, String)> = sets
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| miette!("--set {s}: expected NAME=VALUE"))
+        })
+        .collect::<Result<_>>()?;
+    match compile(&loaded, &sets) {
+        Ok(rules) => {
+            for warning in &rules.warnings {
+                eprint!("{}", warning.render(100));
+            }
+            Ok(rules)
+        }
+        Err(diags) => {
+            for diag in &diags {
+                eprint!("{}", diag.render(100));
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            Err(miette!("the rules have {errors} error{}", plural(errors)))
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn text_report(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str("rule                                 fired\n");
+    for (rule, count) in &report.fired {
+        out.push_str(&format!("{rule:<36} {count:>5}\n"));
+    }
+    out.push_str(&format!(
+        "nodes: {} -> {} in {} rounds, {:.3} s\nop                               before  after\n",
+        report.nodes_before, report.nodes_after, report.rounds, report.seconds
+    ));
+    let ops: std::collections::BTreeSet<&String> = report
+        .ops_before
+        .keys()
+        .chain(report.ops_after.keys())
+        .collect();
+    for op in ops {
+        let before = report.ops_before.get(op).copied().unwrap_or(0);
+        let after = report.ops_after.get(op).copied().unwrap_or(0);
+        out.push_str(&format!("{op:<32} {before:>6} {after:>6}\n"));
+    }
+    out
 }
 
 /// `dir/model.pb` -> `dir/model.<tag>.pb` (the extension of `to`, if given).

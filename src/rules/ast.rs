@@ -50,7 +50,7 @@ pub enum Item {
     /// `param name = value`.
     Param(Param),
     /// `rule name: ... => ...`.
-    Rule(Rule),
+    Rule(Box<Rule>),
 }
 
 /// `import "path"` or `import "pack"`.

@@ -27,8 +27,16 @@ pub enum VarKind {
 pub const GUARD_FUNCTIONS: &[(&str, usize, &str)] = &[
     ("name", 1, "the name of the node producing a tensor"),
     ("op", 1, "the op of the node producing a tensor"),
-    ("consumers", 1, "how many inputs read a tensor (or any port of a node)"),
-    ("dtype", 1, "the element type of a tensor, from its producer's attributes"),
+    (
+        "consumers",
+        1,
+        "how many inputs read a tensor (or any port of a node)",
+    ),
+    (
+        "dtype",
+        1,
+        "the element type of a tensor, from its producer's attributes",
+    ),
     ("rank", 1, "the rank of a Const tensor"),
     ("port", 1, "the output port a tensor is read from"),
 ];
@@ -48,8 +56,11 @@ pub const CONST_FUNCTIONS: &[(&str, usize)] = &[
 /// Checks every loaded rule; returns the diagnostics (errors and warnings).
 pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let params: HashMap<&str, &Literal> =
-        loaded.params.iter().map(|p| (p.param.name.name.as_str(), &p.param.value)).collect();
+    let params: HashMap<&str, &Literal> = loaded
+        .params
+        .iter()
+        .map(|p| (p.param.name.name.as_str(), &p.param.value))
+        .collect();
     let mut seen: HashMap<&str, (&Source, Span)> = HashMap::new();
     for loaded_rule in &loaded.rules {
         let rule = &loaded_rule.rule;
@@ -62,14 +73,23 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                 first_source.name.clone()
             };
             diags.push(
-                Diagnostic::error("duplicate rule name", rule.name.span, format!("`{}` is already a rule ({at})", rule.name))
-                    .with_help("rule names must be unique across a rule set and its imports")
-                    .in_source(source),
+                Diagnostic::error(
+                    "duplicate rule name",
+                    rule.name.span,
+                    format!("`{}` is already a rule ({at})", rule.name),
+                )
+                .with_help("rule names must be unique across a rule set and its imports")
+                .in_source(source),
             );
         } else {
             seen.insert(&rule.name.name, (source, rule.name.span));
         }
-        let mut checker = RuleChecker { params: &params, vars: HashMap::new(), used: HashMap::new(), diags: Vec::new() };
+        let mut checker = RuleChecker {
+            params: &params,
+            vars: HashMap::new(),
+            used: HashMap::new(),
+            diags: Vec::new(),
+        };
         checker.rule(rule);
         diags.extend(checker.diags.into_iter().map(|d| d.in_source(source)));
     }
@@ -91,8 +111,12 @@ impl RuleChecker<'_> {
             PatternKind::Node(node) => Some(node.ops.clone()),
             _ => {
                 self.diags.push(
-                    Diagnostic::error("pattern root is not an op", rule.pattern.span, "a rule must match a node here")
-                        .with_help("write the root as an op pattern, like `Merge(a, _)`"),
+                    Diagnostic::error(
+                        "pattern root is not an op",
+                        rule.pattern.span,
+                        "a rule must match a node here",
+                    )
+                    .with_help("write the root as an op pattern, like `Merge(a, _)`"),
                 );
                 None
             }
@@ -117,7 +141,12 @@ impl RuleChecker<'_> {
                                 self.diags.push(Diagnostic::error(
                                     "too many replaced ports",
                                     *span,
-                                    format!("{} replacements, but {} has {n} output{}", exprs.len(), op.name, plural(n)),
+                                    format!(
+                                        "{} replacements, but {} has {n} output{}",
+                                        exprs.len(),
+                                        op.name,
+                                        plural(n)
+                                    ),
                                 ));
                             }
                         }
@@ -125,13 +154,22 @@ impl RuleChecker<'_> {
                 }
             }
         }
-        let mut unused: Vec<(&String, &(VarKind, Span))> =
-            self.vars.iter().filter(|(name, _)| !name.starts_with('_') && !self.used.contains_key(*name)).collect();
+        let mut unused: Vec<(&String, &(VarKind, Span))> = self
+            .vars
+            .iter()
+            .filter(|(name, _)| !name.starts_with('_') && !self.used.contains_key(*name))
+            .collect();
         unused.sort_by_key(|(_, (_, span))| span.start);
         for (name, (_, span)) in unused {
             self.diags.push(
-                Diagnostic::warning("unused variable", *span, format!("`{name}` is bound but never used"))
-                    .with_help(format!("write `_` to match anything, or `_{name}` to keep the name")),
+                Diagnostic::warning(
+                    "unused variable",
+                    *span,
+                    format!("`{name}` is bound but never used"),
+                )
+                .with_help(format!(
+                    "write `_` to match anything, or `_{name}` to keep the name"
+                )),
             );
         }
     }
@@ -168,7 +206,11 @@ impl RuleChecker<'_> {
                 }
                 self.op_names(&node.ops);
                 self.attr_patterns(&node.attrs);
-                let data = node.args.iter().filter(|a| matches!(a, Arg::Pattern(_))).count() as u32;
+                let data = node
+                    .args
+                    .iter()
+                    .filter(|a| matches!(a, Arg::Pattern(_)))
+                    .count() as u32;
                 let open = node.args.iter().any(|a| matches!(a, Arg::Rest(_)));
                 for op in &node.ops {
                     self.arity(op, data, open, pattern.span);
@@ -178,7 +220,12 @@ impl RuleChecker<'_> {
                                 self.diags.push(Diagnostic::error(
                                     "no such output port",
                                     span,
-                                    format!("{} has {n} output{}, ports 0 to {}", op.name, plural(n), n.saturating_sub(1)),
+                                    format!(
+                                        "{} has {n} output{}, ports 0 to {}",
+                                        op.name,
+                                        plural(n),
+                                        n.saturating_sub(1)
+                                    ),
                                 ));
                             }
                         }
@@ -194,7 +241,11 @@ impl RuleChecker<'_> {
             }
             PatternKind::Var { var, producer } => {
                 if let Some(binding) = &pattern.binding {
-                    self.diags.push(Diagnostic::error("binding a variable", binding.span, "only op patterns can be named"));
+                    self.diags.push(Diagnostic::error(
+                        "binding a variable",
+                        binding.span,
+                        "only op patterns can be named",
+                    ));
                 }
                 self.bind(var, VarKind::Tensor);
                 if let Some(producer) = producer {
@@ -211,7 +262,9 @@ impl RuleChecker<'_> {
     }
 
     fn arity(&mut self, op: &Ident, data: u32, open: bool, span: Span) {
-        let Some(info) = ops::lookup(&op.name) else { return };
+        let Some(info) = ops::lookup(&op.name) else {
+            return;
+        };
         let (min, max) = (info.inputs.min, info.inputs.max);
         let too_few = !open && data < min;
         let too_many = max.is_some_and(|max| data > max);
@@ -222,8 +275,16 @@ impl RuleChecker<'_> {
                 None => format!("at least {min}"),
             };
             self.diags.push(
-                Diagnostic::error("wrong number of inputs", span, format!("{} takes {expected} data input{}, the pattern gives {data}", op.name, if expected == "1" { "" } else { "s" }))
-                    .with_help("write `...` to match any further inputs"),
+                Diagnostic::error(
+                    "wrong number of inputs",
+                    span,
+                    format!(
+                        "{} takes {expected} data input{}, the pattern gives {data}",
+                        op.name,
+                        if expected == "1" { "" } else { "s" }
+                    ),
+                )
+                .with_help("write `...` to match any further inputs"),
             );
         }
     }
@@ -235,13 +296,23 @@ impl RuleChecker<'_> {
             }
             let suggestion = ops::OPS
                 .iter()
-                .map(|info| (edit_distance(&op.name.to_lowercase(), &info.name.to_lowercase()), info.name))
+                .map(|info| {
+                    (
+                        edit_distance(&op.name.to_lowercase(), &info.name.to_lowercase()),
+                        info.name,
+                    )
+                })
                 .filter(|(d, _)| *d <= (op.name.len() / 3).max(2))
                 .min_by_key(|(d, _)| *d);
-            let diag = Diagnostic::warning("unknown op", op.span, format!("`{}` is not an op graphrw knows", op.name));
+            let diag = Diagnostic::warning(
+                "unknown op",
+                op.span,
+                format!("`{}` is not an op graphrw knows", op.name),
+            );
             self.diags.push(match suggestion {
                 Some((_, name)) => diag.with_help(format!("did you mean `{name}`?")),
-                None => diag.with_help("the rule still applies to nodes of that op; arity is not checked"),
+                None => diag
+                    .with_help("the rule still applies to nodes of that op; arity is not checked"),
             });
         }
     }
@@ -262,7 +333,15 @@ impl RuleChecker<'_> {
             Some((kind, _)) => {
                 *self.used.entry(var.name.clone()).or_default() += 1;
                 let kind = format!("{kind:?}").to_lowercase();
-                self.diags.push(Diagnostic::error("wrong kind of variable", var.span, format!("`{}` is bound to {} {kind}, not usable as {role}", var.name, article(&kind))));
+                self.diags.push(Diagnostic::error(
+                    "wrong kind of variable",
+                    var.span,
+                    format!(
+                        "`{}` is bound to {} {kind}, not usable as {role}",
+                        var.name,
+                        article(&kind)
+                    ),
+                ));
             }
             None if self.params.contains_key(var.name.as_str()) => {}
             None => {
@@ -273,7 +352,11 @@ impl RuleChecker<'_> {
                     .map(|n| (edit_distance(&var.name, n), *n))
                     .filter(|(d, _)| *d <= 2)
                     .min_by_key(|(d, _)| *d);
-                let diag = Diagnostic::error("unbound variable", var.span, format!("`{}` is not bound by the pattern", var.name));
+                let diag = Diagnostic::error(
+                    "unbound variable",
+                    var.span,
+                    format!("`{}` is not bound by the pattern", var.name),
+                );
                 self.diags.push(match close {
                     Some((_, name)) => diag.with_help(format!("did you mean `{name}`?")),
                     None => diag.with_help("variables are bound by the pattern (`x`, `n = Op(...)`, `{attr: v}`) or declared with `param`"),
@@ -298,19 +381,39 @@ impl RuleChecker<'_> {
     fn value(&mut self, value: &Value) {
         match &value.kind {
             ValueKind::Call { func, args } => {
-                match GUARD_FUNCTIONS.iter().find(|(name, _, _)| *name == func.name) {
+                match GUARD_FUNCTIONS
+                    .iter()
+                    .find(|(name, _, _)| *name == func.name)
+                {
                     None => {
                         let names: Vec<&str> = GUARD_FUNCTIONS.iter().map(|f| f.0).collect();
-                        self.diags.push(Diagnostic::error("unknown function", func.span, format!("`{}` is not a guard function", func.name)).with_help(format!("guards can call {}", names.join(", "))));
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown function",
+                                func.span,
+                                format!("`{}` is not a guard function", func.name),
+                            )
+                            .with_help(format!("guards can call {}", names.join(", "))),
+                        );
                     }
                     Some((_, arity, _)) if *arity != args.len() => {
-                        self.diags.push(Diagnostic::error("wrong number of arguments", value.span, format!("`{}` takes {arity} argument{}", func.name, if *arity == 1 { "" } else { "s" })));
+                        self.diags.push(Diagnostic::error(
+                            "wrong number of arguments",
+                            value.span,
+                            format!(
+                                "`{}` takes {arity} argument{}",
+                                func.name,
+                                if *arity == 1 { "" } else { "s" }
+                            ),
+                        ));
                     }
                     Some(_) => {}
                 }
                 for arg in args {
                     match &arg.kind {
-                        ValueKind::Var(var) => self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a tensor"),
+                        ValueKind::Var(var) => {
+                            self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a tensor")
+                        }
                         _ => self.value(arg),
                     }
                 }
@@ -326,13 +429,34 @@ impl RuleChecker<'_> {
             RExpr::Dead(_) | RExpr::Number(..) => {}
             RExpr::Var { var, port } => {
                 self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a tensor");
-                if port.is_some() && self.vars.get(&var.name).is_some_and(|(k, _)| *k == VarKind::Tensor) {
-                    self.diags.push(Diagnostic::error("port of a tensor", var.span, format!("`{}` is a tensor; only a node variable takes a port", var.name)));
+                if port.is_some()
+                    && self
+                        .vars
+                        .get(&var.name)
+                        .is_some_and(|(k, _)| *k == VarKind::Tensor)
+                {
+                    self.diags.push(Diagnostic::error(
+                        "port of a tensor",
+                        var.span,
+                        format!(
+                            "`{}` is a tensor; only a node variable takes a port",
+                            var.name
+                        ),
+                    ));
                 }
             }
-            RExpr::NewNode { op, attrs, inputs, span, .. } => {
+            RExpr::NewNode {
+                op,
+                attrs,
+                inputs,
+                span,
+                ..
+            } => {
                 self.op_names(std::slice::from_ref(op));
-                let data = inputs.iter().filter(|i| matches!(i, RInput::Data(_))).count() as u32;
+                let data = inputs
+                    .iter()
+                    .filter(|i| matches!(i, RInput::Data(_)))
+                    .count() as u32;
                 self.arity(op, data, false, *span);
                 for (_, value) in attrs {
                     self.value(value);
@@ -351,7 +475,9 @@ impl RuleChecker<'_> {
         for input in inputs {
             match input {
                 RInput::Data(expr) => self.rexpr(expr),
-                RInput::Control(var) => self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a control input"),
+                RInput::Control(var) => {
+                    self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a control input")
+                }
             }
         }
     }
@@ -359,16 +485,35 @@ impl RuleChecker<'_> {
     fn texpr(&mut self, expr: &TExpr) {
         match &expr.kind {
             TExprKind::Num(_) => {}
-            TExprKind::Var(var) => self.use_var(var, &[VarKind::Tensor, VarKind::Node, VarKind::Attr], "a constant"),
+            TExprKind::Var(var) => self.use_var(
+                var,
+                &[VarKind::Tensor, VarKind::Node, VarKind::Attr],
+                "a constant",
+            ),
             TExprKind::Attr(var, _) => self.use_var(var, &[VarKind::Node], "a node"),
             TExprKind::Call(func, args) => {
                 match CONST_FUNCTIONS.iter().find(|(name, _)| *name == func.name) {
                     None => {
                         let names: Vec<&str> = CONST_FUNCTIONS.iter().map(|f| f.0).collect();
-                        self.diags.push(Diagnostic::error("unknown function", func.span, format!("`{}` is not a constant function", func.name)).with_help(format!("const(...) can call {}", names.join(", "))));
+                        self.diags.push(
+                            Diagnostic::error(
+                                "unknown function",
+                                func.span,
+                                format!("`{}` is not a constant function", func.name),
+                            )
+                            .with_help(format!("const(...) can call {}", names.join(", "))),
+                        );
                     }
                     Some((_, arity)) if *arity != args.len() => {
-                        self.diags.push(Diagnostic::error("wrong number of arguments", expr.span, format!("`{}` takes {arity} argument{}", func.name, if *arity == 1 { "" } else { "s" })));
+                        self.diags.push(Diagnostic::error(
+                            "wrong number of arguments",
+                            expr.span,
+                            format!(
+                                "`{}` takes {arity} argument{}",
+                                func.name,
+                                if *arity == 1 { "" } else { "s" }
+                            ),
+                        ));
                     }
                     Some(_) => {}
                 }
@@ -377,7 +522,11 @@ impl RuleChecker<'_> {
             TExprKind::List(items) => {
                 for item in items {
                     if !matches!(item.kind, TExprKind::Num(_) | TExprKind::Neg(_)) {
-                        self.diags.push(Diagnostic::error("ill-typed constant", item.span, "list elements must be numbers"));
+                        self.diags.push(Diagnostic::error(
+                            "ill-typed constant",
+                            item.span,
+                            "list elements must be numbers",
+                        ));
                     }
                 }
             }
@@ -385,7 +534,11 @@ impl RuleChecker<'_> {
             TExprKind::Bin(lhs, _, rhs) => {
                 for side in [lhs, rhs] {
                     if matches!(side.kind, TExprKind::List(_)) {
-                        self.diags.push(Diagnostic::error("ill-typed constant", side.span, "a list is a shape, not a tensor to compute with"));
+                        self.diags.push(Diagnostic::error(
+                            "ill-typed constant",
+                            side.span,
+                            "a list is a shape, not a tensor to compute with",
+                        ));
                     }
                 }
                 self.texpr(lhs);
@@ -400,5 +553,9 @@ fn plural(n: u32) -> &'static str {
 }
 
 fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }

@@ -11,14 +11,20 @@ use super::syntax::parse;
 
 /// The built-in packs: name and text, embedded in the binary.
 pub const PACKS: &[(&str, &str)] = &[
-    ("lock-training", include_str!("../../rules/lock-training.rules")),
+    (
+        "lock-training",
+        include_str!("../../rules/lock-training.rules"),
+    ),
     ("merge", include_str!("../../rules/merge.rules")),
     ("switch", include_str!("../../rules/switch.rules")),
 ];
 
 /// A built-in pack's text.
 pub fn pack(name: &str) -> Option<&'static str> {
-    PACKS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    PACKS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }
 
 /// Where rules come from: a file, or a built-in pack.
@@ -97,7 +103,13 @@ pub fn load_text(name: &str, text: &str) -> Loaded {
     let mut loaded = Loaded::default();
     let source = Source::new(name, text);
     let origin = Origin::Path(PathBuf::from(name));
-    add_file(&origin, source, &mut vec![origin.clone()], &mut vec![origin.clone()], &mut loaded);
+    add_file(
+        &origin,
+        source,
+        &mut vec![origin.clone()],
+        &mut vec![origin.clone()],
+        &mut loaded,
+    );
     loaded
 }
 
@@ -113,9 +125,17 @@ fn load_one(
         pack => pack.clone(),
     };
     if let Some(at) = stack.iter().position(|o| *o == canonical) {
-        let cycle: Vec<String> = stack[at..].iter().chain([&canonical]).map(Origin::name).collect();
-        let diag = Diagnostic::error("import cycle", from.map_or(Span::default(), |f| f.1), format!("imports {}", origin.name()))
-            .with_help(format!("the imports form a cycle: {}", cycle.join(" -> ")));
+        let cycle: Vec<String> = stack[at..]
+            .iter()
+            .chain([&canonical])
+            .map(Origin::name)
+            .collect();
+        let diag = Diagnostic::error(
+            "import cycle",
+            from.map_or(Span::default(), |f| f.1),
+            format!("imports {}", origin.name()),
+        )
+        .with_help(format!("the imports form a cycle: {}", cycle.join(" -> ")));
         loaded.diagnostics.push(match from {
             Some((source, _)) => diag.in_source(source),
             None => diag,
@@ -130,14 +150,22 @@ fn load_one(
             Some(text) => Ok(text.to_string()),
             None => Err(format!("no built-in pack is named `{name}`")),
         },
-        Origin::Path(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Origin::Path(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
     };
     let text = match text {
         Ok(text) => text,
         Err(message) => {
             let names: Vec<&str> = PACKS.iter().map(|(n, _)| *n).collect();
-            let diag = Diagnostic::error("unresolved import", from.map_or(Span::default(), |f| f.1), message)
-                .with_help(format!("import a path relative to this file, or one of the built-in packs: {}", names.join(", ")));
+            let diag = Diagnostic::error(
+                "unresolved import",
+                from.map_or(Span::default(), |f| f.1),
+                message,
+            )
+            .with_help(format!(
+                "import a path relative to this file, or one of the built-in packs: {}",
+                names.join(", ")
+            ));
             loaded.diagnostics.push(match from {
                 Some((source, _)) => diag.in_source(source),
                 None => diag,
@@ -152,11 +180,17 @@ fn load_one(
     stack.pop();
 }
 
-fn add_file(origin: &Origin, source: Source, stack: &mut Vec<Origin>, done: &mut Vec<Origin>, loaded: &mut Loaded) {
+fn add_file(
+    origin: &Origin,
+    source: Source,
+    stack: &mut Vec<Origin>,
+    done: &mut Vec<Origin>,
+    loaded: &mut Loaded,
+) {
     let file: File = match parse(&source.text) {
         Ok(file) => file,
         Err(diag) => {
-            loaded.diagnostics.push(diag.in_source(&source));
+            loaded.diagnostics.push((*diag).in_source(&source));
             loaded.files.push((source, None));
             return;
         }
@@ -178,8 +212,14 @@ fn add_file(origin: &Origin, source: Source, stack: &mut Vec<Origin>, done: &mut
                 };
                 load_one(&target, Some((&source, import.span)), stack, done, loaded);
             }
-            Item::Param(param) => loaded.params.push(LoadedParam { param, source: source.clone() }),
-            Item::Rule(rule) => loaded.rules.push(LoadedRule { rule, source: source.clone() }),
+            Item::Param(param) => loaded.params.push(LoadedParam {
+                param,
+                source: source.clone(),
+            }),
+            Item::Rule(rule) => loaded.rules.push(LoadedRule {
+                rule: *rule,
+                source: source.clone(),
+            }),
         }
     }
 }

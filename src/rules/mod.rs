@@ -4,6 +4,9 @@
 
 pub mod ast;
 pub mod check;
+pub mod compile;
 pub mod diag;
+pub mod engine;
 pub mod load;
+pub mod matcher;
 pub mod syntax;

@@ -1,0 +1,457 @@
+//! Matching a rule's pattern at a node, and evaluating its guard. Matching
+//! reads the graph only; what matched is returned as bindings.
+
+use std::collections::HashMap;
+
+use super::ast::*;
+use crate::graph::{Graph, NodeId, Port};
+use crate::proto::{AttrValue, DataType, attr_value};
+
+/// A tensor: an output port of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tensor {
+    /// The producer.
+    pub node: NodeId,
+    /// Its output port.
+    pub port: u32,
+}
+
+/// What a variable is bound to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bound {
+    /// A tensor (`x`).
+    Tensor(Tensor),
+    /// A node (`bn = ...`, `^c`).
+    Node(NodeId),
+    /// An attribute value (`{epsilon: eps}`).
+    Attr(Box<AttrValue>),
+}
+
+/// The result of a successful match.
+#[derive(Clone, Debug, Default)]
+pub struct Match {
+    /// Variable bindings.
+    pub vars: HashMap<String, Bound>,
+    /// Every node an op pattern matched, root first.
+    pub nodes: Vec<NodeId>,
+}
+
+impl Match {
+    /// The tensor a variable names (a node variable names its port 0).
+    pub fn tensor(&self, var: &str) -> Option<Tensor> {
+        match self.vars.get(var)? {
+            Bound::Tensor(t) => Some(*t),
+            Bound::Node(n) => Some(Tensor { node: *n, port: 0 }),
+            Bound::Attr(_) => None,
+        }
+    }
+
+    /// The node a variable names (a tensor variable names its producer).
+    pub fn node(&self, var: &str) -> Option<NodeId> {
+        match self.vars.get(var)? {
+            Bound::Tensor(t) => Some(t.node),
+            Bound::Node(n) => Some(*n),
+            Bound::Attr(_) => None,
+        }
+    }
+}
+
+/// Reads the graph for matching; `dead` is the id of the dead-tensor
+/// marker node, if the graph has one.
+pub struct Matcher<'g> {
+    /// The graph.
+    pub graph: &'g Graph,
+    /// The marker of dead tensors.
+    pub dead: Option<NodeId>,
+}
+
+impl Matcher<'_> {
+    /// Matches `pattern` (whose root is an op pattern) at node `root`.
+    pub fn match_root(&self, pattern: &Pattern, root: NodeId) -> Option<Match> {
+        let PatternKind::Node(node) = &pattern.kind else {
+            return None;
+        };
+        let mut m = Match::default();
+        if let Some(binding) = &pattern.binding {
+            m.vars.insert(binding.name.clone(), Bound::Node(root));
+        }
+        self.node(node, root, &mut m).then_some(m)
+    }
+
+    fn node(&self, pattern: &NodePattern, id: NodeId, m: &mut Match) -> bool {
+        let graph = self.graph;
+        if Some(id) == self.dead || !pattern.ops.iter().any(|op| op.name == graph.op(id)) {
+            return false;
+        }
+        if !self.attrs(&pattern.attrs, id, m) {
+            return false;
+        }
+        let data: Vec<Tensor> = graph
+            .inputs(id)
+            .iter()
+            .filter_map(|e| match e.port {
+                Port::Data(port) => e.src.map(|node| Tensor { node, port }),
+                Port::Control => None,
+            })
+            .collect();
+        let wanted: Vec<&Pattern> = pattern
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                Arg::Pattern(p) => Some(p),
+                _ => None,
+            })
+            .collect();
+        let open = pattern.args.iter().any(|a| matches!(a, Arg::Rest(_)));
+        if data.len() < wanted.len() || (!open && data.len() != wanted.len()) {
+            return false;
+        }
+        m.nodes.push(id);
+        for (p, t) in wanted.iter().zip(&data) {
+            if !self.tensor(p, *t, m) {
+                return false;
+            }
+        }
+        for arg in &pattern.args {
+            if let Arg::Control(var) = arg {
+                let controls: Vec<NodeId> = graph
+                    .inputs(id)
+                    .iter()
+                    .filter(|e| e.port == Port::Control)
+                    .filter_map(|e| e.src)
+                    .collect();
+                let bound = m.vars.get(&var.name).cloned();
+                let pick = match bound {
+                    Some(Bound::Node(n)) => controls.contains(&n).then_some(n),
+                    Some(_) => None,
+                    None => controls.first().copied(),
+                };
+                match pick {
+                    Some(n) => {
+                        m.vars.insert(var.name.clone(), Bound::Node(n));
+                    }
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+
+    fn tensor(&self, pattern: &Pattern, t: Tensor, m: &mut Match) -> bool {
+        let ok = match &pattern.kind {
+            PatternKind::Node(node) => {
+                let port = node.port.map_or(0, |p| p.0);
+                t.port == port && self.node(node, t.node, m)
+            }
+            PatternKind::Var { var, producer } => {
+                if let Some(producer) = producer {
+                    let ops_ok = producer
+                        .ops
+                        .iter()
+                        .any(|op| op.name == self.graph.op(t.node));
+                    if Some(t.node) == self.dead
+                        || !ops_ok
+                        || !self.attrs(&producer.attrs, t.node, m)
+                    {
+                        return false;
+                    }
+                }
+                match m.vars.get(&var.name) {
+                    Some(Bound::Tensor(bound)) => *bound == t,
+                    Some(_) => false,
+                    None => {
+                        m.vars.insert(var.name.clone(), Bound::Tensor(t));
+                        true
+                    }
+                }
+            }
+            PatternKind::Wildcard => true,
+            PatternKind::Dead => Some(t.node) == self.dead,
+        };
+        if ok {
+            if let (Some(binding), PatternKind::Node(_)) = (&pattern.binding, &pattern.kind) {
+                m.vars.insert(binding.name.clone(), Bound::Node(t.node));
+            } else if let Some(binding) = &pattern.binding {
+                m.vars.insert(binding.name.clone(), Bound::Tensor(t));
+            }
+        }
+        ok
+    }
+
+    fn attrs(&self, attrs: &[AttrPattern], id: NodeId, m: &mut Match) -> bool {
+        for attr in attrs {
+            let Ok(Some(value)) = self.graph.attr(id, &attr.name.name) else {
+                return false;
+            };
+            match &attr.value {
+                AttrPatternValue::Literal(lit) => {
+                    if !literal_matches_attr(lit, &value) {
+                        return false;
+                    }
+                }
+                AttrPatternValue::Bind(var) => match m.vars.get(&var.name) {
+                    Some(Bound::Attr(bound)) if **bound == value => {}
+                    Some(_) => return false,
+                    None => {
+                        m.vars
+                            .insert(var.name.clone(), Bound::Attr(Box::new(value)));
+                    }
+                },
+            }
+        }
+        true
+    }
+}
+
+/// A value in a guard.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GValue {
+    /// Text.
+    Str(String),
+    /// A number.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A data type.
+    DType(i32),
+    /// A list.
+    List(Vec<GValue>),
+    /// No value (an attribute the node does not have).
+    Missing,
+}
+
+impl GValue {
+    fn equals(&self, other: &GValue) -> bool {
+        match (self, other) {
+            (GValue::DType(a), GValue::Str(s)) | (GValue::Str(s), GValue::DType(a)) => {
+                crate::proto::dtype_name(*a) == *s
+                    || DataType::try_from(*a).is_ok_and(|d| d.as_str_name() == s)
+            }
+            (GValue::Num(a), GValue::Bool(b)) | (GValue::Bool(b), GValue::Num(a)) => {
+                *a == f64::from(u8::from(*b))
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// The guard value of a literal.
+pub fn literal_value(lit: &Literal) -> GValue {
+    match &lit.kind {
+        LiteralKind::Str(s) => GValue::Str(s.clone()),
+        LiteralKind::Num { value, .. } => GValue::Num(*value),
+        LiteralKind::Bool(b) => GValue::Bool(*b),
+        LiteralKind::List(items) => GValue::List(items.iter().map(literal_value).collect()),
+        LiteralKind::DType(name) => DataType::from_str_name(name)
+            .map_or(GValue::Str(name.clone()), |d| GValue::DType(d as i32)),
+    }
+}
+
+/// The guard value of an attribute.
+pub fn attr_value_of(value: &AttrValue) -> GValue {
+    use attr_value::Value as V;
+    match &value.value {
+        None => GValue::Missing,
+        Some(V::S(s)) => GValue::Str(String::from_utf8_lossy(s).into_owned()),
+        Some(V::I(i)) => GValue::Num(*i as f64),
+        Some(V::F(f)) => GValue::Num(f64::from(*f)),
+        Some(V::B(b)) => GValue::Bool(*b),
+        Some(V::Type(t)) => GValue::DType(*t),
+        Some(V::Shape(s)) => GValue::Str(s.display()),
+        Some(V::Tensor(t)) => match crate::tensor::from_proto(t) {
+            Ok(a) if a.data.len() == 1 => GValue::Num(a.data[0]),
+            _ => GValue::Missing,
+        },
+        Some(V::List(l)) => {
+            let mut items: Vec<GValue> =
+                l.s.iter()
+                    .map(|s| GValue::Str(String::from_utf8_lossy(s).into_owned()))
+                    .collect();
+            items.extend(l.i.iter().map(|&i| GValue::Num(i as f64)));
+            items.extend(l.f.iter().map(|&f| GValue::Num(f64::from(f))));
+            items.extend(l.b.iter().map(|&b| GValue::Bool(b)));
+            items.extend(l.r#type.iter().map(|&t| GValue::DType(t)));
+            GValue::List(items)
+        }
+        Some(V::Func(f)) => GValue::Str(f.name.clone()),
+        Some(V::Placeholder(p)) => GValue::Str(p.clone()),
+    }
+}
+
+/// Whether an attribute equals a literal of a pattern.
+pub fn literal_matches_attr(lit: &Literal, value: &AttrValue) -> bool {
+    literal_value(lit).equals(&attr_value_of(value))
+}
+
+/// Evaluates guards for one match.
+pub struct Guard<'a> {
+    /// The graph.
+    pub graph: &'a Graph,
+    /// The match.
+    pub m: &'a Match,
+    /// Parameter values.
+    pub params: &'a HashMap<String, Literal>,
+}
+
+impl Guard<'_> {
+    /// Whether the condition holds; `Err` with a reason when it cannot be
+    /// evaluated (the match then fails with that reason).
+    pub fn holds(&self, cond: &Cond) -> Result<bool, String> {
+        Ok(match cond {
+            Cond::Or(parts) => {
+                for part in parts {
+                    if self.holds(part)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Cond::And(parts) => {
+                for part in parts {
+                    if !self.holds(part)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Cond::Not(inner) => !self.holds(inner)?,
+            Cond::Compare { lhs, rhs: None } => matches!(self.value(lhs)?, GValue::Bool(true)),
+            Cond::Compare {
+                lhs,
+                rhs: Some((op, rhs)),
+            } => {
+                let (a, b) = (self.value(lhs)?, self.value(rhs)?);
+                match op {
+                    CompareOp::Eq => a.equals(&b),
+                    CompareOp::Ne => !a.equals(&b),
+                    CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge => match (a, b) {
+                        (GValue::Num(x), GValue::Num(y)) => match op {
+                            CompareOp::Lt => x < y,
+                            CompareOp::Le => x <= y,
+                            CompareOp::Gt => x > y,
+                            _ => x >= y,
+                        },
+                        (a, b) => return Err(format!("cannot order {a:?} and {b:?}")),
+                    },
+                    CompareOp::Match => match (a, b) {
+                        (GValue::Str(text), GValue::Str(pattern)) => text_matches(&text, &pattern)?,
+                        (a, b) => {
+                            return Err(format!(
+                                "`~` needs text on both sides, not {a:?} and {b:?}"
+                            ));
+                        }
+                    },
+                    CompareOp::In => match b {
+                        GValue::List(items) => items.iter().any(|item| a.equals(item)),
+                        single => a.equals(&single),
+                    },
+                }
+            }
+        })
+    }
+
+    fn value(&self, value: &Value) -> Result<GValue, String> {
+        let graph = self.graph;
+        Ok(match &value.kind {
+            ValueKind::Literal(lit) => literal_value(lit),
+            ValueKind::Var(var) => match self.m.vars.get(&var.name) {
+                Some(Bound::Attr(a)) => attr_value_of(a),
+                Some(_) => return Err(format!("`{}` is not a value", var.name)),
+                None => match self.params.get(&var.name) {
+                    Some(lit) => literal_value(lit),
+                    None => return Err(format!("`{}` is unbound", var.name)),
+                },
+            },
+            ValueKind::AttrRef { var, attr } => {
+                let node = self
+                    .m
+                    .node(&var.name)
+                    .ok_or_else(|| format!("`{}` is not a node", var.name))?;
+                match graph.attr(node, &attr.name).map_err(|e| e.to_string())? {
+                    Some(a) => attr_value_of(&a),
+                    None => GValue::Missing,
+                }
+            }
+            ValueKind::Call { func, args } => {
+                let arg = args.first().ok_or("missing argument")?;
+                let ValueKind::Var(var) = &arg.kind else {
+                    return Err(format!("`{}` takes a variable", func.name));
+                };
+                let t = self
+                    .m
+                    .tensor(&var.name)
+                    .ok_or_else(|| format!("`{}` is not a tensor", var.name))?;
+                let node_var = matches!(self.m.vars.get(&var.name), Some(Bound::Node(_)));
+                match func.name.as_str() {
+                    "name" => GValue::Str(graph.name(t.node).to_string()),
+                    "op" => GValue::Str(graph.op(t.node).to_string()),
+                    "port" => GValue::Num(f64::from(t.port)),
+                    "consumers" => {
+                        let count = graph
+                            .consumers(t.node)
+                            .iter()
+                            .filter(|c| match c.port {
+                                Port::Data(p) => node_var || p == t.port,
+                                Port::Control => false,
+                            })
+                            .count();
+                        GValue::Num(count as f64)
+                    }
+                    "dtype" => {
+                        let mut found = GValue::Missing;
+                        for key in ["T", "dtype", "out_type", "DstT"] {
+                            if let Ok(Some(a)) = graph.attr(t.node, key) {
+                                found = attr_value_of(&a);
+                                break;
+                            }
+                        }
+                        found
+                    }
+                    "rank" => match graph.attr(t.node, "value").map_err(|e| e.to_string())? {
+                        Some(AttrValue {
+                            value: Some(attr_value::Value::Tensor(tp)),
+                        }) => {
+                            GValue::Num(tp.tensor_shape.as_ref().map_or(0, |s| s.dim.len()) as f64)
+                        }
+                        _ => GValue::Missing,
+                    },
+                    other => return Err(format!("unknown function `{other}`")),
+                }
+            }
+        })
+    }
+}
+
+/// `~`: a glob (`*` any run of characters, `?` one), or a regular
+/// expression when written `/.../`.
+pub fn text_matches(text: &str, pattern: &str) -> Result<bool, String> {
+    if let Some(re) = pattern.strip_prefix('/').and_then(|p| p.strip_suffix('/')) {
+        let re = regex::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?;
+        return Ok(re.is_match(text));
+    }
+    Ok(glob(text.as_bytes(), pattern.as_bytes()))
+}
+
+fn glob(text: &[u8], pattern: &[u8]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && pattern[p] == b'*' {
+        p += 1;
+    }
+    p == pattern.len()
+}
