@@ -106,7 +106,7 @@ pub fn load_text(name: &str, text: &str) -> Loaded {
     add_file(
         &origin,
         source,
-        &mut vec![origin.clone()],
+        &mut vec![(origin.clone(), name.to_string())],
         &mut vec![origin.clone()],
         &mut loaded,
     );
@@ -116,7 +116,7 @@ pub fn load_text(name: &str, text: &str) -> Loaded {
 fn load_one(
     origin: &Origin,
     from: Option<(&Source, Span)>,
-    stack: &mut Vec<Origin>,
+    stack: &mut Vec<(Origin, String)>,
     done: &mut Vec<Origin>,
     loaded: &mut Loaded,
 ) {
@@ -124,11 +124,11 @@ fn load_one(
         Origin::Path(p) => Origin::Path(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         pack => pack.clone(),
     };
-    if let Some(at) = stack.iter().position(|o| *o == canonical) {
+    if let Some(at) = stack.iter().position(|o| o.0 == canonical) {
         let cycle: Vec<String> = stack[at..]
             .iter()
-            .chain([&canonical])
-            .map(Origin::name)
+            .map(|o| o.1.clone())
+            .chain([origin.name()])
             .collect();
         let diag = Diagnostic::error(
             "import cycle",
@@ -174,7 +174,7 @@ fn load_one(
         }
     };
     let source = Source::new(origin.name(), text);
-    stack.push(canonical.clone());
+    stack.push((canonical.clone(), origin.name()));
     done.push(canonical);
     add_file(origin, source, stack, done, loaded);
     stack.pop();
@@ -183,7 +183,7 @@ fn load_one(
 fn add_file(
     origin: &Origin,
     source: Source,
-    stack: &mut Vec<Origin>,
+    stack: &mut Vec<(Origin, String)>,
     done: &mut Vec<Origin>,
     loaded: &mut Loaded,
 ) {

@@ -124,6 +124,7 @@ fn describe(kind: G) -> &'static str {
         G::neg | G::add_op | G::mul_op => "an operator",
         G::expr_call | G::expr_arg | G::list_expr | G::expr_attr | G::expr_var => "an expression",
         G::file => "a rules file",
+        G::arrow => "`=>`",
         G::WHITESPACE | G::COMMENT | G::ident_char => "whitespace",
         G::expr_replacement | G::input | G::arg | G::atom_condition => "an expression",
     }
@@ -200,6 +201,7 @@ fn rule(pair: Pair<G>, source: &str) -> Rule {
     for part in inner {
         match part.as_rule() {
             G::guard => guard = Some(condition(part.into_inner().next().expect("condition"))),
+            G::arrow => {}
             G::replacement => replacement = Some(replacement_of(part)),
             other => unreachable!("{other:?} in a rule"),
         }
