@@ -8,12 +8,8 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = [
-        "proto/graph.proto",
-        "proto/types.proto",
-        "proto/op_def.proto",
-        "proto/full_type.proto",
-    ];
+    let protos =
+        ["proto/graph.proto", "proto/types.proto", "proto/op_def.proto", "proto/full_type.proto"];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

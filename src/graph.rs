@@ -95,10 +95,7 @@ struct Span {
 
 impl Span {
     fn of(range: std::ops::Range<usize>) -> Span {
-        Span {
-            start: range.start as u32,
-            len: (range.end - range.start) as u32,
-        }
+        Span { start: range.start as u32, len: (range.end - range.start) as u32 }
     }
 
     fn range(self) -> std::ops::Range<usize> {
@@ -200,9 +197,7 @@ impl Graph {
             }
         }
         if nodes.is_empty() && !tail.iter().any(|f| f.first() == Some(&0x12)) {
-            return Err(FormatError(
-                "it has neither nodes nor a function library".into(),
-            ));
+            return Err(FormatError("it has neither nodes nor a function library".into()));
         }
         let mut graph = Graph::empty(tail);
         graph.bufs.push(data);
@@ -231,22 +226,12 @@ impl Graph {
         range: std::ops::Range<usize>,
         index: usize,
     ) -> Result<(), FormatError> {
-        assert!(
-            self.nodes.len() < u32::MAX as usize,
-            "more nodes than NodeId can address"
-        );
+        assert!(self.nodes.len() < u32::MAX as usize, "more nodes than NodeId can address");
         let raw = &self.bufs[buf as usize][range.clone()];
         let first_input = self.input_spans.len() as u32;
         let (name, op) = locate_strings(index, raw, &mut self.input_spans)?;
         let inputs = self.input_spans.len() as u32 - first_input;
-        self.nodes.push(NodeRec {
-            buf,
-            raw: Span::of(range),
-            name,
-            op,
-            first_input,
-            inputs,
-        });
+        self.nodes.push(NodeRec { buf, raw: Span::of(range), name, op, first_input, inputs });
         Ok(())
     }
 
@@ -365,10 +350,7 @@ impl Index {
                     }
                     Err(e) => {
                         bad_inputs.push((id as NodeId, slot as u32, BadInput::Syntax(e)));
-                        Edge {
-                            src: None,
-                            port: Port::Control,
-                        }
+                        Edge { src: None, port: Port::Control }
                     }
                 };
                 edges.push(edge);
@@ -386,22 +368,15 @@ impl Index {
         }
         consumer_start.push(acc);
         let mut fill = consumer_start.clone();
-        let placeholder = Consumer {
-            node: 0,
-            slot: 0,
-            port: Port::Control,
-        };
+        let placeholder = Consumer { node: 0, slot: 0, port: Port::Control };
         let mut consumers = vec![placeholder; acc as usize];
         for id in 0..n {
             let range = edge_start[id] as usize..edge_start[id + 1] as usize;
             for (slot, edge) in edges[range].iter().enumerate() {
                 if let Some(src) = edge.src {
                     let at = &mut fill[src as usize];
-                    consumers[*at as usize] = Consumer {
-                        node: id as NodeId,
-                        slot: slot as u32,
-                        port: edge.port,
-                    };
+                    consumers[*at as usize] =
+                        Consumer { node: id as NodeId, slot: slot as u32, port: edge.port };
                     *at += 1;
                 }
             }
@@ -462,10 +437,7 @@ impl Graph {
     /// The node's input string at `slot`.
     pub fn input_str(&self, id: NodeId, slot: u32) -> &str {
         let rec = &self.nodes[id as usize];
-        str_at(
-            self.raw(id),
-            self.input_spans[(rec.first_input + slot) as usize],
-        )
+        str_at(self.raw(id), self.input_spans[(rec.first_input + slot) as usize])
     }
 
     /// The node's encoded `NodeDef`, sharing the graph's buffer.
@@ -581,10 +553,7 @@ impl Graph {
 
     /// Every op with its nodes, in order of first appearance.
     pub fn ops(&self) -> impl Iterator<Item = (&str, &[NodeId])> {
-        self.index()
-            .by_op
-            .iter()
-            .map(|(op, ids)| (&**op, ids.as_slice()))
+        self.index().by_op.iter().map(|(op, ids)| (&**op, ids.as_slice()))
     }
 
     /// The node's inputs, resolved, in `NodeDef.input` order.
@@ -604,16 +573,12 @@ impl Graph {
 
     /// Uses of output `port` of the node.
     pub fn port_consumers(&self, id: NodeId, port: u32) -> impl Iterator<Item = &Consumer> {
-        self.consumers(id)
-            .iter()
-            .filter(move |c| c.port == Port::Data(port))
+        self.consumers(id).iter().filter(move |c| c.port == Port::Data(port))
     }
 
     /// Nodes that wait on the node through a control edge.
     pub fn control_consumers(&self, id: NodeId) -> impl Iterator<Item = &Consumer> {
-        self.consumers(id)
-            .iter()
-            .filter(|c| c.port == Port::Control)
+        self.consumers(id).iter().filter(|c| c.port == Port::Control)
     }
 
     /// Nodes whose name is taken by an earlier node.
@@ -660,9 +625,7 @@ fn locate_strings(
             )));
         }
         if std::str::from_utf8(&raw[field.payload()]).is_err() {
-            return Err(FormatError(format!(
-                "node #{index}: its {target} is not UTF-8"
-            )));
+            return Err(FormatError(format!("node #{index}: its {target} is not UTF-8")));
         }
         let span = Span::of(field.payload());
         match field.number {

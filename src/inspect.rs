@@ -54,10 +54,8 @@ fn attr(graph: &Graph, id: crate::NodeId, key: &str) -> Option<attr_value::Value
 
 /// Summarises the graph.
 pub fn summarize(graph: &Graph) -> Summary {
-    let mut ops: Vec<(String, usize)> = graph
-        .ops()
-        .map(|(op, ids)| (op.to_string(), ids.len()))
-        .collect();
+    let mut ops: Vec<(String, usize)> =
+        graph.ops().map(|(op, ids)| (op.to_string(), ids.len())).collect();
     ops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 
     let mut inputs = Vec::new();
@@ -72,15 +70,7 @@ pub fn summarize(graph: &Graph) -> Summary {
                 _ => "<unknown>".to_string(),
             };
             let name = graph.name(id).to_string();
-            inputs.push((
-                id,
-                InputInfo {
-                    name,
-                    op: op.to_string(),
-                    dtype,
-                    shape,
-                },
-            ));
+            inputs.push((id, InputInfo { name, op: op.to_string(), dtype, shape }));
         }
     }
     inputs.sort_by_key(|(id, _)| *id);
@@ -99,10 +89,7 @@ pub fn summarize(graph: &Graph) -> Summary {
         nodes: graph.len(),
         ops,
         inputs: inputs.into_iter().map(|(_, info)| info).collect(),
-        outputs: default_outputs(graph)
-            .into_iter()
-            .map(|id| graph.name(id).to_string())
-            .collect(),
+        outputs: default_outputs(graph).into_iter().map(|id| graph.name(id).to_string()).collect(),
         constants: consts.len(),
         constant_bytes,
         functions: header.library.as_ref().map_or(0, |l| l.function.len()),

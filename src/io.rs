@@ -124,10 +124,7 @@ pub struct WriteError {
 /// Reads a GraphDef from `path` (`-` is standard input) in `format`, or in
 /// the format its extension names.
 pub fn read_graph(path: &Path, format: Option<Format>) -> Result<Graph, ReadError> {
-    let io_err = |source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| ReadError::Io { path: path.to_path_buf(), source };
     let data = if path == Path::new("-") {
         let mut buf = Vec::new();
         io::Read::read_to_end(&mut io::stdin().lock(), &mut buf).map_err(io_err)?;
@@ -136,9 +133,7 @@ pub fn read_graph(path: &Path, format: Option<Format>) -> Result<Graph, ReadErro
         fs::read(path).map_err(io_err)?
     };
     if data.is_empty() {
-        return Err(ReadError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(ReadError::Empty { path: path.to_path_buf() });
     }
     match format.unwrap_or_else(|| Format::from_path(path)) {
         Format::Binary => {
@@ -268,15 +263,10 @@ pub fn encode<W: Write>(graph: &Graph, format: Format, out: &mut W) -> io::Resul
 /// bytes go to a temporary file in the same directory, renamed over `path`.
 pub fn write_graph(path: &Path, graph: &Graph, format: Option<Format>) -> Result<(), WriteError> {
     let format = format.unwrap_or_else(|| Format::from_path(path));
-    let err = |source| WriteError {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| WriteError { path: path.to_path_buf(), source };
     if path == Path::new("-") {
         let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        return encode(graph, format, &mut out)
-            .and_then(|()| out.flush())
-            .map_err(err);
+        return encode(graph, format, &mut out).and_then(|()| out.flush()).map_err(err);
     }
     write_atomic(path, |out| encode(graph, format, out)).map_err(err)
 }

@@ -118,10 +118,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    miette::set_hook(Box::new(|_| {
-        Box::new(miette::MietteHandlerOpts::new().width(100).build())
-    }))
-    .ok();
+    miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().width(100).build())))
+        .ok();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -150,20 +148,15 @@ fn run(command: Command) -> Result<ExitCode> {
             let model = PathBuf::from(model);
             let rules = load_rules(rule_args, &sets)?;
             let graph = read_graph(&model, format)?;
-            let options = Options {
-                outputs,
-                prune: !no_prune,
-                max_rewrites,
-            };
+            let options = Options { outputs, prune: !no_prune, max_rewrites };
             let (rewritten, summary) = apply(&graph, &rules, &options)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");
             }
             match report.as_deref() {
-                Some("json") => eprintln!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).into_diagnostic()?
-                ),
+                Some("json") => {
+                    eprintln!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?)
+                }
                 Some(_) => eprint!("{}", text_report(&summary)),
                 None => {
                     let fired: usize = summary.fired.iter().map(|f| f.1).sum();
@@ -211,42 +204,24 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Packs => {
             for (name, _) in PACKS {
                 let loaded = load(&[Origin::Pack(name.to_string())]);
-                let doc = loaded
-                    .files
-                    .first()
-                    .and_then(|f| f.1.clone())
-                    .unwrap_or_default();
+                let doc = loaded.files.first().and_then(|f| f.1.clone()).unwrap_or_default();
                 println!("{name}");
                 for line in doc.lines() {
                     println!("    {line}");
                 }
                 for rule in &loaded.rules {
-                    let about = rule
-                        .rule
-                        .doc
-                        .as_deref()
-                        .unwrap_or("")
-                        .lines()
-                        .next()
-                        .unwrap_or("");
+                    let about = rule.rule.doc.as_deref().unwrap_or("").lines().next().unwrap_or("");
                     println!("  - {}: {about}", rule.rule.name);
                 }
                 println!();
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect {
-            model,
-            json,
-            format,
-        } => {
+        Command::Inspect { model, json, format } => {
             let graph = read_graph(&model, format)?;
             let summary = summarize(&graph);
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&summary).into_diagnostic()?
-                );
+                println!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?);
             } else {
                 println!("{}", model.display());
                 print!("{summary}");
@@ -270,12 +245,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 if problems.len() == 1 { "" } else { "s" }
             ))
         }
-        Command::Convert {
-            input,
-            output,
-            format,
-            to,
-        } => {
+        Command::Convert { input, output, format, to } => {
             let graph = read_graph(&input, format)?;
             write_graph(&output, &graph, to)?;
             if output != Path::new("-") {
@@ -283,13 +253,7 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Prune {
-            model,
-            outputs,
-            output,
-            format,
-            to,
-        } => {
+        Command::Prune { model, outputs, output, format, to } => {
             let graph = read_graph(&model, format)?;
             let roots = outputs_or_default(&graph, &outputs)?;
             let before = graph.len();
@@ -348,11 +312,8 @@ fn text_report(report: &Report) -> String {
         "nodes: {} -> {} in {} rounds, {:.3} s\nop                               before  after\n",
         report.nodes_before, report.nodes_after, report.rounds, report.seconds
     ));
-    let ops: std::collections::BTreeSet<&String> = report
-        .ops_before
-        .keys()
-        .chain(report.ops_after.keys())
-        .collect();
+    let ops: std::collections::BTreeSet<&String> =
+        report.ops_before.keys().chain(report.ops_after.keys()).collect();
     for op in ops {
         let before = report.ops_before.get(op).copied().unwrap_or(0);
         let after = report.ops_after.get(op).copied().unwrap_or(0);
@@ -363,17 +324,10 @@ fn text_report(report: &Report) -> String {
 
 /// `dir/model.pb` -> `dir/model.<tag>.pb` (the extension of `to`, if given).
 fn sibling(model: &Path, tag: &str, to: Option<Format>) -> PathBuf {
-    let stem = model
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("model");
+    let stem = model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     let ext = match to {
         Some(format) => format.extension().to_string(),
-        None => model
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("pb")
-            .to_string(),
+        None => model.extension().and_then(|e| e.to_str()).unwrap_or("pb").to_string(),
     };
     model.with_file_name(format!("{stem}.{tag}.{ext}"))
 }

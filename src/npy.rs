@@ -53,17 +53,11 @@ impl Dtype {
 
     /// Bytes per element.
     pub fn size(self) -> usize {
-        Self::ALL
-            .iter()
-            .find(|(d, _, _)| *d == self)
-            .map_or(1, |e| e.2)
+        Self::ALL.iter().find(|(d, _, _)| *d == self).map_or(1, |e| e.2)
     }
 
     fn code(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(d, _, _)| *d == self)
-            .map_or("b1", |e| e.1)
+        Self::ALL.iter().find(|(d, _, _)| *d == self).map_or("b1", |e| e.1)
     }
 
     /// The TensorFlow type with the same element layout.
@@ -131,14 +125,9 @@ impl Array {
     /// Reads a `.npy` file.
     pub fn read(path: &Path) -> Result<Array, NpyError> {
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        Array::parse(&bytes).map_err(|reason| NpyError::Format {
-            path: shown,
-            reason,
-        })
+        let bytes =
+            std::fs::read(path).map_err(|source| NpyError::Io { path: shown.clone(), source })?;
+        Array::parse(&bytes).map_err(|reason| NpyError::Format { path: shown, reason })
     }
 
     /// Parses the bytes of a `.npy` file.
@@ -148,15 +137,12 @@ impl Array {
         }
         let (header_len, start) = match bytes[6] {
             1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-            2 | 3 if bytes.len() >= 12 => (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            ),
+            2 | 3 if bytes.len() >= 12 => {
+                (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+            }
             v => return Err(format!("unsupported format version {v}")),
         };
-        let header = bytes
-            .get(start..start + header_len)
-            .ok_or("the header is truncated")?;
+        let header = bytes.get(start..start + header_len).ok_or("the header is truncated")?;
         let header = std::str::from_utf8(header).map_err(|_| "the header is not text")?;
         let descr = dict_value(header, "descr").ok_or("the header has no descr")?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
@@ -181,24 +167,14 @@ impl Array {
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|s| {
-                s.parse::<usize>()
-                    .map_err(|_| format!("bad dimension `{s}`"))
-            })
+            .map(|s| s.parse::<usize>().map_err(|_| format!("bad dimension `{s}`")))
             .collect::<Result<Vec<_>, _>>()?;
         let data = &bytes[start + header_len..];
         let expected = shape.iter().product::<usize>() * dtype.size();
         if data.len() != expected {
-            return Err(format!(
-                "{} data bytes, the shape needs {expected}",
-                data.len()
-            ));
+            return Err(format!("{} data bytes, the shape needs {expected}", data.len()));
         }
-        Ok(Array {
-            dtype,
-            shape,
-            data: data.to_vec(),
-        })
+        Ok(Array { dtype, shape, data: data.to_vec() })
     }
 
     /// The `.npy` (version 1.0) encoding of the array.
@@ -206,13 +182,9 @@ impl Array {
         let order = if self.dtype.size() == 1 { '|' } else { '<' };
         let shape = match self.shape.as_slice() {
             [one] => format!("({one},)"),
-            dims => format!(
-                "({})",
-                dims.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            dims => {
+                format!("({})", dims.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+            }
         };
         let mut header = format!(
             "{{'descr': '{order}{}', 'fortran_order': False, 'shape': {shape}, }}",
@@ -282,9 +254,7 @@ pub fn f16_to_f64(bits: u16) -> f64 {
 
 /// The text after `'key':` in a Python dict literal, up to the next key.
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
-    let at = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))?;
+    let at = header.find(&format!("'{key}'")).or_else(|| header.find(&format!("\"{key}\"")))?;
     let rest = &header[at + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
     if rest.starts_with('(') {

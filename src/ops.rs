@@ -41,20 +41,13 @@ pub struct OpInfo {
 const fn fixed(name: &'static str, inputs: u32, outputs: u32) -> OpInfo {
     OpInfo {
         name,
-        inputs: Inputs {
-            min: inputs,
-            max: Some(inputs),
-        },
+        inputs: Inputs { min: inputs, max: Some(inputs) },
         outputs: Outputs::Fixed(outputs),
     }
 }
 
 const fn variadic(name: &'static str, min: u32, outputs: Outputs) -> OpInfo {
-    OpInfo {
-        name,
-        inputs: Inputs { min, max: None },
-        outputs,
-    }
+    OpInfo { name, inputs: Inputs { min, max: None }, outputs }
 }
 
 /// The table, sorted by name (checked by a test) for binary search.
@@ -256,9 +249,7 @@ impl OpInfo {
 
 /// Looks an op up by name.
 pub fn lookup(op: &str) -> Option<&'static OpInfo> {
-    OPS.binary_search_by(|info| info.name.cmp(op))
-        .ok()
-        .map(|i| &OPS[i])
+    OPS.binary_search_by(|info| info.name.cmp(op)).ok().map(|i| &OPS[i])
 }
 
 /// Outputs of node `id` if its op is in the table and its attributes say.

@@ -72,10 +72,7 @@ impl DataType {
 pub fn dtype_name(value: i32) -> String {
     match DataType::try_from(value) {
         Ok(dt) if value < 100 => dt.short_name().to_string(),
-        Ok(dt) => format!(
-            "{}_ref",
-            DataType::try_from(value - 100).unwrap_or(dt).short_name()
-        ),
+        Ok(dt) => format!("{}_ref", DataType::try_from(value - 100).unwrap_or(dt).short_name()),
         Err(_) => format!("dtype({value})"),
     }
 }
@@ -86,12 +83,7 @@ impl TensorShapeProto {
         if self.unknown_rank {
             return None;
         }
-        Some(
-            self.dim
-                .iter()
-                .map(|d| u64::try_from(d.size).ok())
-                .collect(),
-        )
+        Some(self.dim.iter().map(|d| u64::try_from(d.size).ok()).collect())
     }
 
     /// `[?,128,128,3]`, `[]` for a scalar, `<unknown>` for unknown rank.
@@ -99,10 +91,8 @@ impl TensorShapeProto {
         match self.dims() {
             None => "<unknown>".to_string(),
             Some(dims) => {
-                let parts: Vec<String> = dims
-                    .iter()
-                    .map(|d| d.map_or("?".to_string(), |n| n.to_string()))
-                    .collect();
+                let parts: Vec<String> =
+                    dims.iter().map(|d| d.map_or("?".to_string(), |n| n.to_string())).collect();
                 format!("[{}]", parts.join(","))
             }
         }
@@ -112,12 +102,8 @@ impl TensorShapeProto {
 impl TensorProto {
     /// Number of elements the shape holds; `None` if the shape is not fully known.
     pub fn num_elements(&self) -> Option<u64> {
-        let dims = self
-            .tensor_shape
-            .as_ref()
-            .map_or(Some(vec![]), |s| s.dims())?;
-        dims.into_iter()
-            .try_fold(1u64, |acc, d| acc.checked_mul(d?))
+        let dims = self.tensor_shape.as_ref().map_or(Some(vec![]), |s| s.dims())?;
+        dims.into_iter().try_fold(1u64, |acc, d| acc.checked_mul(d?))
     }
 
     /// Bytes the tensor's values occupy once materialised: elements times the

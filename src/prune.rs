@@ -19,10 +19,7 @@ pub struct UnknownOutput {
 /// The nodes nothing consumes, through data or control edges: the graph's
 /// outputs when the user names none.
 pub fn default_outputs(graph: &Graph) -> Vec<NodeId> {
-    graph
-        .ids()
-        .filter(|&id| graph.consumers(id).is_empty())
-        .collect()
+    graph.ids().filter(|&id| graph.consumers(id).is_empty()).collect()
 }
 
 /// Resolves output names (`node` or `node:N`; the port is ignored) to ids.
@@ -48,11 +45,7 @@ pub fn outputs_or_default<S: AsRef<str>>(
     graph: &Graph,
     names: &[S],
 ) -> Result<Vec<NodeId>, UnknownOutput> {
-    if names.is_empty() {
-        Ok(default_outputs(graph))
-    } else {
-        resolve_outputs(graph, names)
-    }
+    if names.is_empty() { Ok(default_outputs(graph)) } else { resolve_outputs(graph, names) }
 }
 
 /// Marks every node that one of `roots` reaches through inputs.
@@ -82,13 +75,8 @@ pub fn reachable(graph: &Graph, roots: &[NodeId]) -> Vec<bool> {
 /// (versions, library, debug info, the kept nodes' bytes and order) is kept.
 pub fn prune(graph: &Graph, outputs: &[NodeId]) -> Graph {
     let keep = reachable(graph, outputs);
-    let nodes = graph
-        .ids()
-        .filter(|&id| keep[id as usize])
-        .map(NodeSource::Existing);
-    graph
-        .rebuilt(nodes)
-        .expect("existing nodes are not read again")
+    let nodes = graph.ids().filter(|&id| keep[id as usize]).map(NodeSource::Existing);
+    graph.rebuilt(nodes).expect("existing nodes are not read again")
 }
 
 /// The node name closest to `name` by edit distance, when close enough to
@@ -112,9 +100,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
         let mut diag = row[0];
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let next = (row[j + 1] + 1)
-                .min(row[j] + 1)
-                .min(diag + usize::from(ca != *cb));
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diag + usize::from(ca != *cb));
             diag = row[j + 1];
             row[j + 1] = next;
         }

@@ -19,13 +19,7 @@ fn attr(value: Value) -> AttrValue {
 
 fn shape(dims: &[i64]) -> TensorShapeProto {
     TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|&size| Dim {
-                size,
-                name: String::new(),
-            })
-            .collect(),
+        dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(),
         unknown_rank: false,
     }
 }
@@ -35,19 +29,14 @@ fn node(name: String, op: &str, inputs: Vec<String>, attrs: &[(&str, Value)]) ->
         name,
         op: op.into(),
         input: inputs,
-        attr: attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), attr(v.clone())))
-            .collect(),
+        attr: attrs.iter().map(|(k, v)| (k.to_string(), attr(v.clone()))).collect(),
         ..Default::default()
     }
 }
 
 fn constant(name: String, dims: &[i64]) -> NodeDef {
     let count: i64 = dims.iter().product();
-    let content: Vec<u8> = (0..count)
-        .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
-        .collect();
+    let content: Vec<u8> = (0..count).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
     let tensor = TensorProto {
         dtype: DataType::DtFloat as i32,
         tensor_shape: Some(shape(dims)),
@@ -58,10 +47,7 @@ fn constant(name: String, dims: &[i64]) -> NodeDef {
         name,
         "Const",
         vec![],
-        &[
-            ("dtype", Value::Type(DataType::DtFloat as i32)),
-            ("value", Value::Tensor(tensor)),
-        ],
+        &[("dtype", Value::Type(DataType::DtFloat as i32)), ("value", Value::Tensor(tensor))],
     )
 }
 
@@ -75,19 +61,13 @@ pub fn synth(target: usize) -> Graph {
             "input".into(),
             "Placeholder",
             vec![],
-            &[
-                ("dtype", float.clone()),
-                ("shape", Value::Shape(shape(&[-1, 8, 8, 4]))),
-            ],
+            &[("dtype", float.clone()), ("shape", Value::Shape(shape(&[-1, 8, 8, 4])))],
         ),
         node(
             "training".into(),
             "Placeholder",
             vec![],
-            &[
-                ("dtype", Value::Type(DataType::DtBool as i32)),
-                ("shape", Value::Shape(shape(&[]))),
-            ],
+            &[("dtype", Value::Type(DataType::DtBool as i32)), ("shape", Value::Shape(shape(&[])))],
         ),
     ] {
         nodes.push(first);
@@ -112,20 +92,8 @@ pub fn synth(target: usize) -> Graph {
                 ("T", float.clone()),
                 ("data_format", nhwc.clone()),
                 ("padding", Value::S(Bytes::from_static(b"SAME"))),
-                (
-                    "strides",
-                    Value::List(ListValue {
-                        i: vec![1, 1, 1, 1],
-                        ..Default::default()
-                    }),
-                ),
-                (
-                    "dilations",
-                    Value::List(ListValue {
-                        i: vec![1, 1, 1, 1],
-                        ..Default::default()
-                    }),
-                ),
+                ("strides", Value::List(ListValue { i: vec![1, 1, 1, 1], ..Default::default() })),
+                ("dilations", Value::List(ListValue { i: vec![1, 1, 1, 1], ..Default::default() })),
                 ("use_cudnn_on_gpu", Value::B(true)),
             ],
         ));
@@ -188,30 +156,17 @@ pub fn synth(target: usize) -> Graph {
         nodes.push(node(
             conv("cond/Merge"),
             "Merge",
-            vec![
-                conv("cond/FusedBatchNormV3_1"),
-                conv("cond/FusedBatchNormV3"),
-            ],
+            vec![conv("cond/FusedBatchNormV3_1"), conv("cond/FusedBatchNormV3")],
             &[("T", float.clone()), ("N", Value::I(2))],
         ));
-        nodes.push(node(
-            conv("Relu"),
-            "Relu",
-            vec![conv("cond/Merge")],
-            &[("T", float.clone())],
-        ));
+        nodes.push(node(conv("Relu"), "Relu", vec![conv("cond/Merge")], &[("T", float.clone())]));
         nodes.push(node(
             conv("add"),
             "AddV2",
             vec![conv("Relu"), x.clone()],
             &[("T", float.clone())],
         ));
-        nodes.push(node(
-            conv("Relu6"),
-            "Relu6",
-            vec![conv("add")],
-            &[("T", float.clone())],
-        ));
+        nodes.push(node(conv("Relu6"), "Relu6", vec![conv("add")], &[("T", float.clone())]));
         nodes.push(node(
             conv("out"),
             "Identity",
@@ -246,11 +201,7 @@ pub fn synth(target: usize) -> Graph {
     }
     nodes.push(node("output".into(), "Identity", vec![x], &[("T", float)]));
     let header = GraphDef {
-        versions: Some(VersionDef {
-            producer: 2474,
-            min_consumer: 12,
-            bad_consumers: vec![],
-        }),
+        versions: Some(VersionDef { producer: 2474, min_consumer: 12, bad_consumers: vec![] }),
         ..Default::default()
     };
     Graph::from_nodes(nodes.0, vec![Bytes::from(header.encode_to_vec())]).expect("valid nodes")

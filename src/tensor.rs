@@ -19,18 +19,12 @@ pub struct Array {
 impl Array {
     /// A scalar.
     pub fn scalar(value: f64) -> Array {
-        Array {
-            shape: vec![],
-            data: vec![value],
-        }
+        Array { shape: vec![], data: vec![value] }
     }
 
     /// Applies `f` to every element.
     pub fn map(&self, f: impl Fn(f64) -> f64) -> Array {
-        Array {
-            shape: self.shape.clone(),
-            data: self.data.iter().map(|&v| f(v)).collect(),
-        }
+        Array { shape: self.shape.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
     }
 
     /// Elementwise `f(a, b)` with numpy broadcasting.
@@ -93,13 +87,7 @@ impl Array {
             0 if known == total => dims.iter().map(|&d| d as usize).collect(),
             1 if known > 0 && total % known == 0 => dims
                 .iter()
-                .map(|&d| {
-                    if d == -1 {
-                        (total / known) as usize
-                    } else {
-                        d as usize
-                    }
-                })
+                .map(|&d| if d == -1 { (total / known) as usize } else { d as usize })
                 .collect(),
             _ => {
                 return Err(format!(
@@ -111,10 +99,7 @@ impl Array {
         if dims.iter().any(|&d| d < -1) {
             return Err(format!("bad dimension in {dims:?}"));
         }
-        Ok(Array {
-            shape,
-            data: self.data.clone(),
-        })
+        Ok(Array { shape, data: self.data.clone() })
     }
 }
 
@@ -127,18 +112,14 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
             .dims()
             .ok_or("the tensor's rank is unknown")?
             .into_iter()
-            .map(|d| {
-                d.map(|d| d as usize)
-                    .ok_or("the tensor has an unknown dimension")
-            })
+            .map(|d| d.map(|d| d as usize).ok_or("the tensor has an unknown dimension"))
             .collect::<Result<_, _>>()?,
     };
     let count: usize = shape.iter().product();
     let data: Vec<f64> = if !t.tensor_content.is_empty() {
         let c = &t.tensor_content;
-        let size = dtype
-            .byte_size()
-            .ok_or(format!("{} constants are not numeric", dtype.short_name()))?;
+        let size =
+            dtype.byte_size().ok_or(format!("{} constants are not numeric", dtype.short_name()))?;
         if c.len() != count * size {
             return Err(format!(
                 "tensor_content has {} bytes, the shape needs {}",
@@ -151,17 +132,14 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
                 DataType::DtFloat => Ok(f64::from(f32::from_le_bytes(b.try_into().unwrap()))),
                 DataType::DtDouble => Ok(f64::from_le_bytes(b.try_into().unwrap())),
                 DataType::DtHalf => Ok(f16_to_f64(u16::from_le_bytes([b[0], b[1]]))),
-                DataType::DtBfloat16 => Ok(f64::from(f32::from_bits(
-                    u32::from(u16::from_le_bytes([b[0], b[1]])) << 16,
-                ))),
+                DataType::DtBfloat16 => {
+                    Ok(f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)))
+                }
                 DataType::DtInt32 => Ok(f64::from(i32::from_le_bytes(b.try_into().unwrap()))),
                 DataType::DtInt64 => Ok(i64::from_le_bytes(b.try_into().unwrap()) as f64),
                 DataType::DtBool | DataType::DtUint8 => Ok(f64::from(b[0])),
                 DataType::DtInt8 => Ok(f64::from(b[0] as i8)),
-                other => Err(format!(
-                    "{} constants are not supported",
-                    other.short_name()
-                )),
+                other => Err(format!("{} constants are not supported", other.short_name())),
             })
             .collect::<Result<_, _>>()?
     } else {
@@ -182,10 +160,7 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
             DataType::DtInt64 => t.int64_val.iter().map(|&v| v as f64).collect(),
             DataType::DtBool => t.bool_val.iter().map(|&v| f64::from(u8::from(v))).collect(),
             other => {
-                return Err(format!(
-                    "{} constants are not supported",
-                    other.short_name()
-                ));
+                return Err(format!("{} constants are not supported", other.short_name()));
             }
         };
         // TensorFlow's rule: fewer values than the shape holds repeat the last.
@@ -216,24 +191,14 @@ pub fn to_proto(array: &Array, dtype: DataType) -> Result<TensorProto, String> {
             DataType::DtInt64 => content.extend_from_slice(&(v as i64).to_le_bytes()),
             DataType::DtBool => content.push(u8::from(v != 0.0)),
             other => {
-                return Err(format!(
-                    "cannot store a computed constant as {}",
-                    other.short_name()
-                ));
+                return Err(format!("cannot store a computed constant as {}", other.short_name()));
             }
         }
     }
     Ok(TensorProto {
         dtype: dtype as i32,
         tensor_shape: Some(TensorShapeProto {
-            dim: array
-                .shape
-                .iter()
-                .map(|&d| Dim {
-                    size: d as i64,
-                    name: String::new(),
-                })
-                .collect(),
+            dim: array.shape.iter().map(|&d| Dim { size: d as i64, name: String::new() }).collect(),
             unknown_rank: false,
         }),
         tensor_content: Bytes::from(content),
@@ -275,11 +240,7 @@ fn f64_to_f16(v: f64) -> u16 {
         return sign | rounded as u16;
     }
     let rounded = mant + 0xfff + ((mant >> 13) & 1);
-    let (exp, mant) = if rounded & 0x80_0000 != 0 {
-        (exp + 1, 0)
-    } else {
-        (exp, rounded >> 13)
-    };
+    let (exp, mant) = if rounded & 0x80_0000 != 0 { (exp + 1, 0) } else { (exp, rounded >> 13) };
     if exp >= 31 {
         return sign | 0x7c00;
     }

@@ -110,9 +110,7 @@ fn shortest_f32(value: f32) -> f64 {
         return f64::from(value);
     }
     for digits in 6..=9 {
-        let rounded: f64 = format!("{:.*e}", digits - 1, value)
-            .parse()
-            .unwrap_or(f64::NAN);
+        let rounded: f64 = format!("{:.*e}", digits - 1, value).parse().unwrap_or(f64::NAN);
         if rounded as f32 == value {
             return rounded;
         }

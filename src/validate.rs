@@ -90,37 +90,23 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::DuplicateName { node, first, again } => write!(
-                f,
-                "node `{node}`: the name is used twice (nodes #{first} and #{again})"
-            ),
-            Problem::MalformedInput {
-                node,
-                input,
-                reason,
-            } => {
+            Problem::DuplicateName { node, first, again } => {
+                write!(f, "node `{node}`: the name is used twice (nodes #{first} and #{again})")
+            }
+            Problem::MalformedInput { node, input, reason } => {
                 write!(f, "node `{node}`: input `{input}` is malformed: {reason}")
             }
             Problem::MissingInput { node, input } => {
-                write!(
-                    f,
-                    "node `{node}`: input `{input}` names no node of the graph"
-                )
+                write!(f, "node `{node}`: input `{input}` names no node of the graph")
             }
-            Problem::NoSuchPort {
-                node,
-                input,
-                op,
-                outputs,
-            } => write!(
+            Problem::NoSuchPort { node, input, op, outputs } => write!(
                 f,
                 "node `{node}`: input `{input}` reads a port its producer lacks ({op} has {outputs} output{})",
                 if *outputs == 1 { "" } else { "s" }
             ),
-            Problem::DataAfterControl { node, input } => write!(
-                f,
-                "node `{node}`: data input `{input}` comes after a control input"
-            ),
+            Problem::DataAfterControl { node, input } => {
+                write!(f, "node `{node}`: data input `{input}` comes after a control input")
+            }
             Problem::Undecodable { node, reason } => {
                 write!(f, "node `{node}`: does not decode as a NodeDef: {reason}")
             }
@@ -148,23 +134,15 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
     for (id, slot, bad) in graph.bad_inputs() {
         let input = graph.input_str(*id, *slot).to_string();
         problems.push(match bad {
-            BadInput::Syntax(e) => Problem::MalformedInput {
-                node: name(*id),
-                input,
-                reason: e.to_string(),
-            },
-            BadInput::Missing => Problem::MissingInput {
-                node: name(*id),
-                input,
-            },
+            BadInput::Syntax(e) => {
+                Problem::MalformedInput { node: name(*id), input, reason: e.to_string() }
+            }
+            BadInput::Missing => Problem::MissingInput { node: name(*id), input },
         });
     }
     for id in graph.ids() {
         if let Err(e) = graph.node_def(id) {
-            problems.push(Problem::Undecodable {
-                node: name(id),
-                reason: e.reason,
-            });
+            problems.push(Problem::Undecodable { node: name(id), reason: e.reason });
         }
         let mut seen_control = false;
         for (slot, edge) in graph.inputs(id).iter().enumerate() {
@@ -173,10 +151,8 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
             if is_control {
                 seen_control = true;
             } else if seen_control {
-                problems.push(Problem::DataAfterControl {
-                    node: name(id),
-                    input: text.to_string(),
-                });
+                problems
+                    .push(Problem::DataAfterControl { node: name(id), input: text.to_string() });
             }
             if let (Some(src), Port::Data(port)) = (edge.src, edge.port) {
                 if let Some(outputs) = ops::num_outputs(graph, src) {
@@ -195,9 +171,7 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
     // Problems of one node stay together, in file order.
     problems.sort_by_key(|p| graph.id(p.node()).unwrap_or(NodeId::MAX));
     if let Some(cycle) = find_cycle(graph) {
-        problems.push(Problem::Cycle {
-            nodes: cycle.into_iter().map(name).collect(),
-        });
+        problems.push(Problem::Cycle { nodes: cycle.into_iter().map(name).collect() });
     }
     problems
 }
@@ -220,10 +194,7 @@ pub fn topological_order(graph: &Graph) -> (Vec<NodeId>, bool) {
             .filter(|e| e.src.is_some_and(|src| !is_back_edge(graph, src)))
             .count() as u32;
     }
-    let mut order: Vec<NodeId> = graph
-        .ids()
-        .filter(|&id| pending[id as usize] == 0)
-        .collect();
+    let mut order: Vec<NodeId> = graph.ids().filter(|&id| pending[id as usize] == 0).collect();
     let mut next = 0;
     while next < order.len() {
         let id = order[next];

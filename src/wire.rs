@@ -97,15 +97,11 @@ impl std::fmt::Display for WireError {
             WireErrorKind::TruncatedKey => write!(f, "byte {at}: truncated field key"),
             WireErrorKind::ZeroField => write!(f, "byte {at}: field number 0 is invalid"),
             WireErrorKind::Truncated => write!(f, "byte {at}: field {n} is truncated"),
-            WireErrorKind::TooLong(len, remaining) => write!(
-                f,
-                "byte {at}: field {n} claims {len} bytes but only {remaining} remain"
-            ),
+            WireErrorKind::TooLong(len, remaining) => {
+                write!(f, "byte {at}: field {n} claims {len} bytes but only {remaining} remain")
+            }
             WireErrorKind::BadWireType(w) => {
-                write!(
-                    f,
-                    "byte {at}: field {n} has wire type {w}, which is not used"
-                )
+                write!(f, "byte {at}: field {n} has wire type {w}, which is not used")
             }
         }
     }
@@ -127,11 +123,7 @@ pub struct Fields<'a> {
 
 /// The fields of the message encoded in `data`.
 pub fn fields(data: &[u8]) -> Fields<'_> {
-    Fields {
-        data,
-        at: 0,
-        failed: false,
-    }
+    Fields { data, at: 0, failed: false }
 }
 
 impl Iterator for Fields<'_> {
@@ -152,11 +144,7 @@ impl Fields<'_> {
     fn step(&mut self) -> Result<Field, WireError> {
         let data = self.data;
         let start = self.at;
-        let fail = |number, kind| WireError {
-            at: start,
-            number,
-            kind,
-        };
+        let fail = |number, kind| WireError { at: start, number, kind };
         let key = read_varint(data, &mut self.at).ok_or(fail(0, WireErrorKind::TruncatedKey))?;
         let number = u32::try_from(key >> 3).unwrap_or(0);
         let wire = (key & 7) as u8;
@@ -188,12 +176,6 @@ impl Fields<'_> {
             }
             other => return Err(fail(number, WireErrorKind::BadWireType(other))),
         };
-        Ok(Field {
-            number,
-            wire,
-            start,
-            end: self.at,
-            value,
-        })
+        Ok(Field { number, wire, start, end: self.at, value })
     }
 }

@@ -23,12 +23,7 @@ fn inspect_json_agrees_with_what_tensorflow_saw() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|pair| {
-                (
-                    pair[0].as_str().unwrap().to_string(),
-                    pair[1].as_u64().unwrap() as usize,
-                )
-            })
+            .map(|pair| (pair[0].as_str().unwrap().to_string(), pair[1].as_u64().unwrap() as usize))
             .collect();
         assert_eq!(ops, meta.graph.ops, "{}", meta.name);
         assert_eq!(summary["functions"], meta.graph.functions, "{}", meta.name);
@@ -46,11 +41,7 @@ fn inspect_json_agrees_with_what_tensorflow_saw() {
                 Some(dims) => format!(
                     "[{}]",
                     dims.iter()
-                        .map(|d| if *d < 0 {
-                            "?".to_string()
-                        } else {
-                            d.to_string()
-                        })
+                        .map(|d| if *d < 0 { "?".to_string() } else { d.to_string() })
                         .collect::<Vec<_>>()
                         .join(",")
                 ),
@@ -59,24 +50,12 @@ fn inspect_json_agrees_with_what_tensorflow_saw() {
         }
         // The inferred outputs are the outputs the graph was frozen with
         // (TF2 freezing adds a NoOp that nothing consumes).
-        let outputs: Vec<&str> = summary["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o.as_str().unwrap())
-            .collect();
+        let outputs: Vec<&str> =
+            summary["outputs"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
         for expected in &meta.outputs {
-            assert!(
-                outputs.contains(&expected.as_str()),
-                "{}: {outputs:?}",
-                meta.name
-            );
+            assert!(outputs.contains(&expected.as_str()), "{}: {outputs:?}", meta.name);
         }
-        assert!(
-            summary["problems"].as_array().unwrap().is_empty(),
-            "{}",
-            meta.name
-        );
+        assert!(summary["problems"].as_array().unwrap().is_empty(), "{}", meta.name);
         assert!(summary["constant_bytes"].as_u64().unwrap() > 0);
     }
 }
@@ -111,22 +90,13 @@ fn convert_round_trips_through_text_and_back() {
         assert!(out.status.success(), "{}", stderr(&out));
         let out = graphrw([Path::new("convert"), &text, &back]);
         assert!(out.status.success(), "{}", stderr(&out));
-        let read = |path: &Path| {
-            graphrw::io::read_graph(path, None)
-                .unwrap()
-                .to_def()
-                .unwrap()
-        };
+        let read = |path: &Path| graphrw::io::read_graph(path, None).unwrap().to_def().unwrap();
         assert_eq!(read(&back), read(&model), "{}", meta.name);
         // Text to binary is deterministic too.
         let again = tmp.path().join(format!("{}.again.pb", meta.name));
         let out = graphrw([Path::new("convert"), &text, &again]);
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(
-            std::fs::read(&again).unwrap() == std::fs::read(&back).unwrap(),
-            "{}",
-            meta.name
-        );
+        assert!(std::fs::read(&again).unwrap() == std::fs::read(&back).unwrap(), "{}", meta.name);
         assert_eq!(fingerprint(&model), before, "the input was modified");
     }
 }
@@ -149,12 +119,7 @@ fn convert_to_stdout_with_explicit_formats() {
     let tmp = tempfile::tempdir().unwrap();
     let odd = tmp.path().join("graph.bin");
     std::fs::write(&odd, &text).unwrap();
-    let out = graphrw([
-        Path::new("inspect"),
-        &odd,
-        Path::new("--format"),
-        Path::new("pbtxt"),
-    ]);
+    let out = graphrw([Path::new("inspect"), &odd, Path::new("--format"), Path::new("pbtxt")]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("StatelessIf"));
 }
@@ -190,12 +155,7 @@ fn prune_writes_beside_the_input_and_keeps_the_outputs() {
         ]
     );
     assert_eq!(fingerprint(&model), before, "the input was modified");
-    let out = graphrw([
-        Path::new("prune"),
-        &model,
-        Path::new("--outputs"),
-        Path::new("nope"),
-    ]);
+    let out = graphrw([Path::new("prune"), &model, Path::new("--outputs"), Path::new("nope")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("output `nope` names no node of the graph"));
 }
@@ -215,10 +175,7 @@ fn validate_fails_with_the_problems_of_a_broken_graph() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out).replace(&tmp.path().display().to_string(), "<tmp>");
     insta::assert_snapshot!("validate_broken", err);
-    let out = graphrw([
-        Path::new("validate"),
-        &common::fixtures_dir().join("seed/model.pb"),
-    ]);
+    let out = graphrw([Path::new("validate"), &common::fixtures_dir().join("seed/model.pb")]);
     assert!(out.status.success());
     assert!(stdout(&out).contains("valid, 113 nodes"));
 }
@@ -241,24 +198,12 @@ fn bad_inputs_get_clear_errors() {
         ("empty.pb", vec![]),
         ("truncated.pb", seed[..seed.len() / 2].to_vec()),
         ("random.pb", random),
-        (
-            "text_named_binary.pb",
-            b"node {\n  name: \"x\"\n  op: \"Const\"\n}\n".to_vec(),
-        ),
+        ("text_named_binary.pb", b"node {\n  name: \"x\"\n  op: \"Const\"\n}\n".to_vec()),
         ("binary_named_text.pbtxt", seed[..2000].to_vec()),
         ("model.json.pb", b"{\"nodes\": []}".to_vec()),
-        (
-            "saved_model.pb",
-            b"\x08\x01\x12\x04\x0a\x02\x08\x01".to_vec(),
-        ),
-        (
-            "syntax_error.pbtxt",
-            b"node {\n  name: \"x\"\n  op: \n}\n".to_vec(),
-        ),
-        (
-            "unknown_field.pbtxt",
-            b"node {\n  nmae: \"x\"\n}\n".to_vec(),
-        ),
+        ("saved_model.pb", b"\x08\x01\x12\x04\x0a\x02\x08\x01".to_vec()),
+        ("syntax_error.pbtxt", b"node {\n  name: \"x\"\n  op: \n}\n".to_vec()),
+        ("unknown_field.pbtxt", b"node {\n  nmae: \"x\"\n}\n".to_vec()),
     ];
     for (name, bytes) in cases {
         let path = tmp.path().join(name);
@@ -268,10 +213,7 @@ fn bad_inputs_get_clear_errors() {
             let out = graphrw([Path::new(command), &path]);
             assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
             let err = stderr(&out);
-            assert!(
-                err.contains(name),
-                "{name}: the error does not name the file:\n{err}"
-            );
+            assert!(err.contains(name), "{name}: the error does not name the file:\n{err}");
             assert!(!err.contains("panicked"), "{name}: {err}");
             if command == "inspect" {
                 let shown = err.replace(&tmp.path().display().to_string(), "<tmp>");
@@ -280,10 +222,7 @@ fn bad_inputs_get_clear_errors() {
         }
         let out = graphrw([Path::new("convert"), &path, &tmp.path().join("out.pb")]);
         assert_eq!(out.status.code(), Some(1), "{name}");
-        assert!(
-            !tmp.path().join("out.pb").exists(),
-            "{name}: an output was written"
-        );
+        assert!(!tmp.path().join("out.pb").exists(), "{name}: an output was written");
         assert_eq!(fingerprint(&path), before, "{name}: the input was modified");
     }
     let missing = tmp.path().join("missing.pb");

@@ -16,14 +16,8 @@ fn every_case_matches_its_graph() {
         let graph = read_graph(&dir.join("model.pb"), None).unwrap();
         assert!(!meta.cases.is_empty(), "{}", meta.name);
         for name in &meta.training_placeholders {
-            let id = graph
-                .id(name)
-                .unwrap_or_else(|| panic!("{}: no node {name}", meta.name));
-            assert!(
-                graph.op(id).starts_with("Placeholder"),
-                "{}: {name}",
-                meta.name
-            );
+            let id = graph.id(name).unwrap_or_else(|| panic!("{}: no node {name}", meta.name));
+            assert!(graph.op(id).starts_with("Placeholder"), "{}: {name}", meta.name);
         }
         for case in &meta.cases {
             for (tensor, file) in &case.inputs {
@@ -54,11 +48,7 @@ fn every_case_matches_its_graph() {
                 let values = array.to_f64();
                 assert!(!values.is_empty() && values.iter().all(|v| v.is_finite()));
                 // Outputs that are all one value would make comparisons weak.
-                assert!(
-                    values.iter().any(|v| *v != values[0]),
-                    "{}: constant output",
-                    meta.name
-                );
+                assert!(values.iter().any(|v| *v != values[0]), "{}: constant output", meta.name);
             }
         }
     }
@@ -69,27 +59,12 @@ fn npy_round_trips_and_rejects_what_it_cannot_read() {
     let array = Array::from_f32(vec![2, 3], &[1.0, -2.5, 3.25, 0.0, f32::MAX, 1e-8]);
     let bytes = array.to_bytes();
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
-    assert_eq!(
-        (bytes.len() - array.data.len()) % 64,
-        0,
-        "data is 64-byte aligned"
-    );
+    assert_eq!((bytes.len() - array.data.len()) % 64, 0, "data is 64-byte aligned");
     assert_eq!(Array::parse(&bytes).unwrap(), array);
-    let scalar = Array {
-        dtype: Dtype::Bool,
-        shape: vec![],
-        data: vec![1],
-    };
+    let scalar = Array { dtype: Dtype::Bool, shape: vec![], data: vec![1] };
     assert_eq!(Array::parse(&scalar.to_bytes()).unwrap(), scalar);
-    let vector = Array {
-        dtype: Dtype::I64,
-        shape: vec![1],
-        data: 7i64.to_le_bytes().to_vec(),
-    };
-    assert_eq!(
-        Array::parse(&vector.to_bytes()).unwrap().to_f64(),
-        vec![7.0]
-    );
+    let vector = Array { dtype: Dtype::I64, shape: vec![1], data: 7i64.to_le_bytes().to_vec() };
+    assert_eq!(Array::parse(&vector.to_bytes()).unwrap().to_f64(), vec![7.0]);
 
     let header = |descr: &str, rest: &str| {
         let h = format!("{{'descr': '{descr}', 'fortran_order': {rest}, 'shape': (1,), }}\n");
@@ -100,26 +75,10 @@ fn npy_round_trips_and_rejects_what_it_cannot_read() {
         out
     };
     assert!(Array::parse(&header("<f4", "False")).is_ok());
-    assert!(
-        Array::parse(&header(">f4", "False"))
-            .unwrap_err()
-            .contains("big-endian")
-    );
-    assert!(
-        Array::parse(&header("<f4", "True"))
-            .unwrap_err()
-            .contains("Fortran")
-    );
-    assert!(
-        Array::parse(&header("<U4", "False"))
-            .unwrap_err()
-            .contains("not supported")
-    );
-    assert!(
-        Array::parse(b"not an npy file")
-            .unwrap_err()
-            .contains("magic")
-    );
+    assert!(Array::parse(&header(">f4", "False")).unwrap_err().contains("big-endian"));
+    assert!(Array::parse(&header("<f4", "True")).unwrap_err().contains("Fortran"));
+    assert!(Array::parse(&header("<U4", "False")).unwrap_err().contains("not supported"));
+    assert!(Array::parse(b"not an npy file").unwrap_err().contains("magic"));
     let mut short = header("<f4", "False");
     short.pop();
     assert!(Array::parse(&short).unwrap_err().contains("needs 4"));
@@ -128,19 +87,13 @@ fn npy_round_trips_and_rejects_what_it_cannot_read() {
 #[test]
 fn the_op_table_is_sorted_and_knows_multi_output_ops() {
     let one = |node: graphrw::proto::NodeDef| {
-        Graph::from_def(&graphrw::proto::GraphDef {
-            node: vec![node],
-            ..Default::default()
-        })
+        Graph::from_def(&graphrw::proto::GraphDef { node: vec![node], ..Default::default() })
     };
     let names: Vec<&str> = graphrw::ops::OPS.iter().map(|o| o.name).collect();
     let mut sorted = names.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(
-        names, sorted,
-        "ops::OPS must be sorted and unique for binary search"
-    );
+    assert_eq!(names, sorted, "ops::OPS must be sorted and unique for binary search");
     for (op, outputs) in [
         ("Switch", 2),
         ("Merge", 2),
@@ -149,29 +102,17 @@ fn the_op_table_is_sorted_and_knows_multi_output_ops() {
         ("Conv2D", 1),
         ("NoOp", 0),
     ] {
-        let node = graphrw::proto::NodeDef {
-            name: "n".into(),
-            op: op.into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            graphrw::ops::num_outputs(&one(node), 0),
-            Some(outputs),
-            "{op}"
-        );
+        let node =
+            graphrw::proto::NodeDef { name: "n".into(), op: op.into(), ..Default::default() };
+        assert_eq!(graphrw::ops::num_outputs(&one(node), 0), Some(outputs), "{op}");
     }
-    let mut split = graphrw::proto::NodeDef {
-        name: "s".into(),
-        op: "Split".into(),
-        ..Default::default()
-    };
+    let mut split =
+        graphrw::proto::NodeDef { name: "s".into(), op: "Split".into(), ..Default::default() };
     let unknown = graphrw::ops::num_outputs(&one(split.clone()), 0);
     assert_eq!(unknown, None, "unknown without num_split");
     split.attr.insert(
         "num_split".into(),
-        graphrw::proto::AttrValue {
-            value: Some(attr_value::Value::I(3)),
-        },
+        graphrw::proto::AttrValue { value: Some(attr_value::Value::I(3)) },
     );
     assert_eq!(graphrw::ops::num_outputs(&one(split), 0), Some(3));
 }

@@ -21,17 +21,11 @@ fn graph(nodes: &[Spec]) -> Graph {
             ..Default::default()
         })
         .collect();
-    Graph::from_def(&GraphDef {
-        node,
-        ..Default::default()
-    })
+    Graph::from_def(&GraphDef { node, ..Default::default() })
 }
 
 fn problems(nodes: &[Spec]) -> Vec<String> {
-    validate(&graph(nodes))
-        .iter()
-        .map(ToString::to_string)
-        .collect()
+    validate(&graph(nodes)).iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -40,21 +34,9 @@ fn input_strings_parse_in_one_place() {
     let ok = [
         ("x", Data { node: "x", port: 0 }),
         ("x:0", Data { node: "x", port: 0 }),
-        (
-            "scope/sw:1",
-            Data {
-                node: "scope/sw",
-                port: 1,
-            },
-        ),
+        ("scope/sw:1", Data { node: "scope/sw", port: 1 }),
         ("^a/b", Control { node: "a/b" }),
-        (
-            "bn/FusedBatchNormV3:5",
-            Data {
-                node: "bn/FusedBatchNormV3",
-                port: 5,
-            },
-        ),
+        ("bn/FusedBatchNormV3:5", Data { node: "bn/FusedBatchNormV3", port: 5 }),
     ];
     for (text, expected) in ok {
         assert_eq!(parse_input(text), Ok(expected), "{text}");
@@ -95,29 +77,15 @@ fn index_finds_names_ops_inputs_and_consumers() {
     assert_eq!(
         g.inputs(id("f")),
         &[
-            Edge {
-                src: Some(id("sw")),
-                port: Port::Data(0)
-            },
-            Edge {
-                src: Some(id("t")),
-                port: Port::Control
-            }
+            Edge { src: Some(id("sw")), port: Port::Data(0) },
+            Edge { src: Some(id("t")), port: Port::Control }
         ]
     );
     assert_eq!(
         g.consumers(id("sw")),
         &[
-            Consumer {
-                node: id("t"),
-                slot: 0,
-                port: Port::Data(1)
-            },
-            Consumer {
-                node: id("f"),
-                slot: 0,
-                port: Port::Data(0)
-            },
+            Consumer { node: id("t"), slot: 0, port: Port::Data(1) },
+            Consumer { node: id("f"), slot: 0, port: Port::Data(0) },
         ]
     );
     let port1: Vec<_> = g.port_consumers(id("sw"), 1).map(|c| c.node).collect();
@@ -146,11 +114,7 @@ fn validation_reports_each_problem_with_its_node() {
             &["node `b`: input `a:x` is malformed: `x` is not a port number"],
         ),
         (
-            &[
-                ("p", "Placeholder", &[]),
-                ("s", "Switch", &["p", "p"]),
-                ("i", "Identity", &["s:2"]),
-            ],
+            &[("p", "Placeholder", &[]), ("s", "Switch", &["p", "p"]), ("i", "Identity", &["s:2"])],
             &["node `i`: input `s:2` reads a port its producer lacks (Switch has 2 outputs)"],
         ),
         (
@@ -158,11 +122,7 @@ fn validation_reports_each_problem_with_its_node() {
             &["node `i`: input `a:1` reads a port its producer lacks (Const has 1 output)"],
         ),
         (
-            &[
-                ("a", "Const", &[]),
-                ("b", "Const", &[]),
-                ("add", "AddV2", &["^a", "b"]),
-            ],
+            &[("a", "Const", &[]), ("b", "Const", &[]), ("add", "AddV2", &["^a", "b"])],
             &["node `add`: data input `b` comes after a control input"],
         ),
         (
@@ -180,17 +140,8 @@ fn validation_reports_each_problem_with_its_node() {
             &["node `a`: cycle a -> b -> a"],
         ),
         // Ports of ops not in the table are not checked; 5 is V3's last port.
-        (
-            &[("a", "MyCustomOp", &[]), ("i", "Identity", &["a:7"])],
-            &[],
-        ),
-        (
-            &[
-                ("bn", "FusedBatchNormV3", &[]),
-                ("i", "Identity", &["bn:5"]),
-            ],
-            &[],
-        ),
+        (&[("a", "MyCustomOp", &[]), ("i", "Identity", &["a:7"])], &[]),
+        (&[("bn", "FusedBatchNormV3", &[]), ("i", "Identity", &["bn:5"])], &[]),
     ];
     for (nodes, expected) in cases {
         assert_eq!(problems(nodes), *expected, "{nodes:?}");
@@ -260,11 +211,7 @@ fn prune_keeps_what_outputs_reach_through_data_and_control() {
 
 #[test]
 fn prune_defaults_to_nodes_nothing_consumes_and_keeps_the_rest_of_the_file() {
-    let g = graph(&[
-        ("a", "Const", &[]),
-        ("b", "Identity", &["a"]),
-        ("c", "Const", &[]),
-    ]);
+    let g = graph(&[("a", "Const", &[]), ("b", "Identity", &["a"]), ("c", "Const", &[])]);
     let mut def = g.to_def().unwrap();
     def.versions = Some(graphrw::proto::VersionDef {
         producer: 1234,
@@ -276,28 +223,14 @@ fn prune_defaults_to_nodes_nothing_consumes_and_keeps_the_rest_of_the_file() {
     assert_eq!(roots, vec![1, 2]);
     let kept = prune(&g, &roots);
     let kept = kept.to_def().unwrap();
-    assert_eq!(
-        kept, def,
-        "nothing to prune: the graph comes back unchanged"
-    );
+    assert_eq!(kept, def, "nothing to prune: the graph comes back unchanged");
 }
 
 #[test]
 fn unknown_output_names_suggest_the_closest_node() {
     let g = graph(&[("backend/final_dense/MatMul", "MatMul", &[])]);
     let err = resolve_outputs(&g, &["backend/final_dense/Matmul"]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "output `backend/final_dense/Matmul` names no node of the graph"
-    );
-    assert_eq!(
-        err.suggestion.as_deref(),
-        Some("did you mean `backend/final_dense/MatMul`?")
-    );
-    assert!(
-        resolve_outputs(&g, &["zzz"])
-            .unwrap_err()
-            .suggestion
-            .is_none()
-    );
+    assert_eq!(err.to_string(), "output `backend/final_dense/Matmul` names no node of the graph");
+    assert_eq!(err.suggestion.as_deref(), Some("did you mean `backend/final_dense/MatMul`?"));
+    assert!(resolve_outputs(&g, &["zzz"]).unwrap_err().suggestion.is_none());
 }

@@ -69,24 +69,12 @@ fn binary_round_trip_is_the_same_message() {
         encode(&graph, Format::Binary, &mut written).unwrap();
         assert_eq!(written.len(), graph.encoded_len(), "{}", meta.name);
         // Untouched nodes are copied, not re-encoded: the same bytes come out.
-        assert!(
-            written == file,
-            "{}: the round trip changed the bytes",
-            meta.name
-        );
+        assert!(written == file, "{}: the round trip changed the bytes", meta.name);
         let original = graph.to_def().unwrap();
-        let again = decode_binary(Bytes::from(written))
-            .unwrap()
-            .to_def()
-            .unwrap();
+        let again = decode_binary(Bytes::from(written)).unwrap().to_def().unwrap();
         assert_eq!(again, original, "{}", meta.name);
         // A graph rebuilt from owned messages (prost's encoding) is the same message.
-        assert_eq!(
-            Graph::from_def(&original).to_def().unwrap(),
-            original,
-            "{}",
-            meta.name
-        );
+        assert_eq!(Graph::from_def(&original).to_def().unwrap(), original, "{}", meta.name);
     }
 }
 
@@ -109,10 +97,7 @@ fn function_library_and_versions_survive() {
     let dir = common::fixtures_dir().join("tf2_if");
     let graph = read_graph(&dir.join("model.pb"), None).unwrap();
     let original = graph.to_def().unwrap();
-    let library = original
-        .library
-        .as_ref()
-        .expect("tf2_if has a function library");
+    let library = original.library.as_ref().expect("tf2_if has a function library");
     assert!(library.function.len() >= 2);
     let tmp = tempfile::tempdir().unwrap();
     for name in ["out.pb", "out.pbtxt"] {
@@ -147,80 +132,37 @@ fn nodes_and_tensor_content_share_the_input_buffer() {
     let mut checked = 0;
     for id in graph.ids() {
         let node = graph.node_bytes(id);
-        assert!(
-            range.contains(&(node.as_ptr() as usize)),
-            "{} was copied",
-            graph.name(id)
-        );
+        assert!(range.contains(&(node.as_ptr() as usize)), "{} was copied", graph.name(id));
         if let Some(graphrw::proto::AttrValue {
             value: Some(graphrw::proto::attr_value::Value::Tensor(t)),
         }) = graph.attr(id, "value").unwrap()
         {
             if !t.tensor_content.is_empty() {
                 let at = t.tensor_content.as_ptr() as usize;
-                assert!(
-                    range.contains(&at),
-                    "{}'s tensor was copied",
-                    graph.name(id)
-                );
+                assert!(range.contains(&at), "{}'s tensor was copied", graph.name(id));
                 checked += 1;
             }
         }
     }
-    assert!(
-        checked > 5,
-        "expected the seed's weights in tensor_content, found {checked}"
-    );
+    assert!(checked > 5, "expected the seed's weights in tensor_content, found {checked}");
 }
 
 #[test]
 fn text_format_escapes_bytes_and_keeps_special_floats() {
     use graphrw::proto::{AttrValue, NodeDef, attr_value::Value as V};
-    let mut node = NodeDef {
-        name: "n".into(),
-        op: "Const".into(),
-        ..Default::default()
-    };
+    let mut node = NodeDef { name: "n".into(), op: "Const".into(), ..Default::default() };
     node.attr.insert(
         "s".into(),
-        AttrValue {
-            value: Some(V::S(Bytes::from_static(b"a\"b\\\n\x00\xff'"))),
-        },
+        AttrValue { value: Some(V::S(Bytes::from_static(b"a\"b\\\n\x00\xff'"))) },
     );
-    node.attr.insert(
-        "inf".into(),
-        AttrValue {
-            value: Some(V::F(f32::INFINITY)),
-        },
-    );
-    node.attr.insert(
-        "ninf".into(),
-        AttrValue {
-            value: Some(V::F(f32::NEG_INFINITY)),
-        },
-    );
-    node.attr.insert(
-        "tiny".into(),
-        AttrValue {
-            value: Some(V::F(1.0e-45)),
-        },
-    );
-    node.attr.insert(
-        "pi".into(),
-        AttrValue {
-            value: Some(V::F(std::f32::consts::PI)),
-        },
-    );
-    let graph = GraphDef {
-        node: vec![node],
-        ..Default::default()
-    };
+    node.attr.insert("inf".into(), AttrValue { value: Some(V::F(f32::INFINITY)) });
+    node.attr.insert("ninf".into(), AttrValue { value: Some(V::F(f32::NEG_INFINITY)) });
+    node.attr.insert("tiny".into(), AttrValue { value: Some(V::F(1.0e-45)) });
+    node.attr.insert("pi".into(), AttrValue { value: Some(V::F(std::f32::consts::PI)) });
+    let graph = GraphDef { node: vec![node], ..Default::default() };
     let text = String::from_utf8(bytes_of(&graph, Format::Text)).unwrap();
     assert!(text.contains(r#"s: "a\"b\\\n\000\377\'""#), "{text}");
-    assert!(
-        text.contains("f: inf") && text.contains("f: -inf"),
-        "{text}"
-    );
+    assert!(text.contains("f: inf") && text.contains("f: -inf"), "{text}");
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("g.pbtxt");
     std::fs::write(&path, &text).unwrap();
@@ -263,26 +205,11 @@ fn floats_print_as_python_text_format_prints_them() {
         (0.0, "0.0"),
     ];
     for (value, expected) in cases {
-        let mut node = NodeDef {
-            name: "n".into(),
-            op: "X".into(),
-            ..Default::default()
-        };
-        node.attr.insert(
-            "v".into(),
-            AttrValue {
-                value: Some(V::F(value)),
-            },
-        );
-        let graph = GraphDef {
-            node: vec![node],
-            ..Default::default()
-        };
+        let mut node = NodeDef { name: "n".into(), op: "X".into(), ..Default::default() };
+        node.attr.insert("v".into(), AttrValue { value: Some(V::F(value)) });
+        let graph = GraphDef { node: vec![node], ..Default::default() };
         let text = String::from_utf8(bytes_of(&graph, Format::Text)).unwrap();
         // Zero is the proto3 default of the oneof's float: still printed, as set.
-        assert!(
-            text.contains(&format!("      f: {expected}\n")),
-            "{value}: {text}"
-        );
+        assert!(text.contains(&format!("      f: {expected}\n")), "{value}: {text}");
     }
 }

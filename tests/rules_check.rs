@@ -44,11 +44,7 @@ case!(variable_kinds, "kinds.rules", errors: 2);
 fn all_problems_of_a_file_are_reported_at_once() {
     let (errors, text) = diagnostics("arity.rules");
     assert_eq!(errors, 3);
-    for rule in [
-        "Relu takes 1",
-        "Switch has 2 outputs",
-        "Merge has 2 outputs",
-    ] {
+    for rule in ["Relu takes 1", "Switch has 2 outputs", "Merge has 2 outputs"] {
         assert!(text.contains(rule), "missing {rule:?} in {text}");
     }
 }
@@ -62,10 +58,7 @@ fn every_built_in_pack_is_clean() {
         let text: String = diags.iter().map(|d| d.render(80)).collect();
         assert!(diags.is_empty(), "pack {name}:\n{text}");
         assert!(!loaded.rules.is_empty(), "pack {name} has no rules");
-        assert!(
-            loaded.files[0].1.is_some(),
-            "pack {name} has no description"
-        );
+        assert!(loaded.files[0].1.is_some(), "pack {name} has no description");
     }
 }
 
@@ -77,8 +70,5 @@ fn rule_docs_come_from_the_comment_block_above() {
         Some("Replace each Merge by its false branch.")
     );
     assert_eq!(loaded.rules[1].rule.doc, None);
-    assert_eq!(
-        loaded.files[0].1.as_deref(),
-        Some("A clean file: no diagnostics.")
-    );
+    assert_eq!(loaded.files[0].1.as_deref(), Some("A clean file: no diagnostics."));
 }

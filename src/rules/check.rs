@@ -27,16 +27,8 @@ pub enum VarKind {
 pub const GUARD_FUNCTIONS: &[(&str, usize, &str)] = &[
     ("name", 1, "the name of the node producing a tensor"),
     ("op", 1, "the op of the node producing a tensor"),
-    (
-        "consumers",
-        1,
-        "how many inputs read a tensor (or any port of a node)",
-    ),
-    (
-        "dtype",
-        1,
-        "the element type of a tensor, from its producer's attributes",
-    ),
+    ("consumers", 1, "how many inputs read a tensor (or any port of a node)"),
+    ("dtype", 1, "the element type of a tensor, from its producer's attributes"),
     ("rank", 1, "the rank of a Const tensor"),
     ("port", 1, "the output port a tensor is read from"),
 ];
@@ -56,11 +48,8 @@ pub const CONST_FUNCTIONS: &[(&str, usize)] = &[
 /// Checks every loaded rule; returns the diagnostics (errors and warnings).
 pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
-    let params: HashMap<&str, &Literal> = loaded
-        .params
-        .iter()
-        .map(|p| (p.param.name.name.as_str(), &p.param.value))
-        .collect();
+    let params: HashMap<&str, &Literal> =
+        loaded.params.iter().map(|p| (p.param.name.name.as_str(), &p.param.value)).collect();
     let mut seen: HashMap<&str, (&Source, Span)> = HashMap::new();
     for loaded_rule in &loaded.rules {
         let rule = &loaded_rule.rule;
@@ -167,9 +156,7 @@ impl RuleChecker<'_> {
                     *span,
                     format!("`{name}` is bound but never used"),
                 )
-                .with_help(format!(
-                    "write `_` to match anything, or `_{name}` to keep the name"
-                )),
+                .with_help(format!("write `_` to match anything, or `_{name}` to keep the name")),
             );
         }
     }
@@ -206,11 +193,7 @@ impl RuleChecker<'_> {
                 }
                 self.op_names(&node.ops);
                 self.attr_patterns(&node.attrs);
-                let data = node
-                    .args
-                    .iter()
-                    .filter(|a| matches!(a, Arg::Pattern(_)))
-                    .count() as u32;
+                let data = node.args.iter().filter(|a| matches!(a, Arg::Pattern(_))).count() as u32;
                 let open = node.args.iter().any(|a| matches!(a, Arg::Rest(_)));
                 for op in &node.ops {
                     self.arity(op, data, open, pattern.span);
@@ -297,10 +280,7 @@ impl RuleChecker<'_> {
             let suggestion = ops::OPS
                 .iter()
                 .map(|info| {
-                    (
-                        edit_distance(&op.name.to_lowercase(), &info.name.to_lowercase()),
-                        info.name,
-                    )
+                    (edit_distance(&op.name.to_lowercase(), &info.name.to_lowercase()), info.name)
                 })
                 .filter(|(d, _)| *d <= (op.name.len() / 3).max(2))
                 .min_by_key(|(d, _)| *d);
@@ -351,7 +331,7 @@ impl RuleChecker<'_> {
                     .iter()
                     .map(|n| (edit_distance(&var.name, n), *n))
                     .filter(|(d, _)| *d <= 2)
-                    .min_by_key(|(d, _)| *d);
+                    .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
                 let diag = Diagnostic::error(
                     "unbound variable",
                     var.span,
@@ -381,10 +361,7 @@ impl RuleChecker<'_> {
     fn value(&mut self, value: &Value) {
         match &value.kind {
             ValueKind::Call { func, args } => {
-                match GUARD_FUNCTIONS
-                    .iter()
-                    .find(|(name, _, _)| *name == func.name)
-                {
+                match GUARD_FUNCTIONS.iter().find(|(name, _, _)| *name == func.name) {
                     None => {
                         let names: Vec<&str> = GUARD_FUNCTIONS.iter().map(|f| f.0).collect();
                         self.diags.push(
@@ -430,33 +407,18 @@ impl RuleChecker<'_> {
             RExpr::Var { var, port } => {
                 self.use_var(var, &[VarKind::Node, VarKind::Tensor], "a tensor");
                 if port.is_some()
-                    && self
-                        .vars
-                        .get(&var.name)
-                        .is_some_and(|(k, _)| *k == VarKind::Tensor)
+                    && self.vars.get(&var.name).is_some_and(|(k, _)| *k == VarKind::Tensor)
                 {
                     self.diags.push(Diagnostic::error(
                         "port of a tensor",
                         var.span,
-                        format!(
-                            "`{}` is a tensor; only a node variable takes a port",
-                            var.name
-                        ),
+                        format!("`{}` is a tensor; only a node variable takes a port", var.name),
                     ));
                 }
             }
-            RExpr::NewNode {
-                op,
-                attrs,
-                inputs,
-                span,
-                ..
-            } => {
+            RExpr::NewNode { op, attrs, inputs, span, .. } => {
                 self.op_names(std::slice::from_ref(op));
-                let data = inputs
-                    .iter()
-                    .filter(|i| matches!(i, RInput::Data(_)))
-                    .count() as u32;
+                let data = inputs.iter().filter(|i| matches!(i, RInput::Data(_))).count() as u32;
                 self.arity(op, data, false, *span);
                 for (_, value) in attrs {
                     self.value(value);
@@ -485,11 +447,9 @@ impl RuleChecker<'_> {
     fn texpr(&mut self, expr: &TExpr) {
         match &expr.kind {
             TExprKind::Num(_) => {}
-            TExprKind::Var(var) => self.use_var(
-                var,
-                &[VarKind::Tensor, VarKind::Node, VarKind::Attr],
-                "a constant",
-            ),
+            TExprKind::Var(var) => {
+                self.use_var(var, &[VarKind::Tensor, VarKind::Node, VarKind::Attr], "a constant")
+            }
             TExprKind::Attr(var, _) => self.use_var(var, &[VarKind::Node], "a node"),
             TExprKind::Call(func, args) => {
                 match CONST_FUNCTIONS.iter().find(|(name, _)| *name == func.name) {
@@ -553,9 +513,5 @@ fn plural(n: u32) -> &'static str {
 }
 
 fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
-        "an"
-    } else {
-        "a"
-    }
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
 }

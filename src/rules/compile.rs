@@ -43,7 +43,8 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
     }
     for (name, value) in sets {
         if !params.contains_key(name) {
-            let known: Vec<&str> = params.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = params.keys().map(String::as_str).collect();
+            known.sort_unstable();
             diags.push(
                 Diagnostic::error(
                     "unknown parameter",
@@ -78,21 +79,14 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
             source: r.source.clone(),
         })
         .collect();
-    Ok(RuleSet {
-        rules,
-        params,
-        warnings,
-    })
+    Ok(RuleSet { rules, params, warnings })
 }
 
 /// A `--set` value: a number, `true`/`false`, a comma-separated list of
 /// strings, or a string.
 fn parse_set(value: &str) -> Literal {
     let kind = if let Ok(n) = value.parse::<f64>() {
-        LiteralKind::Num {
-            value: n,
-            is_int: !value.contains(['.', 'e', 'E']),
-        }
+        LiteralKind::Num { value: n, is_int: !value.contains(['.', 'e', 'E']) }
     } else if value == "true" || value == "false" {
         LiteralKind::Bool(value == "true")
     } else if value.contains(',') {
@@ -108,8 +102,5 @@ fn parse_set(value: &str) -> Literal {
     } else {
         LiteralKind::Str(value.to_string())
     };
-    Literal {
-        kind,
-        span: Span::default(),
-    }
+    Literal { kind, span: Span::default() }
 }

@@ -69,10 +69,7 @@ impl Diagnostic {
 
     /// A warning.
     pub fn warning(title: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(title, span, label)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(title, span, label) }
     }
 
     /// The same, with advice.
@@ -111,9 +108,7 @@ impl Diagnostic {
             miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
                 .with_width(width);
         let mut out = String::new();
-        handler
-            .render_report(&mut out, self)
-            .expect("rendering to a String cannot fail");
+        handler.render_report(&mut out, self).expect("rendering to a String cannot fail");
         out
     }
 }
@@ -135,9 +130,7 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {

@@ -41,11 +41,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            outputs: vec![],
-            prune: true,
-            max_rewrites: 1_000_000,
-        }
+        Options { outputs: vec![], prune: true, max_rewrites: 1_000_000 }
     }
 }
 
@@ -153,11 +149,7 @@ pub fn apply(
 ) -> Result<(Graph, Report), ApplyError> {
     let start = Instant::now();
     let mut report = Report {
-        fired: rules
-            .rules
-            .iter()
-            .map(|r| (r.rule.name.name.clone(), 0))
-            .collect(),
+        fired: rules.rules.iter().map(|r| (r.rule.name.name.clone(), 0)).collect(),
         nodes_before: graph.len(),
         ops_before: histogram(graph),
         ..Report::default()
@@ -221,10 +213,7 @@ pub fn apply(
                 .into_iter()
                 .next()
                 .map_or_else(|| "a new problem".to_string(), |p| p.to_string());
-            return Err(ApplyError::Invalid {
-                rules: rule_names,
-                problem,
-            });
+            return Err(ApplyError::Invalid { rules: rule_names, problem });
         }
         if total > options.max_rewrites {
             let mut lines: Vec<(usize, String)> = recent
@@ -242,11 +231,7 @@ pub fn apply(
                 })
                 .collect();
             lines.sort_by_key(|l| std::cmp::Reverse(l.0));
-            let detail = lines
-                .into_iter()
-                .map(|l| l.1)
-                .collect::<Vec<_>>()
-                .join("\n");
+            let detail = lines.into_iter().map(|l| l.1).collect::<Vec<_>>().join("\n");
             return Err(ApplyError::Cap { total, detail });
         }
         recent.clear();
@@ -258,17 +243,10 @@ pub fn apply(
     }
     if let Some(marker) = dead_marker(&current) {
         if let Some(reader) = current.consumers(marker).first() {
-            return Err(ApplyError::DeadLeft {
-                node: current.name(reader.node).to_string(),
-            });
+            return Err(ApplyError::DeadLeft { node: current.name(reader.node).to_string() });
         }
-        let nodes = current
-            .ids()
-            .filter(|&id| id != marker)
-            .map(NodeSource::Existing);
-        current = current
-            .rebuilt(nodes)
-            .expect("existing nodes are not read again");
+        let nodes = current.ids().filter(|&id| id != marker).map(NodeSource::Existing);
+        current = current.rebuilt(nodes).expect("existing nodes are not read again");
     }
     report.nodes_after = current.len();
     report.ops_after = histogram(&current);
@@ -277,20 +255,13 @@ pub fn apply(
 }
 
 fn histogram(graph: &Graph) -> BTreeMap<String, usize> {
-    graph
-        .ops()
-        .map(|(op, ids)| (op.to_string(), ids.len()))
-        .collect()
+    graph.ops().map(|(op, ids)| (op.to_string(), ids.len())).collect()
 }
 
 /// Duplicates, unresolved inputs, and whether there is a cycle.
 fn problem_count(graph: &Graph) -> (usize, usize, bool) {
     let (_, complete) = crate::validate::topological_order(graph);
-    (
-        graph.duplicates().len(),
-        graph.bad_inputs().len(),
-        !complete,
-    )
+    (graph.duplicates().len(), graph.bad_inputs().len(), !complete)
 }
 
 fn dead_marker(graph: &Graph) -> Option<NodeId> {
@@ -303,19 +274,13 @@ fn find_patches(
     protected: &HashSet<String>,
     report: &mut Report,
 ) -> Vec<Patch> {
-    let matcher = Matcher {
-        graph,
-        dead: dead_marker(graph),
-    };
+    let matcher = Matcher { graph, dead: dead_marker(graph) };
     let mut claimed = vec![false; graph.len()];
     let mut patches = Vec::new();
     let mut taken_names: HashSet<String> = HashSet::new();
     for (index, rule) in rules.rules.iter().enumerate() {
-        let mut candidates: Vec<NodeId> = rule
-            .root_ops
-            .iter()
-            .flat_map(|op| graph.nodes_with_op(op).iter().copied())
-            .collect();
+        let mut candidates: Vec<NodeId> =
+            rule.root_ops.iter().flat_map(|op| graph.nodes_with_op(op).iter().copied()).collect();
         candidates.sort_unstable();
         for root in candidates {
             if claimed[root as usize] {
@@ -328,11 +293,7 @@ fn find_patches(
                 continue;
             }
             if let Some(guard) = &rule.rule.guard {
-                let g = Guard {
-                    graph,
-                    m: &m,
-                    params: &rules.params,
-                };
+                let g = Guard { graph, m: &m, params: &rules.params };
                 match g.holds(guard) {
                     Ok(true) => {}
                     Ok(false) => continue,
@@ -454,10 +415,7 @@ impl Builder<'_> {
             RExpr::Dead(_) => Ok(TRef::Dead),
             RExpr::Var { var, port: p } => match self.m.vars.get(&var.name) {
                 Some(Bound::Tensor(t)) => Ok(TRef::Old(*t)),
-                Some(Bound::Node(n)) => Ok(TRef::Old(Tensor {
-                    node: *n,
-                    port: p.unwrap_or(0),
-                })),
+                Some(Bound::Node(n)) => Ok(TRef::Old(Tensor { node: *n, port: p.unwrap_or(0) })),
                 _ => Err(format!("`{}` is not a tensor", var.name)),
             },
             RExpr::Number(value, _) => {
@@ -471,13 +429,7 @@ impl Builder<'_> {
                 let tensor = crate::tensor::to_proto(&value, dtype.unwrap_or(DataType::DtFloat))?;
                 Ok(self.constant("const", tensor))
             }
-            RExpr::NewNode {
-                op,
-                attrs,
-                inputs,
-                port: p,
-                ..
-            } => {
+            RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
                 let mut def = NodeDef {
                     name: op.name.to_lowercase(),
                     op: op.name.clone(),
@@ -489,56 +441,26 @@ impl Builder<'_> {
                     def.attr.insert(name.name.clone(), value);
                 }
                 let (data, control) = self.inputs(inputs)?;
-                self.nodes.push(NewNode {
-                    def,
-                    data,
-                    control,
-                    control_names: vec![],
-                });
+                self.nodes.push(NewNode { def, data, control, control_names: vec![] });
                 Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
             }
-            RExpr::Copy {
-                of,
-                inputs,
-                port: p,
-                ..
-            } => {
-                let node = self
-                    .m
-                    .node(&of.name)
-                    .ok_or_else(|| format!("`{}` is not a node", of.name))?;
+            RExpr::Copy { of, inputs, port: p, .. } => {
+                let node =
+                    self.m.node(&of.name).ok_or_else(|| format!("`{}` is not a node", of.name))?;
                 let mut def = self.graph.node_def(node).map_err(|e| e.to_string())?;
-                let control_names: Vec<String> = def
-                    .input
-                    .iter()
-                    .filter(|i| i.starts_with('^'))
-                    .cloned()
-                    .collect();
+                let control_names: Vec<String> =
+                    def.input.iter().filter(|i| i.starts_with('^')).cloned().collect();
                 def.input.clear();
-                def.name = self
-                    .graph
-                    .name(node)
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("copy")
-                    .to_string();
+                def.name = self.graph.name(node).rsplit('/').next().unwrap_or("copy").to_string();
                 let (data, control) = self.inputs(inputs)?;
-                self.nodes.push(NewNode {
-                    def,
-                    data,
-                    control,
-                    control_names,
-                });
+                self.nodes.push(NewNode { def, data, control, control_names });
                 Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
             }
         }
     }
 
     fn root_def_device(&self) -> String {
-        self.graph
-            .node_def(self.root)
-            .map(|d| d.device)
-            .unwrap_or_default()
+        self.graph.node_def(self.root).map(|d| d.device).unwrap_or_default()
     }
 
     fn inputs(&mut self, inputs: &[RInput]) -> Result<(Vec<TRef>, Vec<NodeId>), String> {
@@ -566,22 +488,11 @@ impl Builder<'_> {
         };
         def.attr.insert(
             "dtype".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Type(tensor.dtype)),
-            },
+            AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
         );
-        def.attr.insert(
-            "value".into(),
-            AttrValue {
-                value: Some(attr_value::Value::Tensor(tensor)),
-            },
-        );
-        self.nodes.push(NewNode {
-            def,
-            data: vec![],
-            control: vec![],
-            control_names: vec![],
-        });
+        def.attr
+            .insert("value".into(), AttrValue { value: Some(attr_value::Value::Tensor(tensor)) });
+        self.nodes.push(NewNode { def, data: vec![], control: vec![], control_names: vec![] });
         TRef::New(self.nodes.len() - 1, 0)
     }
 
@@ -592,9 +503,8 @@ impl Builder<'_> {
             return DataType::DtInt32;
         }
         for key in ["T", "dtype"] {
-            if let Ok(Some(AttrValue {
-                value: Some(attr_value::Value::Type(t)),
-            })) = self.graph.attr(self.root, key)
+            if let Ok(Some(AttrValue { value: Some(attr_value::Value::Type(t)) })) =
+                self.graph.attr(self.root, key)
             {
                 return DataType::try_from(t).unwrap_or(DataType::DtFloat);
             }
@@ -616,17 +526,9 @@ impl Builder<'_> {
                     .m
                     .node(&var.name)
                     .ok_or_else(|| format!("`{}` is not a node", var.name))?;
-                return self
-                    .graph
-                    .attr(node, &attr.name)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| {
-                        format!(
-                            "`{}` has no attribute `{}`",
-                            self.graph.name(node),
-                            attr.name
-                        )
-                    });
+                return self.graph.attr(node, &attr.name).map_err(|e| e.to_string())?.ok_or_else(
+                    || format!("`{}` has no attribute `{}`", self.graph.name(node), attr.name),
+                );
             }
             ValueKind::Var(var) => match self.m.vars.get(&var.name) {
                 Some(Bound::Attr(a)) => return Ok((**a).clone()),
@@ -642,10 +544,9 @@ impl Builder<'_> {
                         .iter()
                         .find(|(n, _)| n.name == "dtype")
                         .and_then(|(_, v)| match &v.kind {
-                            ValueKind::Literal(Literal {
-                                kind: LiteralKind::DType(d),
-                                ..
-                            }) => DataType::from_str_name(d),
+                            ValueKind::Literal(Literal { kind: LiteralKind::DType(d), .. }) => {
+                                DataType::from_str_name(d)
+                            }
                             _ => None,
                         })
                         .unwrap_or(DataType::DtFloat);
@@ -725,10 +626,7 @@ impl Builder<'_> {
                     .iter()
                     .map(|i| self.texpr(i, &mut None).map(|a| a.data[0]))
                     .collect::<Result<Vec<_>, _>>()?;
-                Array {
-                    shape: vec![values.len()],
-                    data: values,
-                }
+                Array { shape: vec![values.len()], data: values }
             }
             TExprKind::Call(func, args) => {
                 let arg = |i: usize, dtype: &mut Option<DataType>| self.texpr(&args[i], dtype);
@@ -772,9 +670,8 @@ impl Builder<'_> {
         for _ in 0..16 {
             match self.graph.op(node) {
                 "Const" => {
-                    let Some(AttrValue {
-                        value: Some(attr_value::Value::Tensor(t)),
-                    }) = self.graph.attr(node, "value").map_err(|e| e.to_string())?
+                    let Some(AttrValue { value: Some(attr_value::Value::Tensor(t)) }) =
+                        self.graph.attr(node, "value").map_err(|e| e.to_string())?
                     else {
                         return Err(format!("Const `{}` has no value", self.graph.name(node)));
                     };
@@ -791,10 +688,7 @@ impl Builder<'_> {
                         .ok_or("an Identity without input")?;
                 }
                 op => {
-                    return Err(format!(
-                        "`{}` is a {op}, not a constant",
-                        self.graph.name(node)
-                    ));
+                    return Err(format!("`{}` is a {op}, not a constant", self.graph.name(node)));
                 }
             }
         }
@@ -806,10 +700,7 @@ fn lit_attr(lit: &Literal) -> Result<attr_value::Value, String> {
     use attr_value::Value as V;
     Ok(match &lit.kind {
         LiteralKind::Str(s) => V::S(Bytes::from(s.clone().into_bytes())),
-        LiteralKind::Num {
-            value,
-            is_int: true,
-        } => V::I(*value as i64),
+        LiteralKind::Num { value, is_int: true } => V::I(*value as i64),
         LiteralKind::Num { value, .. } => V::F(*value as f32),
         LiteralKind::Bool(b) => V::B(*b),
         LiteralKind::DType(d) => {
@@ -870,9 +761,7 @@ impl Resolver<'_> {
                     Some(Some(r)) => self.tref(*r, p, 0),
                     _ => self.dead_name.clone(),
                 };
-                let producer = parse_input(&target)
-                    .map(|i| i.node().to_string())
-                    .unwrap_or(target);
+                let producer = parse_input(&target).map(|i| i.node().to_string()).unwrap_or(target);
                 format!("^{producer}")
             }
             _ => format!("^{}", self.graph.name(node)),
@@ -896,17 +785,9 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>, rules: &RuleSet) -> Graph {
             name
         }
     };
-    let by_root: HashMap<NodeId, usize> = patches
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.root, i))
-        .collect();
-    let resolver = Resolver {
-        graph,
-        patches: &patches,
-        by_root,
-        dead_name: dead_name.clone(),
-    };
+    let by_root: HashMap<NodeId, usize> =
+        patches.iter().enumerate().map(|(i, p)| (p.root, i)).collect();
+    let resolver = Resolver { graph, patches: &patches, by_root, dead_name: dead_name.clone() };
     let mut uses_dead = false;
     let mut out = Vec::with_capacity(graph.len() + 8);
     for id in graph.ids() {
@@ -921,10 +802,8 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>, rules: &RuleSet) -> Graph {
                     controls.push(old.map_or_else(|| name.clone(), |c| resolver.control(c)));
                 }
                 finish_inputs(&mut def, controls);
-                uses_dead |= def
-                    .input
-                    .iter()
-                    .any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
+                uses_dead |=
+                    def.input.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
                 out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
             }
             continue;
@@ -960,18 +839,11 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>, rules: &RuleSet) -> Graph {
         }
         def.input = data;
         finish_inputs(&mut def, controls);
-        uses_dead |= def
-            .input
-            .iter()
-            .any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
+        uses_dead |= def.input.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
         out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
     }
     if uses_dead && dead_marker(graph).is_none() {
-        let marker = NodeDef {
-            name: dead_name,
-            op: DEAD_OP.into(),
-            ..Default::default()
-        };
+        let marker = NodeDef { name: dead_name, op: DEAD_OP.into(), ..Default::default() };
         out.push(NodeSource::Encoded(Bytes::from(marker.encode_to_vec())));
     }
     graph.rebuilt(out).expect("rewritten nodes are well formed")
@@ -1008,18 +880,13 @@ fn propagate_dead(
         }
         let inputs = graph.inputs(id);
         let is_dead = if graph.op(id) == "Merge" {
-            let data: Vec<_> = inputs
-                .iter()
-                .filter(|e| matches!(e.port, Port::Data(_)))
-                .collect();
+            let data: Vec<_> = inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
             !data.is_empty() && data.iter().all(|e| e.src.is_some_and(|s| dead[s as usize]))
                 || inputs
                     .iter()
                     .any(|e| e.port == Port::Control && e.src.is_some_and(|s| dead[s as usize]))
         } else {
-            inputs
-                .iter()
-                .any(|e| e.src.is_some_and(|s| dead[s as usize]))
+            inputs.iter().any(|e| e.src.is_some_and(|s| dead[s as usize]))
         };
         if is_dead {
             if protected.contains(graph.name(id)) {
@@ -1041,10 +908,8 @@ fn propagate_dead(
         if dead[id as usize] && id != marker {
             continue;
         }
-        let reads_dead = graph
-            .inputs(id)
-            .iter()
-            .any(|e| e.src.is_some_and(|s| dead[s as usize] && s != marker));
+        let reads_dead =
+            graph.inputs(id).iter().any(|e| e.src.is_some_and(|s| dead[s as usize] && s != marker));
         if !reads_dead {
             out.push(NodeSource::Existing(id));
             continue;
@@ -1078,11 +943,6 @@ fn collect(graph: &Graph, outputs: &[String]) -> Graph {
     if keep.iter().all(|&k| k) {
         return graph.clone();
     }
-    let nodes = graph
-        .ids()
-        .filter(|&id| keep[id as usize])
-        .map(NodeSource::Existing);
-    graph
-        .rebuilt(nodes)
-        .expect("existing nodes are not read again")
+    let nodes = graph.ids().filter(|&id| keep[id as usize]).map(NodeSource::Existing);
+    graph.rebuilt(nodes).expect("existing nodes are not read again")
 }

@@ -11,20 +11,14 @@ use super::syntax::parse;
 
 /// The built-in packs: name and text, embedded in the binary.
 pub const PACKS: &[(&str, &str)] = &[
-    (
-        "lock-training",
-        include_str!("../../rules/lock-training.rules"),
-    ),
+    ("lock-training", include_str!("../../rules/lock-training.rules")),
     ("merge", include_str!("../../rules/merge.rules")),
     ("switch", include_str!("../../rules/switch.rules")),
 ];
 
 /// A built-in pack's text.
 pub fn pack(name: &str) -> Option<&'static str> {
-    PACKS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, text)| *text)
+    PACKS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
 }
 
 /// Where rules come from: a file, or a built-in pack.
@@ -125,11 +119,8 @@ fn load_one(
         pack => pack.clone(),
     };
     if let Some(at) = stack.iter().position(|o| o.0 == canonical) {
-        let cycle: Vec<String> = stack[at..]
-            .iter()
-            .map(|o| o.1.clone())
-            .chain([origin.name()])
-            .collect();
+        let cycle: Vec<String> =
+            stack[at..].iter().map(|o| o.1.clone()).chain([origin.name()]).collect();
         let diag = Diagnostic::error(
             "import cycle",
             from.map_or(Span::default(), |f| f.1),
@@ -212,14 +203,10 @@ fn add_file(
                 };
                 load_one(&target, Some((&source, import.span)), stack, done, loaded);
             }
-            Item::Param(param) => loaded.params.push(LoadedParam {
-                param,
-                source: source.clone(),
-            }),
-            Item::Rule(rule) => loaded.rules.push(LoadedRule {
-                rule: *rule,
-                source: source.clone(),
-            }),
+            Item::Param(param) => loaded.params.push(LoadedParam { param, source: source.clone() }),
+            Item::Rule(rule) => {
+                loaded.rules.push(LoadedRule { rule: *rule, source: source.clone() })
+            }
         }
     }
 }

@@ -145,10 +145,7 @@ impl Matcher<'_> {
             }
             PatternKind::Var { var, producer } => {
                 if let Some(producer) = producer {
-                    let ops_ok = producer
-                        .ops
-                        .iter()
-                        .any(|op| op.name == self.graph.op(t.node));
+                    let ops_ok = producer.ops.iter().any(|op| op.name == self.graph.op(t.node));
                     if Some(t.node) == self.dead
                         || !ops_ok
                         || !self.attrs(&producer.attrs, t.node, m)
@@ -193,8 +190,7 @@ impl Matcher<'_> {
                     Some(Bound::Attr(bound)) if **bound == value => {}
                     Some(_) => return false,
                     None => {
-                        m.vars
-                            .insert(var.name.clone(), Bound::Attr(Box::new(value)));
+                        m.vars.insert(var.name.clone(), Bound::Attr(Box::new(value)));
                     }
                 },
             }
@@ -264,9 +260,7 @@ pub fn attr_value_of(value: &AttrValue) -> GValue {
         },
         Some(V::List(l)) => {
             let mut items: Vec<GValue> =
-                l.s.iter()
-                    .map(|s| GValue::Str(String::from_utf8_lossy(s).into_owned()))
-                    .collect();
+                l.s.iter().map(|s| GValue::Str(String::from_utf8_lossy(s).into_owned())).collect();
             items.extend(l.i.iter().map(|&i| GValue::Num(i as f64)));
             items.extend(l.f.iter().map(|&f| GValue::Num(f64::from(f))));
             items.extend(l.b.iter().map(|&b| GValue::Bool(b)));
@@ -316,10 +310,7 @@ impl Guard<'_> {
             }
             Cond::Not(inner) => !self.holds(inner)?,
             Cond::Compare { lhs, rhs: None } => matches!(self.value(lhs)?, GValue::Bool(true)),
-            Cond::Compare {
-                lhs,
-                rhs: Some((op, rhs)),
-            } => {
+            Cond::Compare { lhs, rhs: Some((op, rhs)) } => {
                 let (a, b) = (self.value(lhs)?, self.value(rhs)?);
                 match op {
                     CompareOp::Eq => a.equals(&b),
@@ -408,9 +399,7 @@ impl Guard<'_> {
                         found
                     }
                     "rank" => match graph.attr(t.node, "value").map_err(|e| e.to_string())? {
-                        Some(AttrValue {
-                            value: Some(attr_value::Value::Tensor(tp)),
-                        }) => {
+                        Some(AttrValue { value: Some(attr_value::Value::Tensor(tp)) }) => {
                             GValue::Num(tp.tensor_shape.as_ref().map_or(0, |s| s.dim.len()) as f64)
                         }
                         _ => GValue::Missing,

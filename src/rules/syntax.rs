@@ -42,10 +42,7 @@ pub fn parse(source: &str) -> Result<File, Box<Diagnostic>> {
             other => unreachable!("unexpected {other:?} at the top level"),
         }
     }
-    Ok(File {
-        doc: leading_comment(source),
-        items,
-    })
+    Ok(File { doc: leading_comment(source), items })
 }
 
 fn syntax_error(err: &pest::error::Error<G>) -> Diagnostic {
@@ -55,10 +52,7 @@ fn syntax_error(err: &pest::error::Error<G>) -> Diagnostic {
         pest::error::InputLocation::Span((s, e)) => (s, e),
     };
     let message = match &renamed.variant {
-        pest::error::ErrorVariant::ParsingError {
-            positives,
-            negatives,
-        } => {
+        pest::error::ErrorVariant::ParsingError { positives, negatives } => {
             let mut expected: Vec<String> =
                 positives.iter().map(|r| describe(*r).to_string()).collect();
             expected.sort();
@@ -79,14 +73,7 @@ fn syntax_error(err: &pest::error::Error<G>) -> Diagnostic {
         }
         pest::error::ErrorVariant::CustomError { message } => message.clone(),
     };
-    Diagnostic::error(
-        "syntax error",
-        Span {
-            start,
-            end: end.max(start),
-        },
-        message,
-    )
+    Diagnostic::error("syntax error", Span { start, end: end.max(start) }, message)
 }
 
 /// Words for grammar rules, as a user would name them.
@@ -95,6 +82,7 @@ fn describe(kind: G) -> &'static str {
         G::EOI => "end of file",
         G::item | G::import | G::param | G::rule => "`rule`, `import` or `param`",
         G::ident | G::binding => "a name",
+        G::attr_name => "an attribute name",
         G::op_name | G::ops => "an op name (like `Conv2D`)",
         G::keyword => "a keyword",
         G::wildcard => "`_`",
@@ -132,17 +120,11 @@ fn describe(kind: G) -> &'static str {
 
 fn span(pair: &Pair<G>) -> Span {
     let s = pair.as_span();
-    Span {
-        start: s.start(),
-        end: s.end(),
-    }
+    Span { start: s.start(), end: s.end() }
 }
 
 fn ident(pair: Pair<G>) -> Ident {
-    Ident {
-        name: pair.as_str().to_string(),
-        span: span(&pair),
-    }
+    Ident { name: pair.as_str().to_string(), span: span(&pair) }
 }
 
 /// The text of a string literal, escapes resolved.
@@ -185,10 +167,7 @@ fn literal(pair: Pair<G>) -> Literal {
 
 fn number(text: &str) -> LiteralKind {
     let is_int = !text.contains(['.', 'e', 'E']);
-    LiteralKind::Num {
-        value: text.parse().unwrap_or(f64::NAN),
-        is_int,
-    }
+    LiteralKind::Num { value: text.parse().unwrap_or(f64::NAN), is_int }
 }
 
 fn rule(pair: Pair<G>, source: &str) -> Rule {
@@ -240,11 +219,7 @@ fn pattern(pair: Pair<G>) -> Pattern {
             other => unreachable!("{other:?} in a pattern"),
         }
     }
-    Pattern {
-        binding,
-        kind,
-        span: at,
-    }
+    Pattern { binding, kind, span: at }
 }
 
 fn ops(pair: Pair<G>) -> Vec<Ident> {
@@ -268,25 +243,20 @@ fn attr_patterns(pair: Pair<G>) -> Vec<AttrPattern> {
 
 fn port(pair: Pair<G>) -> (u32, Span) {
     let at = span(&pair);
-    let n = pair
-        .into_inner()
-        .next()
-        .map_or(0, |p| p.as_str().parse().unwrap_or(u32::MAX));
+    let n = pair.into_inner().next().map_or(0, |p| p.as_str().parse().unwrap_or(u32::MAX));
     (n, at)
 }
 
 fn node_pattern(pair: Pair<G>) -> NodePattern {
-    let mut result = NodePattern {
-        ops: vec![],
-        attrs: vec![],
-        args: vec![],
-        port: None,
-    };
+    let at = span(&pair);
+    let mut has_args = false;
+    let mut result = NodePattern { ops: vec![], attrs: vec![], args: vec![], port: None };
     for part in pair.into_inner() {
         match part.as_rule() {
             G::ops => result.ops = ops(part),
             G::attr_patterns => result.attrs = attr_patterns(part),
             G::args => {
+                has_args = true;
                 for arg in part.into_inner() {
                     result.args.push(match arg.as_rule() {
                         G::rest => Arg::Rest(span(&arg)),
@@ -301,6 +271,9 @@ fn node_pattern(pair: Pair<G>) -> NodePattern {
             other => unreachable!("{other:?} in a node pattern"),
         }
     }
+    if !has_args {
+        result.args.push(Arg::Rest(at));
+    }
     result
 }
 
@@ -308,19 +281,11 @@ fn condition(pair: Pair<G>) -> Cond {
     match pair.as_rule() {
         G::condition => {
             let mut parts: Vec<Cond> = pair.into_inner().map(condition).collect();
-            if parts.len() == 1 {
-                parts.pop().expect("one")
-            } else {
-                Cond::Or(parts)
-            }
+            if parts.len() == 1 { parts.pop().expect("one") } else { Cond::Or(parts) }
         }
         G::conjunct => {
             let mut parts: Vec<Cond> = pair.into_inner().map(condition).collect();
-            if parts.len() == 1 {
-                parts.pop().expect("one")
-            } else {
-                Cond::And(parts)
-            }
+            if parts.len() == 1 { parts.pop().expect("one") } else { Cond::And(parts) }
         }
         G::negation => {
             let mut inner = pair.into_inner().peekable();
@@ -329,11 +294,7 @@ fn condition(pair: Pair<G>) -> Cond {
                 inner.next();
             }
             let body = condition(inner.next().expect("condition"));
-            if negated {
-                Cond::Not(Box::new(body))
-            } else {
-                body
-            }
+            if negated { Cond::Not(Box::new(body)) } else { body }
         }
         G::comparison => {
             let mut inner = pair.into_inner();
@@ -364,10 +325,7 @@ fn value(pair: Pair<G>) -> Value {
         G::call => {
             let mut parts = inner.into_inner();
             let func = ident(parts.next().expect("function"));
-            ValueKind::Call {
-                func,
-                args: parts.map(value).collect(),
-            }
+            ValueKind::Call { func, args: parts.map(value).collect() }
         }
         G::attr_ref => {
             let mut parts = inner.into_inner();
@@ -397,9 +355,9 @@ fn rinputs(pairs: pest::iterators::Pairs<G>) -> (Vec<RInput>, Option<u32>, Vec<(
     let mut attrs = Vec::new();
     for part in pairs {
         match part.as_rule() {
-            G::control_input => inputs.push(RInput::Control(ident(
-                part.into_inner().next().expect("name"),
-            ))),
+            G::control_input => {
+                inputs.push(RInput::Control(ident(part.into_inner().next().expect("name"))))
+            }
             G::port => port_ = Some(port(part).0),
             G::attr_values => {
                 for attr in part.into_inner() {
@@ -425,33 +383,19 @@ fn rexpr(pair: Pair<G>) -> RExpr {
         G::replacement_var => {
             let mut inner = pair.into_inner();
             let var = ident(inner.next().expect("variable"));
-            RExpr::Var {
-                var,
-                port: inner.next().map(|p| port(p).0),
-            }
+            RExpr::Var { var, port: inner.next().map(|p| port(p).0) }
         }
         G::new_node => {
             let mut inner = pair.into_inner();
             let op = ident(inner.next().expect("op"));
             let (inputs, port, attrs) = rinputs(inner);
-            RExpr::NewNode {
-                op,
-                attrs,
-                inputs,
-                port,
-                span: at,
-            }
+            RExpr::NewNode { op, attrs, inputs, port, span: at }
         }
         G::copy_node => {
             let mut inner = pair.into_inner();
             let of = ident(inner.next().expect("node"));
             let (inputs, port, _) = rinputs(inner);
-            RExpr::Copy {
-                of,
-                inputs,
-                port,
-                span: at,
-            }
+            RExpr::Copy { of, inputs, port, span: at }
         }
         G::const_expr => RExpr::Const(texpr(pair.into_inner().next().expect("expression")), at),
         other => unreachable!("{other:?} in a replacement"),
@@ -472,14 +416,8 @@ fn texpr(pair: Pair<G>) -> TExpr {
                     "*" => BinOp::Mul,
                     _ => BinOp::Div,
                 };
-                let span = Span {
-                    start: acc.span.start,
-                    end: rhs.span.end,
-                };
-                acc = TExpr {
-                    kind: TExprKind::Bin(Box::new(acc), op, Box::new(rhs)),
-                    span,
-                };
+                let span = Span { start: acc.span.start, end: rhs.span.end };
+                acc = TExpr { kind: TExprKind::Bin(Box::new(acc), op, Box::new(rhs)), span };
             }
             acc
         }
@@ -490,47 +428,29 @@ fn texpr(pair: Pair<G>) -> TExpr {
                 inner.next();
             }
             let body = texpr(inner.next().expect("operand"));
-            if negated {
-                TExpr {
-                    kind: TExprKind::Neg(Box::new(body)),
-                    span: at,
-                }
-            } else {
-                body
-            }
+            if negated { TExpr { kind: TExprKind::Neg(Box::new(body)), span: at } } else { body }
         }
         G::number => match number(pair.as_str()) {
-            LiteralKind::Num { value, .. } => TExpr {
-                kind: TExprKind::Num(value),
-                span: at,
-            },
+            LiteralKind::Num { value, .. } => TExpr { kind: TExprKind::Num(value), span: at },
             _ => unreachable!("a number"),
         },
         G::expr_call => {
             let mut inner = pair.into_inner();
             let func = ident(inner.next().expect("function"));
-            TExpr {
-                kind: TExprKind::Call(func, inner.map(texpr).collect()),
-                span: at,
-            }
+            TExpr { kind: TExprKind::Call(func, inner.map(texpr).collect()), span: at }
         }
-        G::list_expr => TExpr {
-            kind: TExprKind::List(pair.into_inner().map(texpr).collect()),
-            span: at,
-        },
+        G::list_expr => {
+            TExpr { kind: TExprKind::List(pair.into_inner().map(texpr).collect()), span: at }
+        }
         G::expr_attr => {
             let mut inner = pair.into_inner();
             let var = ident(inner.next().expect("variable"));
             let attr = ident(inner.next().expect("attribute"));
-            TExpr {
-                kind: TExprKind::Attr(var, attr),
-                span: at,
-            }
+            TExpr { kind: TExprKind::Attr(var, attr), span: at }
         }
-        G::expr_var => TExpr {
-            kind: TExprKind::Var(ident(pair.into_inner().next().expect("name"))),
-            span: at,
-        },
+        G::expr_var => {
+            TExpr { kind: TExprKind::Var(ident(pair.into_inner().next().expect("name"))), span: at }
+        }
         other => unreachable!("{other:?} in an expression"),
     }
 }

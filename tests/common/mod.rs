@@ -55,11 +55,7 @@ pub fn fixtures() -> Vec<(PathBuf, Meta)> {
         .filter(|p| p.join("meta.json").is_file())
         .collect();
     dirs.sort();
-    assert!(
-        dirs.len() >= 6,
-        "expected the six TensorFlow fixtures, found {}",
-        dirs.len()
-    );
+    assert!(dirs.len() >= 6, "expected the six TensorFlow fixtures, found {}", dirs.len());
     dirs.into_iter()
         .map(|dir| {
             let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
@@ -93,8 +89,5 @@ pub fn stderr(out: &Output) -> String {
 
 /// A file's bytes and modification time, to check it was left alone.
 pub fn fingerprint(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
-    (
-        std::fs::read(path).unwrap(),
-        std::fs::metadata(path).unwrap().modified().unwrap(),
-    )
+    (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
 }

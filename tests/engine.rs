@@ -1,0 +1,478 @@
+//! The rule engine on small hand-built graphs, one capability per test.
+
+use bytes::Bytes;
+use graphrw::Graph;
+use graphrw::proto::{AttrValue, DataType, GraphDef, NodeDef, attr_value::Value};
+use graphrw::rules::compile::{RuleSet, compile};
+use graphrw::rules::engine::{ApplyError, Options, Report, apply};
+use graphrw::rules::load::load_text;
+use graphrw::tensor::{Array, from_proto, to_proto};
+
+/// A node: name, op, inputs, attributes.
+fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, Value)]) -> NodeDef {
+    NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        attr: attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v.clone()) }))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn float() -> Value {
+    Value::Type(DataType::DtFloat as i32)
+}
+
+fn constant(name: &str, shape: Vec<usize>, values: &[f64], dtype: DataType) -> NodeDef {
+    let tensor = to_proto(&Array { shape, data: values.to_vec() }, dtype).unwrap();
+    node(
+        name,
+        "Const",
+        &[],
+        &[("dtype", Value::Type(dtype as i32)), ("value", Value::Tensor(tensor))],
+    )
+}
+
+fn graph(nodes: Vec<NodeDef>) -> Graph {
+    Graph::from_def(&GraphDef { node: nodes, ..Default::default() })
+}
+
+fn rules(text: &str, sets: &[(&str, &str)]) -> RuleSet {
+    let loaded = load_text("test.rules", text);
+    let sets: Vec<(String, String)> =
+        sets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    match compile(&loaded, &sets) {
+        Ok(rules) => rules,
+        Err(diags) => panic!("{}", diags.iter().map(|d| d.render(80)).collect::<String>()),
+    }
+}
+
+fn run(g: &Graph, text: &str) -> (Graph, Report) {
+    apply(g, &rules(text, &[]), &Options::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `name: op(inputs)` for every node, in order.
+fn shape_of(g: &Graph) -> Vec<String> {
+    g.ids()
+        .map(|id| {
+            format!(
+                "{}: {}({})",
+                g.name(id),
+                g.op(id),
+                g.input_strs(id).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect()
+}
+
+fn fired(report: &Report, rule: &str) -> usize {
+    report.fired.iter().find(|f| f.0 == rule).map_or(0, |f| f.1)
+}
+
+#[test]
+fn replacing_by_a_tensor_rewires_consumers_and_moves_control_edges() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("m", "Merge", &["x", "y"], &[("T", float())]),
+        node("a", "Relu", &["m"], &[]),
+        node("b", "NoOp", &["^m"], &[]),
+        node("out", "Identity", &["a", "^b"], &[]),
+    ]);
+    let (g, report) = run(&g, "rule merge_first: Merge(a, _) => a");
+    assert_eq!(fired(&report, "merge_first"), 1);
+    assert_eq!(
+        shape_of(&g),
+        ["x: Placeholder()", "a: Relu(x)", "b: NoOp(^x)", "out: Identity(a, ^b)"],
+        "the control edge to m moved to x, the producer of its replacement; y and m are gone"
+    );
+}
+
+#[test]
+fn each_output_port_is_replaced_separately() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("p", "Placeholder", &[], &[]),
+        node("scope/pred_id", "Identity", &["p"], &[]),
+        node("sw", "Switch", &["x", "scope/pred_id"], &[]),
+        node("f", "Relu", &["sw"], &[]),
+        node("t", "Tanh", &["sw:1"], &[]),
+        node("out", "AddV2", &["f", "t"], &[]),
+    ]);
+    let text = r#"rule switch_data: Switch(x, p) where name(p) ~ "*/pred_id" => [x, x]"#;
+    let (g, _) = run(&g, text);
+    assert_eq!(shape_of(&g), ["x: Placeholder()", "f: Relu(x)", "t: Tanh(x)", "out: AddV2(f, t)"]);
+    // The glob must match: another predicate name leaves the Switch alone.
+    let text = r#"rule switch_data: Switch(x, p) where name(p) ~ "*/other" => [x, x]"#;
+    let (g2, report) = run(&g, text);
+    assert_eq!(fired(&report, "switch_data"), 0);
+    assert_eq!(g2.len(), g.len());
+}
+
+/// TensorFlow's cond with a constant predicate: the untaken branch is dead,
+/// deadness flows through it, Merge forwards the live input.
+fn cond_graph(pred: NodeDef) -> Graph {
+    graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        pred,
+        node("cond/Switch", "Switch", &["x", "pred"], &[("T", float())]),
+        node("cond/true", "Relu", &["cond/Switch:1"], &[]),
+        node("cond/true2", "Tanh", &["cond/true"], &[]),
+        node("cond/false", "Identity", &["cond/Switch"], &[]),
+        node(
+            "cond/Merge",
+            "Merge",
+            &["cond/false", "cond/true2"],
+            &[("T", float()), ("N", Value::I(2))],
+        ),
+        node("out", "Identity", &["cond/Merge"], &[]),
+    ])
+}
+
+const DEAD_RULES: &str = r#"
+rule switch_false: Switch(x, Const{value: false}) => [x, dead]
+rule switch_true: Switch(x, Const{value: true}) => [dead, x]
+rule merge_live_first: Merge(x, dead) => [x, 0]
+rule merge_live_second: Merge(dead, x) => [x, 1]
+"#;
+
+#[test]
+fn dead_tensors_fold_a_constant_cond_soundly() {
+    let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
+    let (g, report) = run(&cond_graph(pred), DEAD_RULES);
+    assert_eq!(fired(&report, "switch_false"), 1);
+    assert_eq!(fired(&report, "merge_live_first"), 1);
+    assert_eq!(
+        shape_of(&g),
+        ["x: Placeholder()", "cond/false: Identity(x)", "out: Identity(cond/false)"]
+    );
+
+    let pred = constant("pred", vec![], &[1.0], DataType::DtBool);
+    let (g, report) = run(&cond_graph(pred), DEAD_RULES);
+    assert_eq!(fired(&report, "merge_live_second"), 1);
+    assert_eq!(
+        shape_of(&g),
+        [
+            "x: Placeholder()",
+            "cond/true: Relu(x)",
+            "cond/true2: Tanh(cond/true)",
+            "out: Identity(cond/true2)"
+        ]
+    );
+}
+
+#[test]
+fn a_data_dependent_cond_stays() {
+    let pred = node("pred", "Placeholder", &[], &[("dtype", Value::Type(DataType::DtBool as i32))]);
+    let g = cond_graph(pred);
+    let (after, report) = run(&g, DEAD_RULES);
+    assert!(report.fired.iter().all(|f| f.1 == 0));
+    assert_eq!(shape_of(&after), shape_of(&g));
+}
+
+#[test]
+fn a_merge_with_dead_inputs_only_is_dead_and_a_dead_output_is_an_error() {
+    let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
+    let mut g = cond_graph(pred).to_def().unwrap();
+    // Make the output read the true branch only.
+    g.node.last_mut().unwrap().input = vec!["cond/true2".into()];
+    let err =
+        apply(&Graph::from_def(&g), &rules(DEAD_RULES, &[]), &Options::default()).unwrap_err();
+    assert!(matches!(&err, ApplyError::DeadOutput { output, .. } if output == "out"), "{err}");
+}
+
+#[test]
+fn new_nodes_take_the_root_name_or_a_unique_derived_one() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("w", "Placeholder", &[], &[("dtype", float())]),
+        node(
+            "conv",
+            "Conv2D",
+            &["x", "w"],
+            &[("T", float()), ("padding", Value::S(Bytes::from_static(b"SAME")))],
+        ),
+        node("act", "Relu", &["conv"], &[("T", float())]),
+        node("out", "Identity", &["act"], &[]),
+    ]);
+    let text = "rule split: a = Relu(c: Conv2D) => Relu{T: a.T}(Neg{T: a.T}(Neg{T: a.T}(c)))";
+    let (g, _) = run(&g, text);
+    assert_eq!(
+        shape_of(&g),
+        [
+            "x: Placeholder()",
+            "w: Placeholder()",
+            "conv: Conv2D(x, w)",
+            "act/split/neg: Neg(conv)",
+            "act/split/neg_1: Neg(act/split/neg)",
+            "act: Relu(act/split/neg_1)",
+            "out: Identity(act)",
+        ]
+    );
+    let id = g.id("act/split/neg").unwrap();
+    assert_eq!(g.attr(id, "T").unwrap(), Some(AttrValue { value: Some(float()) }));
+}
+
+#[test]
+fn graph_outputs_are_protected() {
+    let g = graph(vec![node("x", "Placeholder", &[], &[]), node("out", "Identity", &["x"], &[])]);
+    let (after, report) = run(&g, "rule drop_identity: Identity(x) => x");
+    assert_eq!(fired(&report, "drop_identity"), 0);
+    assert_eq!(shape_of(&after), shape_of(&g));
+    assert!(
+        report.warnings.iter().any(|w| w.contains("`out`: it is a graph output")),
+        "{:?}",
+        report.warnings
+    );
+    // Named outputs are protected the same way.
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("mid", "Identity", &["x"], &[]),
+        node("out", "Relu", &["mid"], &[]),
+    ]);
+    let options = Options { outputs: vec!["mid:0".into(), "out".into()], ..Options::default() };
+    let (after, _) =
+        apply(&g, &rules("rule drop_identity: Identity(x) => x", &[]), &options).unwrap();
+    assert!(after.id("mid").is_some());
+}
+
+#[test]
+fn a_rule_that_never_ends_hits_the_cap_and_names_itself() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("r", "Relu", &["x"], &[]),
+        node("out", "Identity", &["r"], &[]),
+    ]);
+    let options = Options { max_rewrites: 10, ..Options::default() };
+    let err = apply(&g, &rules("rule forever: Relu(x) => Relu(x)", &[]), &options).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ApplyError::Cap { .. }), "{text}");
+    assert!(text.contains("`forever` fired 11 times, on r"), "{text}");
+}
+
+#[test]
+fn parameters_have_defaults_and_can_be_set() {
+    let g = graph(vec![
+        node(
+            "phase",
+            "PlaceholderWithDefault",
+            &["d"],
+            &[("dtype", Value::Type(DataType::DtBool as i32))],
+        ),
+        node("d", "Const", &[], &[]),
+        node("out", "Identity", &["phase"], &[]),
+    ]);
+    let text = r#"
+param flag = ["training", "is_training"]
+rule lock: t = PlaceholderWithDefault{dtype: DT_BOOL}(...) where name(t) in flag
+    => Const{dtype: DT_BOOL, value: false}()
+"#;
+    let (_, report) = apply(&g, &rules(text, &[]), &Options::default()).unwrap();
+    assert_eq!(fired(&report, "lock"), 0, "`phase` is not among the default names");
+    let (after, report) =
+        apply(&g, &rules(text, &[("flag", "phase")]), &Options::default()).unwrap();
+    assert_eq!(fired(&report, "lock"), 1);
+    let id = after.id("phase").unwrap();
+    assert_eq!(after.op(id), "Const");
+    let Some(AttrValue { value: Some(Value::Tensor(t)) }) = after.attr(id, "value").unwrap() else {
+        panic!()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![0.0]);
+    let err = compile(&load_text("t.rules", text), &[("nope".into(), "x".into())]).unwrap_err();
+    assert!(err[0].to_string().contains("--set nope"));
+}
+
+#[test]
+fn attribute_constraints_bindings_and_computed_constants() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        constant("w", vec![2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], DataType::DtDouble),
+        constant("s", vec![3], &[10.0, 100.0, 1000.0], DataType::DtDouble),
+        node("m", "Mul", &["w", "s"], &[("T", Value::Type(DataType::DtDouble as i32))]),
+        node(
+            "bn",
+            "Scale",
+            &["x", "m"],
+            &[("eps", Value::F(0.5)), ("is_training", Value::B(false))],
+        ),
+        node("out", "Identity", &["bn", "m"], &[]),
+    ]);
+    let text = r#"
+rule fold_mul: Mul(a: Const, b: Const) => const(a * b + 1)
+rule scale_eps: n = Scale{is_training: false, eps: e}(x, c: Const) => Mul(x, const(c * e))
+"#;
+    let (after, report) = run(&g, text);
+    assert_eq!(fired(&report, "fold_mul"), 1);
+    assert_eq!(fired(&report, "scale_eps"), 1);
+    let m = after.id("m").unwrap();
+    assert_eq!(after.op(m), "Const");
+    let Some(AttrValue { value: Some(Value::Tensor(t)) }) = after.attr(m, "value").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        t.dtype,
+        DataType::DtDouble as i32,
+        "stored in the dtype of the constants it replaces"
+    );
+    let v = from_proto(&t).unwrap();
+    assert_eq!(v.shape, vec![2, 3]);
+    assert_eq!(v.data, vec![11.0, 201.0, 3001.0, 41.0, 501.0, 6001.0]);
+    // The second rule saw the folded constant in the next round.
+    let bn = after.id("bn").unwrap();
+    assert_eq!(after.op(bn), "Mul");
+    let c = after.input_str(bn, 1).to_string();
+    let c = after.id(&c).unwrap();
+    let Some(AttrValue { value: Some(Value::Tensor(t)) }) = after.attr(c, "value").unwrap() else {
+        panic!()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![5.5, 100.5, 1500.5, 20.5, 250.5, 3000.5]);
+}
+
+#[test]
+fn a_constant_whose_shapes_do_not_fit_fails_the_match_with_a_reason() {
+    let g = graph(vec![
+        constant("a", vec![2], &[1.0, 2.0], DataType::DtFloat),
+        constant("b", vec![3], &[1.0, 2.0, 3.0], DataType::DtFloat),
+        node("m", "Mul", &["a", "b"], &[]),
+        node("out", "Identity", &["m"], &[]),
+    ]);
+    let (after, report) = run(&g, "rule fold: Mul(a: Const, b: Const) => const(a * b)");
+    assert_eq!(fired(&report, "fold"), 0);
+    assert_eq!(shape_of(&after), shape_of(&g));
+    assert!(
+        report.warnings.iter().any(|w| w.contains("do not broadcast")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn alternation_producers_sharing_copies_and_guards() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("y", "Placeholder", &[], &[]),
+        node("same", "AddV2", &["x", "x"], &[]),
+        node("diff", "AddV2", &["x", "y"], &[]),
+        node("r6", "Relu6", &["same"], &[]),
+        node("r", "Relu", &["diff"], &[]),
+        node("out", "Pack", &["r6", "r"], &[]),
+    ]);
+    let text = r#"
+# `x` twice: only an add of a tensor with itself.
+rule double: AddV2(x, x) => Mul(x, 2)
+# Copy the matched activation with a new input; alternation of ops.
+rule wrap: act = (Relu|Relu6)(a: Mul) where consumers(a) == 1 => act(Neg(a))
+"#;
+    let (after, report) = run(&g, text);
+    assert_eq!(fired(&report, "double"), 1);
+    assert_eq!(fired(&report, "wrap"), 1);
+    let shape = shape_of(&after);
+    assert!(shape.contains(&"same: Mul(x, same/double/const)".to_string()), "{shape:?}");
+    assert!(shape.contains(&"r6: Relu6(r6/wrap/neg)".to_string()), "{shape:?}");
+    assert!(shape.contains(&"diff: AddV2(x, y)".to_string()), "{shape:?}");
+}
+
+#[test]
+fn control_inputs_are_ignored_unless_named() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("init", "NoOp", &[], &[]),
+        node("i", "Identity", &["x", "^init"], &[]),
+        node("out", "Relu", &["i"], &[]),
+    ]);
+    // Matching ignores the control input...
+    let (after, _) = run(&g, "rule id: Identity(x) => x");
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "out: Relu(x)"]);
+    // ...and binds it when the pattern names one.
+    let (after, _) = run(&g, "rule keep_ctl: Identity(x, ^c) => StopGradient(x, ^c)");
+    assert_eq!(
+        shape_of(&after),
+        ["x: Placeholder()", "init: NoOp()", "i: StopGradient(x, ^init)", "out: Relu(i)"]
+    );
+}
+
+#[test]
+fn a_rule_that_breaks_the_graph_is_refused_by_name() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("n", "Identity", &["x"], &[]),
+        node("out", "Relu", &["n"], &[]),
+    ]);
+    let err =
+        apply(&g, &rules("rule loop: n = Identity(_) => Identity(n)", &[]), &Options::default())
+            .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ApplyError::Invalid { .. }), "{text}");
+    assert!(text.contains("`loop`") && text.contains("cycle"), "{text}");
+}
+
+#[test]
+fn rule_order_is_priority() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("i", "Identity", &["x"], &[]),
+        node("out", "Relu", &["i"], &[]),
+    ]);
+    let (after, report) =
+        run(&g, "rule first: Identity(x) => Neg(x)\nrule second: Identity(x) => Abs(x)");
+    assert_eq!(fired(&report, "first"), 1);
+    assert_eq!(fired(&report, "second"), 0);
+    assert_eq!(after.op(after.id("i").unwrap()), "Neg");
+}
+
+#[test]
+fn imports_are_expanded_in_place_and_relative() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(dir.path().join("lib/ids.rules"), "rule drop_ids: Identity(x) => x\n").unwrap();
+    std::fs::write(
+        dir.path().join("main.rules"),
+        "import \"lib/ids.rules\"\nimport \"merge\"\nrule after: Identity(x) => Neg(x)\n",
+    )
+    .unwrap();
+    let loaded = graphrw::rules::load::load(&[graphrw::rules::load::Origin::Path(
+        dir.path().join("main.rules"),
+    )]);
+    let names: Vec<&str> = loaded.rules.iter().map(|r| r.rule.name.name.as_str()).collect();
+    assert_eq!(names, ["drop_ids", "merge_first_input", "after"]);
+    let set = compile(&loaded, &[]).unwrap();
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("i", "Identity", &["x"], &[]),
+        node("out", "Relu", &["i"], &[]),
+    ]);
+    let (_, report) = apply(&g, &set, &Options::default()).unwrap();
+    assert_eq!(fired(&report, "drop_ids"), 1, "the imported rule comes first");
+}
+
+#[test]
+fn no_prune_keeps_unreachable_nodes() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("y", "Placeholder", &[], &[]),
+        node("m", "Merge", &["x", "y"], &[]),
+        node("out", "Relu", &["m"], &[]),
+    ]);
+    let options = Options { prune: false, ..Options::default() };
+    let (after, _) = apply(&g, &rules("rule m: Merge(a, _) => a", &[]), &options).unwrap();
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "y: Placeholder()", "out: Relu(x)"]);
+}
+
+#[test]
+fn untouched_nodes_keep_their_bytes() {
+    let g = graph(vec![
+        node(
+            "x",
+            "Placeholder",
+            &[],
+            &[("dtype", float()), ("shape", Value::S(Bytes::from_static(b"odd")))],
+        ),
+        node("m", "Merge", &["x", "x"], &[]),
+        node("out", "Relu", &["m"], &[("T", float())]),
+    ]);
+    let (after, _) = run(&g, "rule m: Merge(a, _) => a");
+    assert_eq!(after.node_bytes(after.id("x").unwrap()), g.node_bytes(g.id("x").unwrap()));
+}
