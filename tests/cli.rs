@@ -243,3 +243,115 @@ fn unwritable_output_is_an_error_and_leaves_nothing() {
     assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
     assert!(!tmp.path().join("no").exists());
 }
+
+#[test]
+fn apply_writes_beside_the_model_and_keeps_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("seed.pb");
+    std::fs::copy(common::fixtures_dir().join("seed/model.pb"), &model).unwrap();
+    let before = fingerprint(&model);
+    let out = graphrw(
+        ["apply", "lock-training", "merge", "switch"]
+            .map(Into::into)
+            .into_iter()
+            .chain([model.clone().into_os_string()]),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = tmp.path().join("seed.rewritten.pb");
+    assert_eq!(stdout(&out).trim(), written.display().to_string());
+    assert!(stderr(&out).contains("113 -> 58 nodes"), "{}", stderr(&out));
+    let graph = graphrw::io::read_graph(&written, None).unwrap();
+    for gone in ["Switch", "Merge", "PlaceholderWithDefault", "RandomUniform"] {
+        assert!(graph.nodes_with_op(gone).is_empty(), "{gone} left");
+    }
+    assert!(graph.id("backend/final_dense/MatMul").is_some(), "the output keeps its name");
+    assert_eq!(fingerprint(&model), before, "the input was modified");
+}
+
+#[test]
+fn apply_dry_run_and_json_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(common::fixtures_dir().join("small_cnn/model.pb"), &model).unwrap();
+    let out = graphrw([
+        Path::new("apply"),
+        Path::new("lock-training"),
+        Path::new("merge"),
+        &model,
+        Path::new("--dry-run"),
+        Path::new("--report"),
+        Path::new("json"),
+        Path::new("--set"),
+        Path::new("flag=is_training"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stderr(&out)).unwrap();
+    assert_eq!(report["fired"][0], serde_json::json!(["lock_training_flag", 1]));
+    assert_eq!(report["nodes_before"], 81);
+    assert!(report["ops_after"]["Merge"].is_null());
+    let files: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "--dry-run wrote a file");
+}
+
+#[test]
+fn apply_to_stdout_and_with_a_rules_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("mine.rules");
+    std::fs::write(&rules, "import \"merge\"\nrule relu6: Relu6(x) => Relu(x)\n").unwrap();
+    let model = common::fixtures_dir().join("seed/model.pb");
+    let out = graphrw([
+        Path::new("apply"),
+        &rules,
+        &model,
+        Path::new("-o"),
+        Path::new("-"),
+        Path::new("--to"),
+        Path::new("pbtxt"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("node {"), "{}", &text[..100.min(text.len())]);
+    assert!(!text.contains("op: \"Relu6\"") && text.contains("op: \"Relu\""));
+}
+
+#[test]
+fn apply_with_bad_rules_shows_every_diagnostic_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("bad.rules");
+    std::fs::write(&rules, "rule a: Merge(x, _) => y\nrule b: Relu(p, q) => p\n").unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(common::fixtures_dir().join("tf2_if/model.pb"), &model).unwrap();
+    let out = graphrw([Path::new("apply"), &rules, &model]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("`y` is not bound") && err.contains("Relu takes 1"), "{err}");
+    assert!(err.contains("bad.rules:1:24"), "{err}");
+    assert!(!tmp.path().join("m.rewritten.pb").exists());
+    let out = graphrw([Path::new("apply"), Path::new("no-such-pack"), &model]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no-such-pack"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_and_packs() {
+    let out = graphrw(["check", "merge", "switch", "lock-training"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("3 rules, 0 warnings"));
+    let out = graphrw(["check", "tests/rules/check/arity.rules"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("3 errors, 1 warning"), "{}", stderr(&out));
+    let out = graphrw(["check", "tests/rules/check/unused.rules"]);
+    assert!(out.status.success(), "warnings alone pass");
+    let out = graphrw(["packs"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for expected in [
+        "lock-training\n",
+        "merge\n",
+        "switch\n",
+        "  - merge_first_input: A Merge's value",
+        "day 27",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+}
