@@ -143,9 +143,15 @@ pub struct Graph {
 }
 
 /// The name, op, edge and consumer indexes of a graph.
+///
+/// Names are indexed by a 64-bit hash of the name's bytes (in the graph's
+/// buffer), so a million names cost no allocation; a lookup checks the name
+/// itself, and the rare names whose hash another name took are kept in
+/// `collisions`.
 #[derive(Clone, Debug)]
 struct Index {
-    by_name: Map<Box<str>, NodeId>,
+    by_name: Map<u64, NodeId>,
+    collisions: std::collections::HashMap<Box<str>, NodeId>,
     by_op: Map<Box<str>, Vec<NodeId>>,
     /// All nodes' edges; node `i` owns `edges[edge_start[i]..edge_start[i + 1]]`.
     edges: Vec<Edge>,
@@ -309,15 +315,25 @@ impl Graph {
 impl Index {
     fn build(graph: &Graph) -> Index {
         let n = graph.len();
-        let mut by_name: Map<Box<str>, NodeId> = Map::with_capacity_and_hasher(n, FxBuildHasher);
+        let mut by_name: Map<u64, NodeId> = Map::with_capacity_and_hasher(n, FxBuildHasher);
+        let mut collisions = std::collections::HashMap::new();
         let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
         let mut duplicates = Vec::new();
         for id in graph.ids() {
-            match by_name.entry(graph.name(id).into()) {
-                indexmap::map::Entry::Occupied(_) => duplicates.push(id),
+            let name = graph.name(id);
+            match by_name.entry(name_hash(name)) {
                 indexmap::map::Entry::Vacant(slot) => {
                     slot.insert(id);
                 }
+                indexmap::map::Entry::Occupied(first) if graph.name(*first.get()) == name => {
+                    duplicates.push(id)
+                }
+                indexmap::map::Entry::Occupied(_) => match collisions.entry(name.into()) {
+                    std::collections::hash_map::Entry::Occupied(_) => duplicates.push(id),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(id);
+                    }
+                },
             }
             let op = graph.op(id);
             match by_op.get_mut(op) {
@@ -341,7 +357,7 @@ impl Index {
                             InputRef::Data { port, .. } => Port::Data(port),
                             InputRef::Control { .. } => Port::Control,
                         };
-                        let src = by_name.get(input.node()).copied();
+                        let src = lookup(graph, &by_name, &collisions, input.node());
                         match src {
                             Some(src) => fan_out[src as usize] += 1,
                             None => bad_inputs.push((id as NodeId, slot as u32, BadInput::Missing)),
@@ -384,6 +400,7 @@ impl Index {
 
         Index {
             by_name,
+            collisions,
             by_op,
             edges,
             edge_start,
@@ -543,7 +560,8 @@ impl Graph {
 
     /// The id of the node named `name` (the first one, if names repeat).
     pub fn id(&self, name: &str) -> Option<NodeId> {
-        self.index().by_name.get(name).copied()
+        let index = self.index();
+        lookup(self, &index.by_name, &index.collisions, name)
     }
 
     /// Nodes whose op is `op`, in file order.
@@ -592,6 +610,29 @@ impl Graph {
     }
 }
 
+/// The hash names are indexed by.
+fn name_hash(name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    #[cfg(test)]
+    if tests::COLLIDE.with(std::cell::Cell::get) {
+        return 7; // every name collides: exercises the collision path
+    }
+    foldhash::quality::FixedState::with_seed(0x6772_6170_6872_7721).hash_one(name.as_bytes())
+}
+
+fn lookup(
+    graph: &Graph,
+    by_name: &Map<u64, NodeId>,
+    collisions: &std::collections::HashMap<Box<str>, NodeId>,
+    name: &str,
+) -> Option<NodeId> {
+    match by_name.get(&name_hash(name)) {
+        Some(&id) if graph.name(id) == name => Some(id),
+        Some(_) => collisions.get(name).copied(),
+        None => None,
+    }
+}
+
 /// A string field of a node.
 fn str_at(raw: &[u8], span: Span) -> &str {
     let bytes = &raw[span.range()];
@@ -635,4 +676,40 @@ fn locate_strings(
         }
     }
     Ok((name, op))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    thread_local! {
+        pub(super) static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn names_whose_hashes_collide_still_resolve() {
+        COLLIDE.with(|c| c.set(true));
+        let node = |name: &str, inputs: &[&str]| NodeDef {
+            name: name.into(),
+            op: "Identity".into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let def = GraphDef {
+            node: vec![node("a", &[]), node("b", &["a"]), node("c", &["b", "^a"]), node("b", &[])],
+            ..Default::default()
+        };
+        let g = Graph::from_def(&def);
+        assert_eq!((g.id("a"), g.id("b"), g.id("c"), g.id("d")), (Some(0), Some(1), Some(2), None));
+        assert_eq!(g.duplicates(), &[3]);
+        assert_eq!(
+            g.inputs(2),
+            &[
+                Edge { src: Some(1), port: Port::Data(0) },
+                Edge { src: Some(0), port: Port::Control }
+            ]
+        );
+        assert_eq!(g.consumers(0).len(), 2);
+        COLLIDE.with(|c| c.set(false));
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! Each round reads the current graph only. For every rule in priority
 //! order, candidates come from the op index; a match whose guard holds and
-//! whose nodes no earlier patch of the round claimed becomes a patch. The
-//! round's patches are then applied together, in file order of their roots,
+//! whose root is not already part of another patch of the round becomes a
+//! patch. The round's patches are then applied together, in file order of their roots,
 //! into a new graph: roots give way to their replacements, consumers are
 //! rewired (through chains of replacements), control edges move to the
 //! producer of the replacement. Dead tensors then propagate as TensorFlow's
@@ -23,7 +23,6 @@ use super::matcher::{Bound, GValue, Guard, Match, Matcher, Tensor, literal_value
 use crate::graph::{Graph, NodeId, NodeSource, Port};
 use crate::input::{InputRef, parse_input};
 use crate::proto::{AttrValue, DataType, NodeDef, TensorProto, attr_value};
-use crate::prune::reachable;
 
 /// The op of the marker node that dead tensors come from while rewriting.
 pub const DEAD_OP: &str = "_GraphrwDead";
@@ -174,7 +173,8 @@ pub fn apply(
     };
     let protected: HashSet<String> = outputs.iter().cloned().collect();
     let baseline = problem_count(graph);
-    let mut current = graph.clone();
+    // A copy of the nodes without the input's indexes (they are rebuilt).
+    let mut current = graph.rebuilt(graph.ids().map(NodeSource::Existing)).expect("existing nodes");
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
     loop {
@@ -202,11 +202,8 @@ pub fn apply(
             .map(|&r| format!("`{}`", rules.rules[r].rule.name.name))
             .collect::<Vec<_>>()
             .join(", ");
-        current = apply_patches(&current, patches, rules);
-        current = propagate_dead(&current, &protected, &rule_names)?;
-        if options.prune {
-            current = collect(&current, &outputs);
-        }
+        let patched = apply_patches(&current, patches);
+        current = settle(patched, &outputs, &protected, options.prune, &rule_names)?;
         let after = problem_count(&current);
         if after.0 > baseline.0 || after.1 > baseline.1 || (after.2 && !baseline.2) {
             let problem = crate::validate::validate(&current)
@@ -238,9 +235,6 @@ pub fn apply(
     }
     // A dead marker nothing reaches is gone; one that is still read means a
     // node reads a branch that never runs, which must not be written.
-    if options.prune {
-        current = collect(&current, &outputs);
-    }
     if let Some(marker) = dead_marker(&current) {
         if let Some(reader) = current.consumers(marker).first() {
             return Err(ApplyError::DeadLeft { node: current.name(reader.node).to_string() });
@@ -275,7 +269,11 @@ fn find_patches(
     report: &mut Report,
 ) -> Vec<Patch> {
     let matcher = Matcher { graph, dead: dead_marker(graph) };
-    let mut claimed = vec![false; graph.len()];
+    // Roots are exclusive in a round. Interior nodes (matched by a nested op
+    // pattern) may be shared between patches, like the Const predicate of
+    // many Switches, but may not be a root of another patch of the round.
+    let mut is_root = vec![false; graph.len()];
+    let mut is_interior = vec![false; graph.len()];
     let mut patches = Vec::new();
     let mut taken_names: HashSet<String> = HashSet::new();
     for (index, rule) in rules.rules.iter().enumerate() {
@@ -283,13 +281,13 @@ fn find_patches(
             rule.root_ops.iter().flat_map(|op| graph.nodes_with_op(op).iter().copied()).collect();
         candidates.sort_unstable();
         for root in candidates {
-            if claimed[root as usize] {
+            if is_root[root as usize] || is_interior[root as usize] {
                 continue;
             }
             let Some(m) = matcher.match_root(&rule.rule.pattern, root) else {
                 continue;
             };
-            if m.nodes.iter().any(|&n| claimed[n as usize]) {
+            if m.nodes[1..].iter().any(|&n| is_root[n as usize]) {
                 continue;
             }
             if let Some(guard) = &rule.rule.guard {
@@ -348,8 +346,9 @@ fn find_patches(
                 ));
                 continue;
             }
-            for &n in &m.nodes {
-                claimed[n as usize] = true;
+            is_root[root as usize] = true;
+            for &n in &m.nodes[1..] {
+                is_interior[n as usize] = true;
             }
             patches.push(patch);
         }
@@ -773,8 +772,7 @@ fn tensor_string(name: &str, port: u32) -> String {
     InputRef::Data { node: name, port }.to_string()
 }
 
-fn apply_patches(graph: &Graph, patches: Vec<Patch>, rules: &RuleSet) -> Graph {
-    let _ = rules;
+fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
     let dead_name = match dead_marker(graph) {
         Some(id) => graph.name(id).to_string(),
         None => {
@@ -859,57 +857,88 @@ fn finish_inputs(def: &mut NodeDef, controls: Vec<String>) {
     }
 }
 
-/// Dead tensors, as TensorFlow's executor defines them: a node with a dead
-/// data or control input is dead, except Merge, which is dead only when all
-/// its data inputs are. Every use of a dead node becomes a use of the marker.
-fn propagate_dead(
-    graph: &Graph,
+/// Ends a round: dead tensors propagate, as TensorFlow's executor defines
+/// them (a node with a dead data or control input is dead, except Merge,
+/// which is dead only when all its data inputs are; every use of a dead
+/// node becomes a use of the marker), and, when pruning, what the outputs
+/// no longer reach is dropped. One rebuild does both.
+fn settle(
+    graph: Graph,
+    outputs: &[String],
     protected: &HashSet<String>,
+    prune: bool,
     rules: &str,
 ) -> Result<Graph, ApplyError> {
-    let Some(marker) = dead_marker(graph) else {
-        return Ok(graph.clone());
-    };
-    let (order, _) = crate::validate::topological_order(graph);
+    let marker = dead_marker(&graph);
     let mut dead = vec![false; graph.len()];
-    dead[marker as usize] = true;
-    let mut any = false;
-    for &id in &order {
-        if id == marker {
-            continue;
-        }
-        let inputs = graph.inputs(id);
-        let is_dead = if graph.op(id) == "Merge" {
-            let data: Vec<_> = inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
-            !data.is_empty() && data.iter().all(|e| e.src.is_some_and(|s| dead[s as usize]))
-                || inputs
-                    .iter()
-                    .any(|e| e.port == Port::Control && e.src.is_some_and(|s| dead[s as usize]))
-        } else {
-            inputs.iter().any(|e| e.src.is_some_and(|s| dead[s as usize]))
-        };
-        if is_dead {
-            if protected.contains(graph.name(id)) {
-                return Err(ApplyError::DeadOutput {
-                    output: graph.name(id).to_string(),
-                    rule: rules.to_string(),
-                });
+    let mut any_dead = false;
+    if let Some(marker) = marker {
+        dead[marker as usize] = true;
+        let (order, _) = crate::validate::topological_order(&graph);
+        for &id in &order {
+            if id == marker {
+                continue;
             }
-            dead[id as usize] = true;
-            any = true;
+            let inputs = graph.inputs(id);
+            let reads_dead = |e: &&crate::graph::Edge| e.src.is_some_and(|s| dead[s as usize]);
+            let is_dead = if graph.op(id) == "Merge" {
+                let data: Vec<_> =
+                    inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
+                (!data.is_empty() && data.iter().all(reads_dead))
+                    || inputs.iter().filter(|e| e.port == Port::Control).any(|e| reads_dead(&e))
+            } else {
+                inputs.iter().any(|e| reads_dead(&e))
+            };
+            if is_dead {
+                if protected.contains(graph.name(id)) {
+                    return Err(ApplyError::DeadOutput {
+                        output: graph.name(id).to_string(),
+                        rule: rules.to_string(),
+                    });
+                }
+                dead[id as usize] = true;
+                any_dead = true;
+            }
         }
     }
-    if !any {
-        return Ok(graph.clone());
+    // What the outputs reach, not walking into dead nodes (their readers
+    // read the marker instead).
+    let keep: Vec<bool> = if prune {
+        let mut keep = vec![false; graph.len()];
+        let mut stack: Vec<NodeId> = outputs.iter().filter_map(|o| graph.id(o)).collect();
+        for &id in &stack {
+            keep[id as usize] = true;
+        }
+        while let Some(id) = stack.pop() {
+            for edge in graph.inputs(id) {
+                let Some(src) = edge.src else { continue };
+                let src = if dead[src as usize] { marker.unwrap_or(src) } else { src };
+                if !keep[src as usize] {
+                    keep[src as usize] = true;
+                    if !dead[src as usize] {
+                        stack.push(src);
+                    }
+                }
+            }
+        }
+        keep
+    } else {
+        (0..graph.len()).map(|i| !dead[i] || Some(i as NodeId) == marker).collect()
+    };
+    if !any_dead && keep.iter().all(|&k| k) {
+        return Ok(graph);
     }
-    let marker_name = graph.name(marker).to_string();
+    let marker_name = marker.map(|m| graph.name(m).to_string()).unwrap_or_default();
     let mut out = Vec::with_capacity(graph.len());
     for id in graph.ids() {
-        if dead[id as usize] && id != marker {
+        let is_marker = Some(id) == marker;
+        if !keep[id as usize] || (dead[id as usize] && !is_marker) {
             continue;
         }
-        let reads_dead =
-            graph.inputs(id).iter().any(|e| e.src.is_some_and(|s| dead[s as usize] && s != marker));
+        let reads_dead = graph
+            .inputs(id)
+            .iter()
+            .any(|e| e.src.is_some_and(|s| dead[s as usize] && Some(s) != marker));
         if !reads_dead {
             out.push(NodeSource::Existing(id));
             continue;
@@ -934,15 +963,4 @@ fn propagate_dead(
         out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
     }
     Ok(graph.rebuilt(out).expect("rewired nodes are well formed"))
-}
-
-/// Keeps what the outputs reach.
-fn collect(graph: &Graph, outputs: &[String]) -> Graph {
-    let roots: Vec<NodeId> = outputs.iter().filter_map(|o| graph.id(o)).collect();
-    let keep = reachable(graph, &roots);
-    if keep.iter().all(|&k| k) {
-        return graph.clone();
-    }
-    let nodes = graph.ids().filter(|&id| keep[id as usize]).map(NodeSource::Existing);
-    graph.rebuilt(nodes).expect("existing nodes are not read again")
 }
