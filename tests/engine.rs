@@ -476,3 +476,43 @@ fn untouched_nodes_keep_their_bytes() {
     let (after, _) = run(&g, "rule m: Merge(a, _) => a");
     assert_eq!(after.node_bytes(after.id("x").unwrap()), g.node_bytes(g.id("x").unwrap()));
 }
+
+#[test]
+fn a_root_port_replaces_that_output_alone() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("p", "Placeholder", &[], &[]),
+        node("sw", "Switch", &["x", "p"], &[]),
+        node("t", "Relu", &["sw:1"], &[]),
+        node("out", "AddV2", &["t", "t"], &[]),
+    ]);
+    // Only port 1 is read, and the rule replaces only port 1.
+    let (after, report) = run(&g, "rule port1: Switch(x, _):1 => x");
+    assert_eq!(fired(&report, "port1"), 1);
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "t: Relu(x)", "out: AddV2(t, t)"]);
+    // A rule for port 0 alone does not apply while port 1 is read.
+    let (after, report) = run(&g, "rule port0: Switch(x, _) => x");
+    assert_eq!(fired(&report, "port0"), 0);
+    assert_eq!(after.len(), g.len());
+    assert!(
+        report.warnings.iter().any(|w| w.contains("output port 1 is read")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+#[test]
+fn applying_is_deterministic() {
+    let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
+    let g = cond_graph(pred);
+    let encode = |g: &Graph| {
+        let mut out = Vec::new();
+        g.encode(&mut out).unwrap();
+        out
+    };
+    let text = format!("{DEAD_RULES}\nrule split: Identity(x: Placeholder) => Abs(Neg(Neg(x)))");
+    let first = encode(&run(&g, &text).0);
+    for _ in 0..3 {
+        assert_eq!(encode(&run(&g, &text).0), first);
+    }
+}

@@ -370,7 +370,16 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn patch(&mut self, rule: usize) -> Result<Patch, String> {
         let ports = match &self.rule.replacement {
-            Replacement::Single(expr) => vec![Some(self.expr(expr, 0)?)],
+            // `Op(...):N => r` replaces output N alone; otherwise port 0.
+            Replacement::Single(expr) => {
+                let port = match &self.rule.pattern.kind {
+                    PatternKind::Node(node) => node.port.map_or(0, |p| p.0),
+                    _ => 0,
+                };
+                let mut ports = vec![None; port as usize + 1];
+                ports[port as usize] = Some(self.expr(expr, port)?);
+                ports
+            }
             Replacement::Ports(exprs, _) => exprs
                 .iter()
                 .enumerate()
