@@ -7,6 +7,9 @@ and to text and back; TensorFlow then
     (protobuf equality: every field, the function library and versions),
   - imports graphrw's binary output and runs every stored case, comparing
     with the outputs TensorFlow computed when the fixture was made.
+For the fixtures whose conds are all training conds, graphrw also applies the
+seed's packs (lock-training, merge, switch); TensorFlow runs the result fed
+with the inputs alone (no training flag) and must give the stored outputs.
 
 Usage: python scripts/tf_check.py [--graphrw PATH] [--fixtures DIR]
 Prints one line per check and a closing 'N passed, M failed' line.
@@ -36,15 +39,27 @@ def load_pb(path):
     return graph_def
 
 
-def run_case(graph_def, fixture_dir, case):
+# Fixtures where every cond is driven by the training flag: the seed's
+# packs (which keep every cond's false branch) are right for them.
+# The value lists the ops that must be gone after (keep_prob_nonfused's
+# dropout is not in a cond: removing it is the dropout pack's job).
+TRAINING_CONDS_ONLY = {
+    "seed": {"Switch", "Merge", "RandomUniform"},
+    "small_cnn": {"Switch", "Merge", "RandomUniform"},
+    "keep_prob_nonfused": {"Switch", "Merge"},
+}
+
+
+def run_case(graph_def, fixture_dir, case, mode=True):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.import_graph_def(graph_def, name="")
     feeds = {}
     for tensor, rel in case["inputs"].items():
         feeds[graph.get_tensor_by_name(tensor)] = np.load(os.path.join(fixture_dir, rel))
-    for tensor, value in case["mode"].items():
-        feeds[graph.get_tensor_by_name(tensor)] = value
+    if mode:
+        for tensor, value in case["mode"].items():
+            feeds[graph.get_tensor_by_name(tensor)] = value
     fetches = list(case["outputs"])
     with tf.compat.v1.Session(graph=graph) as sess:
         values = sess.run(fetches, feed_dict=feeds)
@@ -109,6 +124,22 @@ def main():
             for i, case in enumerate(meta["cases"]):
                 check(f"{name}: case {i} runs in TensorFlow with the stored outputs",
                       lambda case=case: f"max abs diff {run_case(load_pb(as_pb), fixture_dir, case):.2g}")
+            if name in TRAINING_CONDS_ONLY:
+                rewritten = os.path.join(tmp, f"{name}.rewritten.pb")
+                subprocess.run([args.graphrw, "apply", "lock-training", "merge", "switch", model,
+                                "-o", rewritten], check=True, stderr=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL)
+
+                def seed_packs(case, rewritten=rewritten, gone=TRAINING_CONDS_ONLY[name]):
+                    graph_def = load_pb(rewritten)
+                    left = sorted({n.op for n in graph_def.node} & gone)
+                    assert not left, f"left behind: {left}"
+                    diff = run_case(graph_def, fixture_dir, case, mode=False)
+                    return f"{len(original.node)} -> {len(graph_def.node)} nodes, max abs diff {diff:.2g}"
+
+                for i, case in enumerate(meta["cases"]):
+                    check(f"{name}: seed packs applied, case {i} fed with the inputs alone",
+                          lambda case=case: seed_packs(case))
 
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
