@@ -179,3 +179,35 @@ impl Fields<'_> {
         Ok(Field { number, wire, start, end: self.at, value })
     }
 }
+
+/// A copy of an encoded `NodeDef` with its `input` list (field 3) replaced,
+/// every other field copied byte for byte. The new inputs stand where the
+/// old ones did (or after the name and op, if there were none).
+pub fn replace_inputs(node: &[u8], inputs: &[String]) -> Result<Vec<u8>, WireError> {
+    let extra: usize = inputs.iter().map(|i| i.len() + 6).sum();
+    let mut out = Vec::with_capacity(node.len() + extra);
+    let mut written = false;
+    let emit = |out: &mut Vec<u8>, written: &mut bool| {
+        if !*written {
+            for input in inputs {
+                out.push(0x1a); // field 3, wire type LEN
+                write_varint(input.len() as u64, out);
+                out.extend_from_slice(input.as_bytes());
+            }
+            *written = true;
+        }
+    };
+    for field in fields(node) {
+        let field = field?;
+        if field.number == 3 {
+            emit(&mut out, &mut written);
+            continue;
+        }
+        if field.number > 3 {
+            emit(&mut out, &mut written);
+        }
+        out.extend_from_slice(&node[field.start..field.end]);
+    }
+    emit(&mut out, &mut written);
+    Ok(out)
+}

@@ -234,3 +234,28 @@ fn unknown_output_names_suggest_the_closest_node() {
     assert_eq!(err.suggestion.as_deref(), Some("did you mean `backend/final_dense/MatMul`?"));
     assert!(resolve_outputs(&g, &["zzz"]).unwrap_err().suggestion.is_none());
 }
+
+#[test]
+fn replacing_inputs_keeps_every_other_field_byte_for_byte() {
+    use graphrw::proto::{AttrValue, attr_value::Value};
+    use prost::Message;
+    let mut node = NodeDef {
+        name: "n".into(),
+        op: "AddV2".into(),
+        input: vec!["a".into(), "b:1".into(), "^c".into()],
+        device: "/cpu:0".into(),
+        ..Default::default()
+    };
+    node.attr.insert("T".into(), AttrValue { value: Some(Value::Type(1)) });
+    let raw = node.encode_to_vec();
+    let new_inputs = vec!["x".to_string(), "^y".to_string()];
+    let edited = graphrw::wire::replace_inputs(&raw, &new_inputs).unwrap();
+    let back = NodeDef::decode(edited.as_slice()).unwrap();
+    assert_eq!(back, NodeDef { input: new_inputs.clone(), ..node.clone() });
+    // Same field order as prost writes: the result is what encoding gives.
+    assert_eq!(edited, NodeDef { input: new_inputs, ..node.clone() }.encode_to_vec());
+    // A node without inputs gets them after its name and op.
+    let bare = NodeDef { input: vec![], ..node.clone() }.encode_to_vec();
+    let edited = graphrw::wire::replace_inputs(&bare, &["z".to_string()]).unwrap();
+    assert_eq!(edited, NodeDef { input: vec!["z".into()], ..node }.encode_to_vec());
+}

@@ -823,37 +823,48 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
             out.push(NodeSource::Existing(id));
             continue;
         }
-        let Ok(mut def) = graph.node_def(id) else {
-            out.push(NodeSource::Existing(id));
-            continue;
-        };
         let mut data = Vec::new();
         let mut controls = Vec::new();
-        for (edge, text) in graph.inputs(id).iter().zip(def.input.iter()) {
+        for (edge, text) in graph.inputs(id).iter().zip(graph.input_strs(id)) {
             match (edge.src, edge.port) {
                 (Some(src), Port::Data(port)) => {
                     data.push(resolver.tensor(Tensor { node: src, port }, 0))
                 }
                 (Some(src), Port::Control) => controls.push(resolver.control(src)),
-                (None, _) => {
-                    if text.starts_with('^') {
-                        controls.push(text.clone())
-                    } else {
-                        data.push(text.clone())
-                    }
-                }
+                (None, _) if text.starts_with('^') => controls.push(text.to_string()),
+                (None, _) => data.push(text.to_string()),
             }
         }
-        def.input = data;
-        finish_inputs(&mut def, controls);
-        uses_dead |= def.input.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
-        out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
+        let inputs = with_controls(graph.name(id), data, controls);
+        uses_dead |= inputs.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
+        out.push(edited(graph, id, &inputs));
     }
     if uses_dead && dead_marker(graph).is_none() {
         let marker = NodeDef { name: dead_name, op: DEAD_OP.into(), ..Default::default() };
         out.push(NodeSource::Encoded(Bytes::from(marker.encode_to_vec())));
     }
     graph.rebuilt(out).expect("rewritten nodes are well formed")
+}
+
+/// Data inputs, then the control inputs without repeats or self-edges.
+fn with_controls(name: &str, mut data: Vec<String>, controls: Vec<String>) -> Vec<String> {
+    let mut seen: HashSet<String> = HashSet::new();
+    for c in controls {
+        if c[1..] != *name && seen.insert(c.clone()) {
+            data.push(c);
+        }
+    }
+    data
+}
+
+/// Node `id` with new inputs: its other fields are copied as they are, not
+/// decoded and encoded again.
+fn edited(graph: &Graph, id: NodeId, inputs: &[String]) -> NodeSource {
+    let raw = graph.node_bytes(id);
+    match crate::wire::replace_inputs(&raw, inputs) {
+        Ok(bytes) => NodeSource::Encoded(Bytes::from(bytes)),
+        Err(_) => NodeSource::Existing(id), // unreachable: the node was indexed
+    }
 }
 
 /// Appends control inputs after the data inputs, without repeats.
@@ -952,24 +963,18 @@ fn settle(
             out.push(NodeSource::Existing(id));
             continue;
         }
-        let Ok(mut def) = graph.node_def(id) else {
-            out.push(NodeSource::Existing(id));
-            continue;
-        };
         let mut data = Vec::new();
         let mut controls = Vec::new();
-        for (edge, text) in graph.inputs(id).iter().zip(def.input.iter()) {
+        for (edge, text) in graph.inputs(id).iter().zip(graph.input_strs(id)) {
             let to_dead = edge.src.is_some_and(|s| dead[s as usize]);
             match (edge.port, to_dead) {
                 (Port::Data(_), true) => data.push(marker_name.clone()),
                 (Port::Control, true) => controls.push(format!("^{marker_name}")),
-                (Port::Data(_), false) => data.push(text.clone()),
-                (Port::Control, false) => controls.push(text.clone()),
+                (Port::Data(_), false) => data.push(text.to_string()),
+                (Port::Control, false) => controls.push(text.to_string()),
             }
         }
-        def.input = data;
-        finish_inputs(&mut def, controls);
-        out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
+        out.push(edited(&graph, id, &with_controls(graph.name(id), data, controls)));
     }
     Ok(graph.rebuilt(out).expect("rewired nodes are well formed"))
 }
