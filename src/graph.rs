@@ -139,7 +139,9 @@ pub struct Graph {
     /// The top-level fields other than nodes (library, versions, debug
     /// info...), each with its key, in file order.
     tail: Vec<Bytes>,
-    index: std::sync::OnceLock<Index>,
+    index: std::sync::OnceLock<std::sync::Arc<Index>>,
+    /// The parent's index, when this graph was rebuilt from an indexed one.
+    seed: Option<std::sync::Arc<Seed>>,
 }
 
 /// The name, op, edge and consumer indexes of a graph.
@@ -222,6 +224,7 @@ impl Graph {
             input_spans: Vec::new(),
             tail,
             index: std::sync::OnceLock::new(),
+            seed: None,
         }
     }
 
@@ -264,7 +267,12 @@ impl Graph {
         graph.bufs = self.bufs.clone();
         let mut fresh = Vec::new();
         let mut pending = Vec::new();
+        let mut origin = Vec::new();
         for (position, source) in nodes.into_iter().enumerate() {
+            origin.push(match &source {
+                NodeSource::Existing(id) => *id,
+                NodeSource::Encoded(_) => NodeId::MAX,
+            });
             match source {
                 NodeSource::Existing(id) => {
                     let rec = self.nodes[id as usize];
@@ -304,37 +312,91 @@ impl Graph {
                 graph.nodes[slot] = NodeRec { first_input, ..rec };
             }
         }
+        if let Some(index) = self.index.get() {
+            graph.seed = Some(std::sync::Arc::new(Seed {
+                index: index.clone(),
+                origin,
+                old_len: self.len(),
+            }));
+        }
         Ok(graph)
     }
 
     fn index(&self) -> &Index {
-        self.index.get_or_init(|| Index::build(self))
+        self.index.get_or_init(|| {
+            std::sync::Arc::new(match &self.seed {
+                Some(seed) => Index::build_from(self, seed),
+                None => Index::build(self),
+            })
+        })
     }
 }
 
 impl Index {
+    /// Builds every index from the graph's strings.
     fn build(graph: &Graph) -> Index {
         let n = graph.len();
-        let mut by_name: Map<u64, NodeId> = Map::with_capacity_and_hasher(n, FxBuildHasher);
-        let mut collisions = std::collections::HashMap::new();
-        let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
-        let mut duplicates = Vec::new();
+        let mut names = Names {
+            by_name: Map::with_capacity_and_hasher(n, FxBuildHasher),
+            collisions: std::collections::HashMap::new(),
+            duplicates: Vec::new(),
+        };
         for id in graph.ids() {
-            let name = graph.name(id);
-            match by_name.entry(name_hash(name)) {
-                indexmap::map::Entry::Vacant(slot) => {
-                    slot.insert(id);
-                }
-                indexmap::map::Entry::Occupied(first) if graph.name(*first.get()) == name => {
-                    duplicates.push(id)
-                }
-                indexmap::map::Entry::Occupied(_) => match collisions.entry(name.into()) {
-                    std::collections::hash_map::Entry::Occupied(_) => duplicates.push(id),
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(id);
-                    }
-                },
+            names.insert(graph, id);
+        }
+        Index::with_names(graph, names, None)
+    }
+
+    /// Builds the indexes of a graph rebuilt from `seed`'s graph: names and
+    /// edges of the nodes it kept are carried over (their ids remapped)
+    /// instead of being hashed and resolved again. Exact: when a name would
+    /// repeat, it falls back to [`Index::build`].
+    fn build_from(graph: &Graph, seed: &Seed) -> Index {
+        let old = &*seed.index;
+        if !old.duplicates.is_empty() {
+            return Index::build(graph);
+        }
+        let mut old_to_new = vec![NodeId::MAX; seed.old_len];
+        for (new, &o) in seed.origin.iter().enumerate() {
+            if o != NodeId::MAX {
+                old_to_new[o as usize] = new as NodeId;
             }
+        }
+        let remap = |v: &mut NodeId| {
+            let n = old_to_new[*v as usize];
+            *v = n;
+            n != NodeId::MAX
+        };
+        let mut names = Names {
+            by_name: old.by_name.clone(),
+            collisions: old.collisions.clone(),
+            duplicates: Vec::new(),
+        };
+        names.by_name.retain(|_, v| remap(v));
+        names.collisions.retain(|_, v| remap(v));
+        for id in graph.ids() {
+            if seed.origin[id as usize] == NodeId::MAX {
+                names.insert(graph, id);
+            }
+        }
+        if !names.duplicates.is_empty() {
+            return Index::build(graph);
+        }
+        Index::with_names(graph, names, Some((old, &seed.origin, &old_to_new)))
+    }
+
+    /// The op, edge and consumer indexes, given the name index. With `reuse`
+    /// (the old index, each node's old id, and the old-to-new id map), a kept
+    /// node whose producers were all kept takes its old edges, remapped.
+    fn with_names(
+        graph: &Graph,
+        names: Names,
+        reuse: Option<(&Index, &[NodeId], &[NodeId])>,
+    ) -> Index {
+        let n = graph.len();
+        let Names { by_name, collisions, duplicates } = names;
+        let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
+        for id in graph.ids() {
             let op = graph.op(id);
             match by_op.get_mut(op) {
                 Some(ids) => ids.push(id),
@@ -350,6 +412,24 @@ impl Index {
         let mut fan_out = vec![0u32; n];
         for id in 0..n {
             edge_start.push(edges.len() as u32);
+            if let Some((old, origin, old_to_new)) = reuse {
+                let o = origin[id] as usize;
+                if o != NodeId::MAX as usize {
+                    let old_edges =
+                        &old.edges[old.edge_start[o] as usize..old.edge_start[o + 1] as usize];
+                    let kept = old_edges
+                        .iter()
+                        .all(|e| e.src.is_some_and(|s| old_to_new[s as usize] != NodeId::MAX));
+                    if kept {
+                        for e in old_edges {
+                            let src = old_to_new[e.src.expect("checked") as usize];
+                            fan_out[src as usize] += 1;
+                            edges.push(Edge { src: Some(src), port: e.port });
+                        }
+                        continue;
+                    }
+                }
+            }
             for (slot, text) in graph.input_strs(id as NodeId).enumerate() {
                 let edge = match parse_input(text) {
                     Ok(input) => {
@@ -410,6 +490,43 @@ impl Index {
             bad_inputs,
         }
     }
+}
+
+/// The name index being built.
+struct Names {
+    by_name: Map<u64, NodeId>,
+    collisions: std::collections::HashMap<Box<str>, NodeId>,
+    duplicates: Vec<NodeId>,
+}
+
+impl Names {
+    fn insert(&mut self, graph: &Graph, id: NodeId) {
+        let name = graph.name(id);
+        match self.by_name.entry(name_hash(name)) {
+            indexmap::map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            indexmap::map::Entry::Occupied(first) if graph.name(*first.get()) == name => {
+                self.duplicates.push(id)
+            }
+            indexmap::map::Entry::Occupied(_) => match self.collisions.entry(name.into()) {
+                std::collections::hash_map::Entry::Occupied(_) => self.duplicates.push(id),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(id);
+                }
+            },
+        }
+    }
+}
+
+/// What a rebuilt graph keeps of its parent, to build its indexes from the
+/// parent's: the parent's index, and each node's id in the parent.
+#[derive(Debug)]
+struct Seed {
+    index: std::sync::Arc<Index>,
+    /// Per node, its id in the parent, or `NodeId::MAX` for a new node.
+    origin: Vec<NodeId>,
+    old_len: usize,
 }
 
 impl Graph {
@@ -684,6 +801,52 @@ mod tests {
 
     thread_local! {
         pub(super) static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// The indexes a rebuilt graph derives from its parent's equal those
+    /// built from scratch.
+    #[test]
+    fn indexes_carried_over_from_the_parent_are_exact() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
+                .unwrap();
+        let g = Graph::from_bytes(Bytes::from(data)).unwrap();
+        g.id("training").unwrap(); // index the parent
+        // Drop every third node, replace the Merges by new nodes of the same
+        // name reading other inputs, and add a node reading a dropped one.
+        let mut nodes = Vec::new();
+        for id in g.ids() {
+            if g.op(id) == "Merge" {
+                let mut def = g.node_def(id).unwrap();
+                def.input.reverse();
+                nodes.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
+            } else if id % 3 != 1 {
+                nodes.push(NodeSource::Existing(id));
+            }
+        }
+        let extra = NodeDef {
+            name: "extra".into(),
+            op: "Identity".into(),
+            input: vec![g.name(1).into()],
+            ..Default::default()
+        };
+        nodes.push(NodeSource::Encoded(Bytes::from(extra.encode_to_vec())));
+        let rebuilt = g.rebuilt(nodes).unwrap();
+        assert!(rebuilt.seed.is_some());
+        let carried = Index::build_from(&rebuilt, rebuilt.seed.as_ref().unwrap());
+        let fresh = Index::build(&rebuilt);
+        assert_eq!(carried.edges, fresh.edges);
+        assert_eq!(carried.edge_start, fresh.edge_start);
+        assert_eq!(carried.consumers, fresh.consumers);
+        assert_eq!(carried.bad_inputs, fresh.bad_inputs);
+        assert!(!fresh.bad_inputs.is_empty(), "the test should drop some producers");
+        assert_eq!(carried.by_op, fresh.by_op);
+        for id in rebuilt.ids() {
+            let name = rebuilt.name(id);
+            let find = |index: &Index| lookup(&rebuilt, &index.by_name, &index.collisions, name);
+            assert_eq!(find(&carried), Some(id), "{name}");
+            assert_eq!(find(&fresh), Some(id), "{name}");
+        }
     }
 
     #[test]
