@@ -23,15 +23,10 @@ pub enum VarKind {
     Attr,
 }
 
-/// Functions a guard may call, with their arity.
-pub const GUARD_FUNCTIONS: &[(&str, usize, &str)] = &[
-    ("name", 1, "the name of the node producing a tensor"),
-    ("op", 1, "the op of the node producing a tensor"),
-    ("consumers", 1, "how many inputs read a tensor (or any port of a node)"),
-    ("dtype", 1, "the element type of a tensor, from its producer's attributes"),
-    ("rank", 1, "the rank of a Const tensor"),
-    ("port", 1, "the output port a tensor is read from"),
-];
+/// Functions a guard may call, with their arity (docs/rules.md says what
+/// each returns).
+pub const GUARD_FUNCTIONS: &[(&str, usize)] =
+    &[("name", 1), ("op", 1), ("consumers", 1), ("dtype", 1), ("rank", 1), ("port", 1)];
 
 /// Functions of constant expressions, with their arity.
 pub const CONST_FUNCTIONS: &[(&str, usize)] = &[
@@ -361,31 +356,14 @@ impl RuleChecker<'_> {
     fn value(&mut self, value: &Value) {
         match &value.kind {
             ValueKind::Call { func, args } => {
-                match GUARD_FUNCTIONS.iter().find(|(name, _, _)| *name == func.name) {
-                    None => {
-                        let names: Vec<&str> = GUARD_FUNCTIONS.iter().map(|f| f.0).collect();
-                        self.diags.push(
-                            Diagnostic::error(
-                                "unknown function",
-                                func.span,
-                                format!("`{}` is not a guard function", func.name),
-                            )
-                            .with_help(format!("guards can call {}", names.join(", "))),
-                        );
-                    }
-                    Some((_, arity, _)) if *arity != args.len() => {
-                        self.diags.push(Diagnostic::error(
-                            "wrong number of arguments",
-                            value.span,
-                            format!(
-                                "`{}` takes {arity} argument{}",
-                                func.name,
-                                if *arity == 1 { "" } else { "s" }
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                self.call(
+                    GUARD_FUNCTIONS,
+                    "a guard function",
+                    "guards",
+                    func,
+                    args.len(),
+                    value.span,
+                );
                 for arg in args {
                     match &arg.kind {
                         ValueKind::Var(var) => {
@@ -433,6 +411,37 @@ impl RuleChecker<'_> {
         }
     }
 
+    /// A call of a function of `table`: known, with the right arity.
+    fn call(
+        &mut self,
+        table: &[(&str, usize)],
+        what: &str,
+        caller: &str,
+        func: &Ident,
+        given: usize,
+        span: Span,
+    ) {
+        match table.iter().find(|(name, _)| *name == func.name) {
+            None => {
+                let names: Vec<&str> = table.iter().map(|f| f.0).collect();
+                self.diags.push(
+                    Diagnostic::error(
+                        "unknown function",
+                        func.span,
+                        format!("`{}` is not {what}", func.name),
+                    )
+                    .with_help(format!("{caller} can call {}", names.join(", "))),
+                );
+            }
+            Some((_, arity)) if *arity != given => {
+                let s = if *arity == 1 { "" } else { "s" };
+                let label = format!("`{}` takes {arity} argument{s}", func.name);
+                self.diags.push(Diagnostic::error("wrong number of arguments", span, label));
+            }
+            Some(_) => {}
+        }
+    }
+
     fn inputs(&mut self, inputs: &[RInput]) {
         for input in inputs {
             match input {
@@ -452,31 +461,14 @@ impl RuleChecker<'_> {
             }
             TExprKind::Attr(var, _) => self.use_var(var, &[VarKind::Node], "a node"),
             TExprKind::Call(func, args) => {
-                match CONST_FUNCTIONS.iter().find(|(name, _)| *name == func.name) {
-                    None => {
-                        let names: Vec<&str> = CONST_FUNCTIONS.iter().map(|f| f.0).collect();
-                        self.diags.push(
-                            Diagnostic::error(
-                                "unknown function",
-                                func.span,
-                                format!("`{}` is not a constant function", func.name),
-                            )
-                            .with_help(format!("const(...) can call {}", names.join(", "))),
-                        );
-                    }
-                    Some((_, arity)) if *arity != args.len() => {
-                        self.diags.push(Diagnostic::error(
-                            "wrong number of arguments",
-                            expr.span,
-                            format!(
-                                "`{}` takes {arity} argument{}",
-                                func.name,
-                                if *arity == 1 { "" } else { "s" }
-                            ),
-                        ));
-                    }
-                    Some(_) => {}
-                }
+                self.call(
+                    CONST_FUNCTIONS,
+                    "a constant function",
+                    "const(...)",
+                    func,
+                    args.len(),
+                    expr.span,
+                );
                 args.iter().for_each(|a| self.texpr(a));
             }
             TExprKind::List(items) => {
