@@ -329,7 +329,9 @@ fn apply_with_bad_rules_shows_every_diagnostic_and_writes_nothing() {
     assert!(!tmp.path().join("m.rewritten.pb").exists());
     let out = graphrw([Path::new("apply"), Path::new("no-such-pack"), &model]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no-such-pack"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("`no-such-pack` is neither a rules file nor a built-in pack"), "{err}");
+    assert!(err.contains("unknown rules") && err.contains("lock-training, merge,"), "{err}");
 }
 
 #[test]

@@ -141,6 +141,9 @@ fn load_one(
             Some(text) => Ok(text.to_string()),
             None => Err(format!("no built-in pack is named `{name}`")),
         },
+        Origin::Path(path) if !path.exists() && path.extension().is_none() && from.is_none() => {
+            Err(format!("`{}` is neither a rules file nor a built-in pack", path.display()))
+        }
         Origin::Path(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display())),
     };
@@ -148,15 +151,12 @@ fn load_one(
         Ok(text) => text,
         Err(message) => {
             let names: Vec<&str> = PACKS.iter().map(|(n, _)| *n).collect();
-            let diag = Diagnostic::error(
-                "unresolved import",
-                from.map_or(Span::default(), |f| f.1),
-                message,
-            )
-            .with_help(format!(
-                "import a path relative to this file, or one of the built-in packs: {}",
-                names.join(", ")
-            ));
+            let (title, how) = match from {
+                Some(_) => ("unresolved import", "import a path relative to this file"),
+                None => ("unknown rules", "give a path to a .rules file"),
+            };
+            let diag = Diagnostic::error(title, from.map_or(Span::default(), |f| f.1), message)
+                .with_help(format!("{how}, or one of the built-in packs: {}", names.join(", ")));
             loaded.diagnostics.push(match from {
                 Some((source, _)) => diag.in_source(source),
                 None => diag,
