@@ -516,3 +516,16 @@ fn applying_is_deterministic() {
         assert_eq!(encode(&run(&g, &text).0), first);
     }
 }
+
+#[test]
+fn unknown_outputs_and_dead_tensors_left_behind_are_errors() {
+    let g = graph(vec![node("x", "Placeholder", &[], &[]), node("out", "Relu", &["x"], &[])]);
+    let options = Options { outputs: vec!["nope".into()], ..Options::default() };
+    let err = apply(&g, &rules("rule r: Relu(x) => x", &[]), &options).unwrap_err();
+    assert_eq!(err.to_string(), "output `nope` names no node of the graph");
+    // A Merge reading a dead input, with no rule to fold it: refused.
+    let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
+    let only_switch = "rule switch_false: Switch(x, Const{value: false}) => [x, dead]";
+    let err = apply(&cond_graph(pred), &rules(only_switch, &[]), &Options::default()).unwrap_err();
+    assert!(matches!(&err, ApplyError::DeadLeft { node } if node == "cond/Merge"), "{err}");
+}
