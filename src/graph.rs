@@ -396,7 +396,7 @@ impl Index {
         let n = graph.len();
         let Names { by_name, collisions, duplicates } = names;
         let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
-        for id in graph.ids() {
+        let add = |by_op: &mut Map<Box<str>, Vec<NodeId>>, id: NodeId| {
             let op = graph.op(id);
             match by_op.get_mut(op) {
                 Some(ids) => ids.push(id),
@@ -404,6 +404,35 @@ impl Index {
                     by_op.insert(op.into(), vec![id]);
                 }
             }
+        };
+        match reuse {
+            // Kept nodes keep their op: remap the parent's lists, then add
+            // the new nodes where they belong.
+            Some((old, origin, old_to_new)) => {
+                for (op, ids) in &old.by_op {
+                    let kept: Vec<NodeId> = ids
+                        .iter()
+                        .map(|&o| old_to_new[o as usize])
+                        .filter(|&n| n != NodeId::MAX)
+                        .collect();
+                    if !kept.is_empty() {
+                        by_op.insert(op.clone(), kept);
+                    }
+                }
+                let mut touched = std::collections::HashSet::new();
+                for id in graph.ids() {
+                    if origin[id as usize] == NodeId::MAX {
+                        add(&mut by_op, id);
+                        touched.insert(graph.op(id));
+                    }
+                }
+                for op in touched {
+                    if let Some(ids) = by_op.get_mut(op) {
+                        ids.sort_unstable();
+                    }
+                }
+            }
+            None => graph.ids().for_each(|id| add(&mut by_op, id)),
         }
 
         let mut edges = Vec::with_capacity(graph.input_spans.len());

@@ -736,14 +736,20 @@ struct Resolver<'a> {
     graph: &'a Graph,
     patches: &'a [Patch],
     /// Root id to its patch.
-    by_root: HashMap<NodeId, usize>,
+    /// Per node of the old graph: the index of the patch it is the root of.
+    by_root: Vec<u32>,
     dead_name: String,
 }
 
 impl Resolver<'_> {
+    fn patch_of(&self, node: NodeId) -> Option<usize> {
+        let p = self.by_root[node as usize];
+        (p != u32::MAX).then_some(p as usize)
+    }
+
     /// The input string for a tensor: `node`, `node:N`, or the dead marker.
     fn tensor(&self, t: Tensor, depth: usize) -> String {
-        if let Some(&p) = self.by_root.get(&t.node) {
+        if let Some(p) = self.patch_of(t.node) {
             if depth < 64 {
                 if let Some(Some(r)) = self.patches[p].ports.get(t.port as usize) {
                     return self.tref(*r, p, depth + 1);
@@ -763,8 +769,8 @@ impl Resolver<'_> {
 
     /// The control input replacing `^node`.
     fn control(&self, node: NodeId) -> String {
-        match self.by_root.get(&node) {
-            Some(&p) if self.patches[p].takes_name.is_none() => {
+        match self.patch_of(node) {
+            Some(p) if self.patches[p].takes_name.is_none() => {
                 let target = match self.patches[p].ports.first() {
                     Some(Some(r)) => self.tref(*r, p, 0),
                     _ => self.dead_name.clone(),
@@ -792,13 +798,15 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
             name
         }
     };
-    let by_root: HashMap<NodeId, usize> =
-        patches.iter().enumerate().map(|(i, p)| (p.root, i)).collect();
+    let mut by_root = vec![u32::MAX; graph.len()];
+    for (i, p) in patches.iter().enumerate() {
+        by_root[p.root as usize] = i as u32;
+    }
     let resolver = Resolver { graph, patches: &patches, by_root, dead_name: dead_name.clone() };
     let mut uses_dead = false;
     let mut out = Vec::with_capacity(graph.len() + 8);
     for id in graph.ids() {
-        if let Some(&p) = resolver.by_root.get(&id) {
+        if let Some(p) = resolver.patch_of(id) {
             for node in &patches[p].nodes {
                 let mut def = node.def.clone();
                 def.input = node.data.iter().map(|r| resolver.tref(*r, p, 0)).collect();
@@ -818,7 +826,7 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
         let touched = graph
             .inputs(id)
             .iter()
-            .any(|e| e.src.is_some_and(|s| resolver.by_root.contains_key(&s)));
+            .any(|e| e.src.is_some_and(|s| resolver.by_root[s as usize] != u32::MAX));
         if !touched {
             out.push(NodeSource::Existing(id));
             continue;
