@@ -13,12 +13,14 @@
 //! - [`validate`]: graph validity (names, inputs, ports, cycles);
 //! - [`prune`]: keep what the outputs reach, as `extract_sub_graph` does;
 //! - [`rules`]: the rule language: grammar, syntax tree, loading, checks;
+//! - [`eval`]: the reference evaluator (TensorFlow's executor semantics on the CPU);
 //! - [`inspect`]: the summary behind `graphrw inspect`;
 //! - [`synth`]: synthetic graphs of any size, for benchmarks;
 //! - [`tensor`]: constant tensors as f64 arrays, for computed constants;
 //! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
 #![warn(missing_docs)]
 
+pub mod eval;
 pub mod graph;
 pub mod input;
 pub mod inspect;

@@ -57,6 +57,54 @@ enum Command {
         /// The output's format, when its extension does not say.
         #[arg(long, value_enum)]
         to: Option<Format>,
+        /// Check the rewrite kept the outputs (random inputs unless fed) and write nothing if not.
+        #[arg(long)]
+        verify: bool,
+        /// Inputs for --verify (`NAME=FILE.npy`, `training=false`).
+        #[arg(long = "feed", value_name = "NAME=FILE.npy")]
+        feeds: Vec<String>,
+    },
+    /// Run a model on the CPU and write each output as .npy.
+    Run {
+        /// The model.
+        model: PathBuf,
+        /// An input: `NAME=FILE.npy`, or a scalar `NAME=false`, `NAME=0.5`.
+        #[arg(long = "feed", value_name = "NAME=FILE.npy")]
+        feeds: Vec<String>,
+        /// Outputs to compute, comma separated (default: the nodes nothing consumes).
+        #[arg(long, value_delimiter = ',')]
+        outputs: Vec<String>,
+        /// Directory for the .npy files (default: the current one).
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// The model's format, when its extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Run two models on the same inputs and compare every common output.
+    Verify {
+        /// The original model.
+        original: PathBuf,
+        /// The rewritten model.
+        rewritten: PathBuf,
+        /// An input (`NAME=FILE.npy` or `NAME=false`); a feed goes to each model that has the node.
+        #[arg(long = "feed", value_name = "NAME=FILE.npy")]
+        feeds: Vec<String>,
+        /// Outputs to compare (default: the original's nodes nothing consumes).
+        #[arg(long, value_delimiter = ',')]
+        outputs: Vec<String>,
+        /// Seed of the random inputs made for placeholders not fed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Size of unknown dimensions of random inputs.
+        #[arg(long, default_value_t = 1)]
+        dim: usize,
+        /// Relative tolerance.
+        #[arg(long, default_value_t = 1e-4)]
+        rtol: f64,
+        /// Absolute tolerance.
+        #[arg(long, default_value_t = 1e-5)]
+        atol: f64,
     },
     /// Check rule files: exit 0 when clean, 1 with every problem otherwise.
     Check {
@@ -143,6 +191,8 @@ fn run(command: Command) -> Result<ExitCode> {
             report,
             format,
             to,
+            verify: check_outputs,
+            feeds,
         } => {
             let (model, rule_args) = args.split_last().expect("clap requires two arguments");
             let model = PathBuf::from(model);
@@ -166,6 +216,24 @@ fn run(command: Command) -> Result<ExitCode> {
                     );
                 }
             }
+            if check_outputs {
+                let names = output_names(&graph, &options.outputs)?;
+                let verdict = compare(&graph, &rewritten, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
+                if let Some(m) = verdict.mismatch {
+                    return Err(miette!(
+                        "the rewrite changed output `{}` (element {}: {} before, {} after); nothing written",
+                        m.output,
+                        m.index,
+                        m.original,
+                        m.rewritten
+                    ));
+                }
+                eprintln!(
+                    "verified {} outputs: worst relative difference {:.2e}",
+                    verdict.compared.len(),
+                    verdict.worst_relative
+                );
+            }
             if dry_run {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -175,6 +243,48 @@ fn run(command: Command) -> Result<ExitCode> {
                 println!("{}", target.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { model, feeds, outputs, output, format } => {
+            let graph = read_graph(&model, format)?;
+            let feeds = parse_feeds(&feeds)?;
+            let names = output_names(&graph, &outputs)?;
+            let results = graphrw::eval::run(&graph, &feeds, &names)?;
+            std::fs::create_dir_all(&output).into_diagnostic()?;
+            for (name, value) in results {
+                let value = value.ok_or_else(|| {
+                    miette!("output `{name}` is dead: it comes from a branch that did not run")
+                })?;
+                let file = output.join(format!("{}.npy", name.replace(['/', ':'], "_")));
+                value.to_npy().write(&file).into_diagnostic()?;
+                println!("{name} {} {:?} -> {}", value.dtype_name(), value.shape, file.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { original, rewritten, feeds, outputs, seed, dim, rtol, atol } => {
+            let a = read_graph(&original, None)?;
+            let b = read_graph(&rewritten, None)?;
+            let names = output_names(&a, &outputs)?;
+            let verdict = compare(&a, &b, &names, &feeds, seed, dim, rtol, atol)?;
+            match verdict.mismatch {
+                None => {
+                    println!(
+                        "{} outputs match (worst relative difference {:.2e}): {}",
+                        verdict.compared.len(),
+                        verdict.worst_relative,
+                        verdict.compared.join(", ")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(m) => Err(miette!(
+                    "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
+                    m.output,
+                    m.index,
+                    m.original,
+                    original.display(),
+                    m.rewritten,
+                    rewritten.display()
+                )),
+            }
         }
         Command::Check { files } => {
             let origins: Vec<Origin> = files.iter().map(|f| Origin::from_arg(f)).collect();
@@ -267,6 +377,41 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn parse_feeds(
+    feeds: &[String],
+) -> Result<std::collections::HashMap<String, graphrw::eval::Tensor>> {
+    feeds.iter().map(|f| graphrw::eval::verify::parse_feed(f).map_err(|e| miette!("{e}"))).collect()
+}
+
+/// The outputs named, or the nodes nothing consumes, as tensor names.
+fn output_names(graph: &graphrw::Graph, outputs: &[String]) -> Result<Vec<String>> {
+    let ids = outputs_or_default(graph, outputs)?;
+    Ok(ids
+        .into_iter()
+        .filter(|&id| graph.op(id) != "NoOp")
+        .map(|id| format!("{}:0", graph.name(id)))
+        .collect())
+}
+
+/// Runs both graphs on the given feeds plus random ones and compares.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    a: &graphrw::Graph,
+    b: &graphrw::Graph,
+    names: &[String],
+    feeds: &[String],
+    seed: u64,
+    dim: usize,
+    rtol: f64,
+    atol: f64,
+) -> Result<graphrw::eval::verify::Verdict> {
+    let mut feeds = parse_feeds(feeds)?;
+    let random =
+        graphrw::eval::verify::random_feeds(a, &feeds, seed, dim).map_err(|e| miette!("{e}"))?;
+    feeds.extend(random);
+    Ok(graphrw::eval::verify::verify(a, b, names, &feeds, rtol, atol)?)
 }
 
 /// Loads, checks and compiles rules; errors come back rendered, all of them.

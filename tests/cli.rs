@@ -357,3 +357,83 @@ fn check_and_packs() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
 }
+
+#[test]
+fn run_writes_outputs_as_npy() {
+    let dir = common::fixtures_dir().join("small_cnn");
+    let tmp = tempfile::tempdir().unwrap();
+    let feed = format!("images={}", dir.join("case0/in_images_0.npy").display());
+    let out = graphrw([
+        "run".to_string(),
+        dir.join("model.pb").display().to_string(),
+        "--feed".into(),
+        feed,
+        "--feed".into(),
+        "is_training=false".into(),
+        "-o".into(),
+        tmp.path().display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got = graphrw::npy::Array::read(&tmp.path().join("probs_0.npy")).unwrap();
+    let want = graphrw::npy::Array::read(&dir.join("case0/out_probs_0.npy")).unwrap();
+    assert_eq!(got.shape, want.shape);
+    for (g, w) in got.to_f64().iter().zip(want.to_f64()) {
+        assert!((g - w).abs() < 1e-6, "{g} vs {w}");
+    }
+    // A Placeholder without a feed is named.
+    let out = graphrw([
+        "run".to_string(),
+        dir.join("model.pb").display().to_string(),
+        "-o".into(),
+        tmp.path().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("placeholder `images` needs a feed"), "{}", stderr(&out));
+}
+
+/// The seed's merge pack keeps every cond's false branch: right for
+/// training conds, wrong for a data-dependent cond taking its true branch.
+/// `verify` and `apply --verify` catch it.
+#[test]
+fn verify_catches_a_rewrite_that_changed_the_outputs() {
+    let dir = common::fixtures_dir().join("data_cond");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(dir.join("model.pb"), &model).unwrap();
+    let rewritten = tmp.path().join("m.rewritten.pb");
+    let out =
+        graphrw([Path::new("apply"), Path::new("merge"), &model, Path::new("-o"), &rewritten]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let positive = format!("x={}", dir.join("case0/in_x_0.npy").display()); // mean > 0: true branch
+    let negative = format!("x={}", dir.join("case1/in_x_0.npy").display()); // false branch
+    let verify = |feed: &str| {
+        graphrw([
+            "verify".to_string(),
+            model.display().to_string(),
+            rewritten.display().to_string(),
+            "--feed".into(),
+            feed.to_string(),
+        ])
+    };
+    let out = verify(&negative);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("1 outputs match"), "{}", stdout(&out));
+    let out = verify(&positive);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("output `output:0` differs: element"), "{}", stderr(&out));
+
+    let target = tmp.path().join("checked.pb");
+    let out = graphrw([
+        Path::new("apply"),
+        Path::new("merge"),
+        &model,
+        Path::new("-o"),
+        &target,
+        Path::new("--verify"),
+        Path::new("--feed"),
+        Path::new(&positive),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("the rewrite changed output `output:0`"), "{}", stderr(&out));
+    assert!(!target.exists(), "nothing is written when verification fails");
+}
