@@ -25,12 +25,13 @@ fn relative_error(got: &[f64], want: &[f64]) -> f64 {
     got.iter().zip(want).map(|(g, w)| (g - w).abs() / scale).fold(0.0, f64::max)
 }
 
-#[test]
-fn the_original_graphs_give_tensorflow_outputs() {
+/// Runs every case of every fixture under `fixtures`; returns how many
+/// outputs were compared.
+fn check_all(fixtures: Vec<(std::path::PathBuf, common::Meta)>, tolerance: f64) -> usize {
     let mut checked = 0;
-    for (dir, meta) in common::fixtures() {
+    for (dir, meta) in fixtures {
         if meta.graph.ops.contains_key("StatelessIf") {
-            continue; // function calls: see the next test
+            continue; // function calls: see an_unsupported_op_is_an_error_naming_it
         }
         let graph = read_graph(&dir.join("model.pb"), None).unwrap();
         for (i, case) in meta.cases.iter().enumerate() {
@@ -52,12 +53,111 @@ fn the_original_graphs_give_tensorflow_outputs() {
                 let want = Array::read(&dir.join(&case.outputs[&name])).unwrap();
                 assert_eq!(value.shape, want.shape, "{} {name}", meta.name);
                 let err = relative_error(&value.to_f64(), &want.to_f64());
-                assert!(err < 1e-5, "{} case {i} {name}: relative error {err:e}", meta.name);
+                assert!(err < tolerance, "{} case {i} {name}: relative error {err:e}", meta.name);
                 checked += 1;
             }
         }
     }
+    checked
+}
+
+#[test]
+fn the_original_graphs_give_tensorflow_outputs() {
+    // Real Switch/Merge evaluation: the training flag is fed false.
+    let checked = check_all(common::fixtures(), 1e-5);
     assert!(checked >= 6, "checked {checked} outputs");
+}
+
+#[test]
+fn every_kernel_case_gives_tensorflow_values() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernels");
+    let cases = common::fixtures_in(&root);
+    assert!(cases.len() >= 25, "found {} kernel cases", cases.len());
+    assert_eq!(check_all(cases, 1e-5), 25);
+}
+
+#[test]
+fn nchw_convolution_and_pooling_equal_nhwc() {
+    use graphrw::proto::{
+        AttrValue, GraphDef, NodeDef,
+        attr_value::{ListValue, Value},
+    };
+    let values: Vec<f32> = (0..2 * 5 * 6 * 3).map(|i| ((i * 37 % 17) as f32) / 7.0 - 1.0).collect();
+    let x = Tensor::f32(vec![2, 5, 6, 3], values);
+    let w = Tensor::f32(vec![3, 2, 3, 4], (0..72).map(|i| (i % 5) as f32 - 2.0).collect());
+    let list = |v: &[i64]| AttrValue {
+        value: Some(Value::List(ListValue { i: v.to_vec(), ..Default::default() })),
+    };
+    let s =
+        |v: &str| AttrValue { value: Some(Value::S(bytes::Bytes::copy_from_slice(v.as_bytes()))) };
+    let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, AttrValue)>| NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|i| i.to_string()).collect(),
+        attr: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        ..Default::default()
+    };
+    let graph = graphrw::Graph::from_def(&GraphDef {
+        node: vec![
+            node("x", "Placeholder", &[], vec![]),
+            node("xt", "Placeholder", &[], vec![]),
+            node("w", "Placeholder", &[], vec![]),
+            node(
+                "hwc",
+                "Conv2D",
+                &["x", "w"],
+                vec![
+                    ("strides", list(&[1, 2, 1, 1])),
+                    ("dilations", list(&[1, 1, 2, 1])),
+                    ("padding", s("SAME")),
+                ],
+            ),
+            node(
+                "chw",
+                "Conv2D",
+                &["xt", "w"],
+                vec![
+                    ("strides", list(&[1, 1, 2, 1])),
+                    ("dilations", list(&[1, 1, 1, 2])),
+                    ("padding", s("SAME")),
+                    ("data_format", s("NCHW")),
+                ],
+            ),
+            node(
+                "phwc",
+                "AvgPool",
+                &["x"],
+                vec![
+                    ("ksize", list(&[1, 2, 3, 1])),
+                    ("strides", list(&[1, 2, 2, 1])),
+                    ("padding", s("SAME")),
+                ],
+            ),
+            node(
+                "pchw",
+                "AvgPool",
+                &["xt"],
+                vec![
+                    ("ksize", list(&[1, 1, 2, 3])),
+                    ("strides", list(&[1, 1, 2, 2])),
+                    ("padding", s("SAME")),
+                    ("data_format", s("NCHW")),
+                ],
+            ),
+        ],
+        ..Default::default()
+    });
+    let xt = graphrw::eval::kernels::transpose_nchw(&x, true).unwrap();
+    assert_eq!(xt.shape, vec![2, 3, 5, 6]);
+    let feeds: HashMap<String, Tensor> =
+        [("x".to_string(), x), ("xt".to_string(), xt), ("w".to_string(), w)].into_iter().collect();
+    let names: Vec<String> = ["hwc", "chw", "phwc", "pchw"].iter().map(|s| s.to_string()).collect();
+    let out = run(&graph, &feeds, &names).unwrap();
+    let get = |i: usize| (*out[i].1.clone().unwrap()).clone();
+    for (hwc, chw) in [(get(0), get(1)), (get(2), get(3))] {
+        assert_eq!(graphrw::eval::kernels::transpose_nchw(&chw, false).unwrap(), hwc);
+    }
+    assert_eq!(get(0).shape, vec![2, 3, 6, 4]);
 }
 
 #[test]

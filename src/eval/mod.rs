@@ -437,6 +437,16 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         }
         "Select" | "SelectV2" => {
             let (c, a, b) = (arg(0)?, arg(1)?, arg(2)?);
+            // Select with a vector condition picks whole rows of a and b.
+            let row_cond;
+            let c = if op == "Select" && c.shape.len() == 1 && a.shape.len() > 1 {
+                let mut shape = c.shape.clone();
+                shape.extend(std::iter::repeat_n(1, a.shape.len() - 1));
+                row_cond = Tensor { shape, data: c.data.clone() };
+                &row_cond
+            } else {
+                c
+            };
             let Data::Bool(cv) = &c.data else {
                 return Err("Select needs a bool condition".to_string().into());
             };
@@ -458,6 +468,182 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
                 Data::Bool(_) => Data::Bool(values.iter().map(|&v| v != 0.0).collect()),
             };
             one(Tensor { shape, data })
+        }
+        "ConcatV2" | "Concat" => {
+            let (axis_input, parts): (&Tensor, Vec<&Tensor>) = if op == "ConcatV2" {
+                (&x[x.len() - 1], x[..x.len() - 1].iter().map(|t| &**t).collect())
+            } else {
+                (&x[0], x[1..].iter().map(|t| &**t).collect())
+            };
+            let first = parts.first().ok_or_else(|| "nothing to concatenate".to_string())?;
+            let rank = first.shape.len() as i64;
+            let axis = axis_input.to_i64()?.first().copied().unwrap_or(0);
+            let axis = (if axis < 0 { axis + rank } else { axis }) as usize;
+            if axis >= first.shape.len() {
+                return Err(format!("axis {axis} out of range for rank {rank}").into());
+            }
+            let outer: usize = first.shape[..axis].iter().product();
+            let mut shape = first.shape.clone();
+            shape[axis] = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).sum();
+            let values: Vec<Vec<f64>> = parts.iter().map(|p| p.to_f64()).collect();
+            let mut out = Vec::with_capacity(shape.iter().product());
+            for o in 0..outer {
+                for (p, v) in parts.iter().zip(&values) {
+                    if p.shape.len() != first.shape.len() {
+                        return Err(
+                            format!("concatenating ranks {} and {}", p.shape.len(), rank).into()
+                        );
+                    }
+                    let chunk: usize = p.shape[axis..].iter().product();
+                    out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            one(like(first, shape, out))
+        }
+        "Pack" => {
+            let first = arg(0)?;
+            let rank = first.shape.len() as i64 + 1;
+            let axis = match attr("axis") {
+                Some(attr_value::Value::I(a)) => a,
+                _ => 0,
+            };
+            let axis = (if axis < 0 { axis + rank } else { axis }) as usize;
+            let outer: usize = first.shape[..axis.min(first.shape.len())].iter().product();
+            let chunk: usize = first.shape[axis.min(first.shape.len())..].iter().product();
+            let values: Vec<Vec<f64>> = x.iter().map(|t| t.to_f64()).collect();
+            let mut out = Vec::with_capacity(outer * chunk * x.len());
+            for o in 0..outer {
+                for v in &values {
+                    if v.len() != outer * chunk {
+                        return Err("Pack of tensors of different shapes".to_string().into());
+                    }
+                    out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
+                }
+            }
+            let mut shape = first.shape.clone();
+            shape.insert(axis, x.len());
+            one(like(first, shape, out))
+        }
+        "Pad" | "PadV2" => {
+            let t = arg(0)?;
+            let pads = arg(1)?.to_i64()?;
+            if pads.len() != 2 * t.shape.len() {
+                return Err(format!("paddings {pads:?} for rank {}", t.shape.len()).into());
+            }
+            let fill =
+                if op == "PadV2" { arg(2)?.to_f64().first().copied().unwrap_or(0.0) } else { 0.0 };
+            let shape: Vec<usize> = t
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(d, &n)| n + pads[2 * d] as usize + pads[2 * d + 1] as usize)
+                .collect();
+            let total: usize = shape.iter().product();
+            let mut out = vec![fill; total];
+            let v = t.to_f64();
+            let rank = t.shape.len();
+            let mut index = vec![0usize; rank];
+            for &value in &v {
+                let mut at = 0;
+                for d in 0..rank {
+                    at = at * shape[d] + index[d] + pads[2 * d] as usize;
+                }
+                out[at] = value;
+                for d in (0..rank).rev() {
+                    index[d] += 1;
+                    if index[d] < t.shape[d] {
+                        break;
+                    }
+                    index[d] = 0;
+                }
+            }
+            one(like(t, shape, out))
+        }
+        "StridedSlice" => {
+            let t = arg(0)?;
+            let (begin, end, strides) = (arg(1)?.to_i64()?, arg(2)?.to_i64()?, arg(3)?.to_i64()?);
+            let mask = |k: &str| match attr(k) {
+                Some(attr_value::Value::I(m)) => m,
+                _ => 0,
+            };
+            if mask("ellipsis_mask") != 0 || mask("new_axis_mask") != 0 {
+                return Err("StridedSlice with ellipsis_mask or new_axis_mask is not supported"
+                    .to_string()
+                    .into());
+            }
+            let (bm, em, sm) = (mask("begin_mask"), mask("end_mask"), mask("shrink_axis_mask"));
+            let rank = t.shape.len();
+            let mut ranges = Vec::with_capacity(rank);
+            let mut out_shape = Vec::new();
+            for d in 0..rank {
+                let n = t.shape[d] as i64;
+                if d >= begin.len() {
+                    ranges.push((0, n, 1));
+                    out_shape.push(n as usize);
+                    continue;
+                }
+                let s = strides[d];
+                if s == 0 {
+                    return Err("a stride of 0".to_string().into());
+                }
+                let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+                let norm = |v: i64| if v < 0 { v + n } else { v };
+                if sm & (1 << d) != 0 {
+                    let b = norm(begin[d]);
+                    if b < 0 || b >= n {
+                        return Err(
+                            format!("index {} out of range for dimension {n}", begin[d]).into()
+                        );
+                    }
+                    ranges.push((b, b + 1, 1));
+                    continue;
+                }
+                let (lo, hi) = if s > 0 { (0, n) } else { (-1, n - 1) };
+                let b = if bm & (1 << d) != 0 {
+                    if s > 0 { 0 } else { n - 1 }
+                } else {
+                    clamp(norm(begin[d]), lo, hi)
+                };
+                let e = if em & (1 << d) != 0 {
+                    if s > 0 { n } else { -1 }
+                } else {
+                    clamp(norm(end[d]), lo, hi)
+                };
+                let count = if s > 0 {
+                    ((e - b).max(0) + s - 1) / s
+                } else {
+                    ((b - e).max(0) + (-s) - 1) / (-s)
+                };
+                ranges.push((b, e, s));
+                out_shape.push(count as usize);
+            }
+            let v = t.to_f64();
+            let mut strides_in = vec![1usize; rank];
+            for d in (0..rank.saturating_sub(1)).rev() {
+                strides_in[d] = strides_in[d + 1] * t.shape[d + 1];
+            }
+            let mut out = Vec::new();
+            fn walk(
+                d: usize,
+                at: usize,
+                ranges: &[(i64, i64, i64)],
+                strides: &[usize],
+                v: &[f64],
+                out: &mut Vec<f64>,
+            ) {
+                if d == ranges.len() {
+                    out.push(v[at]);
+                    return;
+                }
+                let (b, e, s) = ranges[d];
+                let mut i = b;
+                while (s > 0 && i < e) || (s < 0 && i > e) {
+                    walk(d + 1, at + i as usize * strides[d], ranges, strides, v, out);
+                    i += s;
+                }
+            }
+            walk(0, 0, &ranges, &strides_in, &v, &mut out);
+            one(like(t, out_shape, out))
         }
         "RandomUniform" => {
             let shape: Vec<usize> = arg(0)?.to_i64()?.iter().map(|&d| d as usize).collect();
@@ -481,6 +667,18 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         }
         _ => Err(KernelError::Unsupported),
     }
+}
+
+/// A tensor of `t`'s element type with the given values.
+fn like(t: &Tensor, shape: Vec<usize>, values: Vec<f64>) -> Tensor {
+    let data = match t.data {
+        Data::F32(_) => Data::F32(values.iter().map(|&v| v as f32).collect()),
+        Data::F64(_) => Data::F64(values),
+        Data::I32(_) => Data::I32(values.iter().map(|&v| v as i32).collect()),
+        Data::I64(_) => Data::I64(values.iter().map(|&v| v as i64).collect()),
+        Data::Bool(_) => Data::Bool(values.iter().map(|&v| v != 0.0).collect()),
+    };
+    Tensor { shape, data }
 }
 
 /// The flat index into an operand of shape `from` for output element `i`

@@ -49,13 +49,19 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// Every fixture directory, sorted by name.
 pub fn fixtures() -> Vec<(PathBuf, Meta)> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
-        .expect("tests/fixtures exists")
+    let found = fixtures_in(&fixtures_dir());
+    assert!(found.len() >= 6, "expected the six TensorFlow fixtures, found {}", found.len());
+    found
+}
+
+/// Every fixture directory under `root` (meta.json beside model.pb), sorted.
+pub fn fixtures_in(root: &Path) -> Vec<(PathBuf, Meta)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("the fixtures directory exists")
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("meta.json").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 6, "expected the six TensorFlow fixtures, found {}", dirs.len());
     dirs.into_iter()
         .map(|dir| {
             let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
