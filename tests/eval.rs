@@ -30,9 +30,6 @@ fn relative_error(got: &[f64], want: &[f64]) -> f64 {
 fn check_all(fixtures: Vec<(std::path::PathBuf, common::Meta)>, tolerance: f64) -> usize {
     let mut checked = 0;
     for (dir, meta) in fixtures {
-        if meta.graph.ops.contains_key("StatelessIf") {
-            continue; // function calls: see an_unsupported_op_is_an_error_naming_it
-        }
         let graph = read_graph(&dir.join("model.pb"), None).unwrap();
         for (i, case) in meta.cases.iter().enumerate() {
             let mut feeds = HashMap::new();
@@ -64,8 +61,9 @@ fn check_all(fixtures: Vec<(std::path::PathBuf, common::Meta)>, tolerance: f64) 
 #[test]
 fn the_original_graphs_give_tensorflow_outputs() {
     // Real Switch/Merge evaluation: the training flag is fed false.
+    // tf2_if's StatelessIf runs its branch functions from the library.
     let checked = check_all(common::fixtures(), 1e-5);
-    assert!(checked >= 6, "checked {checked} outputs");
+    assert_eq!(checked, 8, "every case of every fixture");
 }
 
 #[test]
@@ -162,13 +160,25 @@ fn nchw_convolution_and_pooling_equal_nhwc() {
 
 #[test]
 fn an_unsupported_op_is_an_error_naming_it() {
-    let dir = common::fixtures_dir().join("tf2_if");
-    let graph = read_graph(&dir.join("model.pb"), None).unwrap();
-    let mut feeds = HashMap::new();
-    feeds.insert("x:0".to_string(), Tensor::f32(vec![1, 4], vec![1.0; 4]));
-    let err = run(&graph, &feeds, &["Identity".to_string()]).unwrap_err();
-    assert!(matches!(&err, EvalError::Unsupported { op, .. } if op == "StatelessIf"), "{err}");
-    assert!(err.to_string().contains("StatelessIf"));
+    use graphrw::proto::{GraphDef, NodeDef};
+    let node = |name: &str, op: &str, inputs: &[&str]| NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|i| i.to_string()).collect(),
+        ..Default::default()
+    };
+    let graph = graphrw::Graph::from_def(&GraphDef {
+        node: vec![node("x", "Placeholder", &[]), node("fft", "FFT", &["x"])],
+        ..Default::default()
+    });
+    let feeds: HashMap<String, Tensor> =
+        [("x".to_string(), Tensor::f32(vec![2], vec![1.0, 2.0]))].into();
+    let err = run(&graph, &feeds, &["fft".to_string()]).unwrap_err();
+    assert!(
+        matches!(&err, EvalError::Unsupported { op, node } if op == "FFT" && node == "fft"),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "node `fft`: op FFT is not supported by graphrw's evaluator");
 }
 
 #[test]

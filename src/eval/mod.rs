@@ -142,6 +142,15 @@ fn evaluate(
     let err =
         |reason: String| EvalError::Kernel { node: graph.name(id).into(), op: op.into(), reason };
     let attr = |key: &str| graph.attr(id, key).ok().flatten().and_then(|a| a.value);
+    if matches!(op, "If" | "StatelessIf") {
+        let branch = if truthy(&inputs[0]) { "then_branch" } else { "else_branch" };
+        let Some(attr_value::Value::Func(func)) = attr(branch) else {
+            return Err(err(format!("no {branch} function")));
+        };
+        let args: Vec<Tensor> = inputs[1..].iter().map(|t| (**t).clone()).collect();
+        let outs = call_function(graph, &func.name, &args).map_err(|e| err(e.to_string()))?;
+        return Ok(outs.into_iter().map(|t| t.map(Arc::new)).collect());
+    }
     if op == "Switch" {
         let pred = inputs
             .get(1)
@@ -158,6 +167,96 @@ fn evaluate(
         KernelError::Failed(reason) => err(reason),
     })?;
     Ok(outputs.into_iter().map(|t| Some(Arc::new(t))).collect())
+}
+
+/// TensorFlow's truth of an If condition: a non-zero (or non-empty) scalar.
+fn truthy(t: &Tensor) -> bool {
+    match &t.data {
+        Data::Bool(v) if v.len() == 1 => v[0],
+        _ if t.len() == 1 => t.to_f64()[0] != 0.0,
+        _ => !t.is_empty(),
+    }
+}
+
+/// Output port of output argument `arg` (element `index`) of `op`, for the
+/// `node:arg:index` inputs of function bodies.
+fn output_port(op: &str, arg: &str, index: u32) -> u32 {
+    let base = match (op, arg) {
+        ("Switch" | "RefSwitch", "output_true") => 1,
+        ("Merge" | "RefMerge", "value_index") => 1,
+        (op, arg) if op.starts_with("FusedBatchNorm") => match arg {
+            "batch_mean" => 1,
+            "batch_variance" => 2,
+            "reserve_space_1" => 3,
+            "reserve_space_2" => 4,
+            "reserve_space_3" => 5,
+            _ => 0,
+        },
+        ("TopKV2" | "Unique", "indices" | "idx") => 1,
+        _ => 0,
+    };
+    base + index
+}
+
+/// Runs function `name` of the graph's library on `args`; its outputs in
+/// signature order (`None` when dead).
+fn call_function(
+    graph: &Graph,
+    name: &str,
+    args: &[Tensor],
+) -> Result<Vec<Option<Tensor>>, EvalError> {
+    use crate::proto::{GraphDef, NodeDef};
+    let header =
+        graph.header().map_err(|e| EvalError::Unknown(format!("function library: {e}")))?;
+    let library = header.library.unwrap_or_default();
+    let func =
+        library.function.iter().find(|f| f.signature.as_ref().is_some_and(|s| s.name == name));
+    let func = func.ok_or_else(|| EvalError::Unknown(format!("function {name}")))?;
+    let signature = func.signature.clone().unwrap_or_default();
+    let ops: HashMap<&str, &str> =
+        func.node_def.iter().map(|n| (n.name.as_str(), n.op.as_str())).collect();
+    // Body inputs are `arg`, `node:out_arg:i` or `^node`; graph inputs `node:port`.
+    let convert = |input: &str| -> String {
+        if input.starts_with('^') {
+            return input.to_string();
+        }
+        let parts: Vec<&str> = input.split(':').collect();
+        match parts.as_slice() {
+            [node, arg, index] => {
+                let port = output_port(
+                    ops.get(node).copied().unwrap_or(""),
+                    arg,
+                    index.parse().unwrap_or(0),
+                );
+                crate::input::InputRef::Data { node, port }.to_string()
+            }
+            _ => input.to_string(),
+        }
+    };
+    let mut nodes: Vec<NodeDef> = signature
+        .input_arg
+        .iter()
+        .map(|a| NodeDef { name: a.name.clone(), op: "Placeholder".into(), ..Default::default() })
+        .collect();
+    for node in &func.node_def {
+        let mut node = node.clone();
+        node.input = node.input.iter().map(|i| convert(i)).collect();
+        nodes.push(node);
+    }
+    let body = Graph::from_def(&GraphDef {
+        node: nodes,
+        library: Some(library.clone()),
+        ..Default::default()
+    });
+    let feeds: HashMap<String, Tensor> =
+        signature.input_arg.iter().zip(args).map(|(a, t)| (a.name.clone(), t.clone())).collect();
+    let outputs: Vec<String> = signature
+        .output_arg
+        .iter()
+        .map(|a| func.ret.get(&a.name).map_or_else(|| a.name.clone(), |r| convert(r)))
+        .collect();
+    let results = run(&body, &feeds, &outputs)?;
+    Ok(results.into_iter().map(|(_, v)| v.map(|t| (*t).clone())).collect())
 }
 
 enum KernelError {
