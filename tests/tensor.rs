@@ -1,0 +1,114 @@
+//! Constant tensors: both encodings TensorFlow writes, the fill-last rule,
+//! and writing back in each supported dtype.
+
+use bytes::Bytes;
+use graphrw::proto::{DataType, TensorProto, TensorShapeProto, tensor_shape_proto::Dim};
+use graphrw::tensor::{Array, from_proto, to_proto};
+
+fn shape(dims: &[i64]) -> Option<TensorShapeProto> {
+    Some(TensorShapeProto {
+        dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(),
+        unknown_rank: false,
+    })
+}
+
+#[test]
+fn typed_values_repeat_the_last_to_fill_the_shape() {
+    let t = TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: shape(&[2, 3]),
+        float_val: vec![1.5, 2.0],
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![1.5, 2.0, 2.0, 2.0, 2.0, 2.0]);
+    let t = TensorProto {
+        dtype: DataType::DtInt32 as i32,
+        tensor_shape: shape(&[3]),
+        int_val: vec![7],
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![7.0; 3]);
+    let t = TensorProto {
+        dtype: DataType::DtBool as i32,
+        tensor_shape: shape(&[]),
+        bool_val: vec![true],
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap(), Array { shape: vec![], data: vec![1.0] });
+    // No values at all: zeros.
+    let t = TensorProto {
+        dtype: DataType::DtInt64 as i32,
+        tensor_shape: shape(&[2]),
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![0.0, 0.0]);
+    // More values than the shape holds is an error, not a wrong tensor.
+    let t = TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: shape(&[1]),
+        float_val: vec![1.0, 2.0],
+        ..Default::default()
+    };
+    assert!(from_proto(&t).is_err());
+}
+
+#[test]
+fn tensor_content_and_half_precision() {
+    let content: Vec<u8> = [1.0f32, -2.0, 0.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let t = TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: shape(&[3]),
+        tensor_content: Bytes::from(content),
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![1.0, -2.0, 0.5]);
+    let short = TensorProto { tensor_content: Bytes::from_static(&[0, 0, 128]), ..t };
+    assert!(from_proto(&short).unwrap_err().contains("tensor_content has 3 bytes"));
+    // half_val holds the 16-bit patterns: 0x3c00 is 1.0, 0xc000 is -2.0.
+    let t = TensorProto {
+        dtype: DataType::DtHalf as i32,
+        tensor_shape: shape(&[2]),
+        half_val: vec![0x3c00, 0xc000],
+        ..Default::default()
+    };
+    assert_eq!(from_proto(&t).unwrap().data, vec![1.0, -2.0]);
+}
+
+#[test]
+fn computed_values_store_in_each_dtype() {
+    let array = Array { shape: vec![2, 2], data: vec![1.0, -0.5, 3.25, 1.0e-3] };
+    for dtype in [DataType::DtFloat, DataType::DtDouble, DataType::DtHalf, DataType::DtBfloat16] {
+        let back = from_proto(&to_proto(&array, dtype).unwrap()).unwrap();
+        assert_eq!(back.shape, vec![2, 2]);
+        let tolerance = match dtype {
+            DataType::DtHalf => 1e-3,
+            DataType::DtBfloat16 => 1e-2,
+            _ => 1e-7,
+        };
+        for (a, b) in back.data.iter().zip(&array.data) {
+            assert!((a - b).abs() <= tolerance * b.abs().max(1e-3), "{dtype:?}: {a} vs {b}");
+        }
+    }
+    let ints = from_proto(
+        &to_proto(&Array { shape: vec![2], data: vec![3.0, -4.0] }, DataType::DtInt32).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ints.data, vec![3.0, -4.0]);
+    assert!(to_proto(&array, DataType::DtString).is_err());
+}
+
+#[test]
+fn broadcasting_and_reshape() {
+    let a = Array { shape: vec![2, 1], data: vec![1.0, 2.0] };
+    let b = Array { shape: vec![3], data: vec![10.0, 20.0, 30.0] };
+    let sum = a.zip(&b, |x, y| x + y).unwrap();
+    assert_eq!(sum.shape, vec![2, 3]);
+    assert_eq!(sum.data, vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+    assert!(
+        sum.zip(&Array { shape: vec![2], data: vec![0.0; 2] }, |x, y| x + y)
+            .unwrap_err()
+            .contains("do not broadcast")
+    );
+    assert_eq!(sum.reshape(&[3, -1]).unwrap().shape, vec![3, 2]);
+    assert!(sum.reshape(&[4, -1]).is_err());
+}
