@@ -1,0 +1,416 @@
+//! Building a rule's replacement for one match: new nodes with their
+//! attributes and inputs, copies of matched nodes, computed constants, and
+//! the names they get. The result is a [`Patch`]; the engine applies it.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use super::ast::*;
+use super::compile::RuleSet;
+use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
+use crate::graph::{Graph, NodeId, Port};
+use crate::proto::{AttrValue, DataType, NodeDef, TensorProto, attr_value};
+
+/// One rule application, computed without touching the graph.
+pub(super) struct Patch {
+    pub(super) rule: usize,
+    pub(super) root: NodeId,
+    /// Replacement of each output port of the root (`None`: untouched).
+    pub(super) ports: Vec<Option<TRef>>,
+    /// New nodes, inputs first; the one at `takes_name` gets the root's name.
+    pub(super) nodes: Vec<NewNode>,
+    pub(super) takes_name: Option<usize>,
+}
+
+/// A tensor in a replacement.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum TRef {
+    Old(Tensor),
+    /// A new node of the same patch, and its port.
+    New(usize, u32),
+    Dead,
+}
+
+pub(super) struct NewNode {
+    pub(super) def: NodeDef,
+    pub(super) data: Vec<TRef>,
+    /// Control inputs: nodes of the old graph.
+    pub(super) control: Vec<NodeId>,
+    /// Control inputs kept from a copied node, as written.
+    pub(super) control_names: Vec<String>,
+}
+
+pub(super) struct Builder<'a> {
+    pub(super) graph: &'a Graph,
+    pub(super) m: &'a Match,
+    pub(super) rule: &'a Rule,
+    pub(super) rules: &'a RuleSet,
+    pub(super) root: NodeId,
+    pub(super) nodes: Vec<NewNode>,
+    pub(super) taken: &'a mut HashSet<String>,
+}
+
+impl Builder<'_> {
+    pub(super) fn patch(&mut self, rule: usize) -> Result<Patch, String> {
+        let ports = match &self.rule.replacement {
+            // `Op(...):N => r` replaces output N alone; otherwise port 0.
+            Replacement::Single(expr) => {
+                let port = match &self.rule.pattern.kind {
+                    PatternKind::Node(node) => node.port.map_or(0, |p| p.0),
+                    _ => 0,
+                };
+                let mut ports = vec![None; port as usize + 1];
+                ports[port as usize] = Some(self.expr(expr, port)?);
+                ports
+            }
+            Replacement::Ports(exprs, _) => exprs
+                .iter()
+                .enumerate()
+                .map(|(port, e)| self.expr(e, port as u32).map(Some))
+                .collect::<Result<_, _>>()?,
+        };
+        // The node that replaces port 0 takes the root's name, so consumers
+        // and outputs naming the root keep working.
+        let takes_name = match ports.first() {
+            Some(Some(TRef::New(i, 0))) => Some(*i),
+            _ => None,
+        };
+        let root_name = self.graph.name(self.root).to_string();
+        let rule_name = self.rule.name.name.clone();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if Some(i) == takes_name {
+                node.def.name = root_name.clone();
+                continue;
+            }
+            let base = format!("{root_name}/{rule_name}/{}", node.def.name);
+            let mut name = base.clone();
+            let mut n = 1;
+            while self.graph.id(&name).is_some() || self.taken.contains(&name) {
+                name = format!("{base}_{n}");
+                n += 1;
+            }
+            self.taken.insert(name.clone());
+            node.def.name = name;
+        }
+        Ok(Patch {
+            rule,
+            root: self.root,
+            ports,
+            nodes: std::mem::take(&mut self.nodes),
+            takes_name,
+        })
+    }
+
+    fn expr(&mut self, expr: &RExpr, port: u32) -> Result<TRef, String> {
+        match expr {
+            RExpr::Dead(_) => Ok(TRef::Dead),
+            RExpr::Var { var, port: p } => match self.m.vars.get(&var.name) {
+                Some(Bound::Tensor(t)) => Ok(TRef::Old(*t)),
+                Some(Bound::Node(n)) => Ok(TRef::Old(Tensor { node: *n, port: p.unwrap_or(0) })),
+                _ => Err(format!("`{}` is not a tensor", var.name)),
+            },
+            RExpr::Number(value, _) => {
+                let dtype = self.port_dtype(port);
+                let tensor = crate::tensor::to_proto(&crate::tensor::Array::scalar(*value), dtype)?;
+                Ok(self.constant("const", tensor))
+            }
+            RExpr::Const(texpr, _) => {
+                let mut dtype = None;
+                let value = self.texpr(texpr, &mut dtype)?;
+                let tensor = crate::tensor::to_proto(&value, dtype.unwrap_or(DataType::DtFloat))?;
+                Ok(self.constant("const", tensor))
+            }
+            RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
+                let mut def = NodeDef {
+                    name: op.name.to_lowercase(),
+                    op: op.name.clone(),
+                    device: self.root_def_device(),
+                    ..Default::default()
+                };
+                for (name, value) in attrs {
+                    let value = self.attr(&op.name, &name.name, value, attrs)?;
+                    def.attr.insert(name.name.clone(), value);
+                }
+                let (data, control) = self.inputs(inputs)?;
+                self.nodes.push(NewNode { def, data, control, control_names: vec![] });
+                Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
+            }
+            RExpr::Copy { of, inputs, port: p, .. } => {
+                let node =
+                    self.m.node(&of.name).ok_or_else(|| format!("`{}` is not a node", of.name))?;
+                let mut def = self.graph.node_def(node).map_err(|e| e.to_string())?;
+                let control_names: Vec<String> =
+                    def.input.iter().filter(|i| i.starts_with('^')).cloned().collect();
+                def.input.clear();
+                def.name = self.graph.name(node).rsplit('/').next().unwrap_or("copy").to_string();
+                let (data, control) = self.inputs(inputs)?;
+                self.nodes.push(NewNode { def, data, control, control_names });
+                Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
+            }
+        }
+    }
+
+    fn root_def_device(&self) -> String {
+        self.graph.node_def(self.root).map(|d| d.device).unwrap_or_default()
+    }
+
+    fn inputs(&mut self, inputs: &[RInput]) -> Result<(Vec<TRef>, Vec<NodeId>), String> {
+        let mut data = Vec::new();
+        let mut control = Vec::new();
+        for input in inputs {
+            match input {
+                RInput::Data(expr) => data.push(self.expr(expr, 0)?),
+                RInput::Control(var) => control.push(
+                    self.m
+                        .node(&var.name)
+                        .ok_or_else(|| format!("`{}` is not a node", var.name))?,
+                ),
+            }
+        }
+        Ok((data, control))
+    }
+
+    fn constant(&mut self, name: &str, tensor: TensorProto) -> TRef {
+        let mut def = NodeDef {
+            name: name.to_string(),
+            op: "Const".into(),
+            device: self.root_def_device(),
+            ..Default::default()
+        };
+        def.attr.insert(
+            "dtype".into(),
+            AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
+        );
+        def.attr
+            .insert("value".into(), AttrValue { value: Some(attr_value::Value::Tensor(tensor)) });
+        self.nodes.push(NewNode { def, data: vec![], control: vec![], control_names: vec![] });
+        TRef::New(self.nodes.len() - 1, 0)
+    }
+
+    /// The element type of output `port` of the root.
+    fn port_dtype(&self, port: u32) -> DataType {
+        let op = self.graph.op(self.root);
+        if op == "Merge" && port == 1 {
+            return DataType::DtInt32;
+        }
+        for key in ["T", "dtype"] {
+            if let Ok(Some(AttrValue { value: Some(attr_value::Value::Type(t)) })) =
+                self.graph.attr(self.root, key)
+            {
+                return DataType::try_from(t).unwrap_or(DataType::DtFloat);
+            }
+        }
+        DataType::DtFloat
+    }
+
+    fn attr(
+        &self,
+        op: &str,
+        name: &str,
+        value: &Value,
+        all: &[(Ident, Value)],
+    ) -> Result<AttrValue, String> {
+        use attr_value::Value as V;
+        let v = match &value.kind {
+            ValueKind::AttrRef { var, attr } => {
+                let node = self
+                    .m
+                    .node(&var.name)
+                    .ok_or_else(|| format!("`{}` is not a node", var.name))?;
+                return self.graph.attr(node, &attr.name).map_err(|e| e.to_string())?.ok_or_else(
+                    || format!("`{}` has no attribute `{}`", self.graph.name(node), attr.name),
+                );
+            }
+            ValueKind::Var(var) => match self.m.vars.get(&var.name) {
+                Some(Bound::Attr(a)) => return Ok((**a).clone()),
+                _ => match self.rules.params.get(&var.name) {
+                    Some(lit) => lit_attr(lit)?,
+                    None => return Err(format!("`{}` is not a value", var.name)),
+                },
+            },
+            ValueKind::Literal(lit) => {
+                // A Const's `value` written as a scalar: a tensor of its dtype.
+                if op == "Const" && name == "value" {
+                    let dtype = all
+                        .iter()
+                        .find(|(n, _)| n.name == "dtype")
+                        .and_then(|(_, v)| match &v.kind {
+                            ValueKind::Literal(Literal { kind: LiteralKind::DType(d), .. }) => {
+                                DataType::from_str_name(d)
+                            }
+                            _ => None,
+                        })
+                        .unwrap_or(DataType::DtFloat);
+                    let number = match literal_value(lit) {
+                        GValue::Num(n) => n,
+                        GValue::Bool(b) => f64::from(u8::from(b)),
+                        other => {
+                            return Err(format!("a Const value must be a number, not {other:?}"));
+                        }
+                    };
+                    let array = crate::tensor::Array::scalar(number);
+                    V::Tensor(crate::tensor::to_proto(&array, dtype)?)
+                } else {
+                    lit_attr(lit)?
+                }
+            }
+            ValueKind::Call { .. } => {
+                return Err("a function call is not an attribute value".into());
+            }
+        };
+        Ok(AttrValue { value: Some(v) })
+    }
+
+    fn texpr(
+        &self,
+        expr: &TExpr,
+        dtype: &mut Option<DataType>,
+    ) -> Result<crate::tensor::Array, String> {
+        use crate::tensor::Array;
+        Ok(match &expr.kind {
+            TExprKind::Num(n) => Array::scalar(*n),
+            TExprKind::Var(var) => match self.m.vars.get(&var.name) {
+                Some(Bound::Attr(a)) => match super::matcher::attr_value_of(a) {
+                    GValue::Num(n) => Array::scalar(n),
+                    other => return Err(format!("`{}` is {other:?}, not a number", var.name)),
+                },
+                Some(_) => {
+                    let t = self.m.tensor(&var.name).ok_or("not a tensor")?;
+                    let (array, dt) = self.const_value(t.node)?;
+                    dtype.get_or_insert(dt);
+                    array
+                }
+                None => match self.rules.params.get(&var.name).map(literal_value) {
+                    Some(GValue::Num(n)) => Array::scalar(n),
+                    _ => return Err(format!("`{}` is not a number", var.name)),
+                },
+            },
+            TExprKind::Attr(var, attr) => {
+                let node = self.m.node(&var.name).ok_or("not a node")?;
+                match self
+                    .graph
+                    .attr(node, &attr.name)
+                    .map_err(|e| e.to_string())?
+                    .map(|a| super::matcher::attr_value_of(&a))
+                {
+                    Some(GValue::Num(n)) => Array::scalar(n),
+                    other => {
+                        return Err(format!(
+                            "`{}.{}` is {other:?}, not a number",
+                            var.name, attr.name
+                        ));
+                    }
+                }
+            }
+            TExprKind::Neg(inner) => self.texpr(inner, dtype)?.map(|v| -v),
+            TExprKind::Bin(a, op, b) => {
+                let (a, b) = (self.texpr(a, dtype)?, self.texpr(b, dtype)?);
+                match op {
+                    BinOp::Add => a.zip(&b, |x, y| x + y)?,
+                    BinOp::Sub => a.zip(&b, |x, y| x - y)?,
+                    BinOp::Mul => a.zip(&b, |x, y| x * y)?,
+                    BinOp::Div => a.zip(&b, |x, y| x / y)?,
+                }
+            }
+            TExprKind::List(items) => {
+                let values = items
+                    .iter()
+                    .map(|i| self.texpr(i, &mut None).map(|a| a.data[0]))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Array { shape: vec![values.len()], data: values }
+            }
+            TExprKind::Call(func, args) => {
+                let arg = |i: usize, dtype: &mut Option<DataType>| self.texpr(&args[i], dtype);
+                match func.name.as_str() {
+                    "sqrt" => arg(0, dtype)?.map(f64::sqrt),
+                    "rsqrt" => arg(0, dtype)?.map(|v| 1.0 / v.sqrt()),
+                    "neg" => arg(0, dtype)?.map(|v| -v),
+                    "abs" => arg(0, dtype)?.map(f64::abs),
+                    "square" => arg(0, dtype)?.map(|v| v * v),
+                    "reshape" => {
+                        let dims: Vec<i64> =
+                            arg(1, &mut None)?.data.iter().map(|&d| d as i64).collect();
+                        arg(0, dtype)?.reshape(&dims)?
+                    }
+                    "shape" => {
+                        let a = arg(0, &mut None)?;
+                        Array {
+                            shape: vec![a.shape.len()],
+                            data: a.shape.iter().map(|&d| d as f64).collect(),
+                        }
+                    }
+                    "dim" => {
+                        let a = arg(0, &mut None)?;
+                        let i = arg(1, &mut None)?.data.first().copied().unwrap_or(0.0) as i64;
+                        let rank = a.shape.len() as i64;
+                        let at = if i < 0 { rank + i } else { i };
+                        let d = a
+                            .shape
+                            .get(at as usize)
+                            .ok_or_else(|| format!("dimension {i} of a rank-{rank} tensor"))?;
+                        Array::scalar(*d as f64)
+                    }
+                    other => return Err(format!("unknown function `{other}`")),
+                }
+            }
+        })
+    }
+
+    /// The value of a Const, looking through Identity-like nodes.
+    fn const_value(&self, mut node: NodeId) -> Result<(crate::tensor::Array, DataType), String> {
+        for _ in 0..16 {
+            match self.graph.op(node) {
+                "Const" => {
+                    let Some(AttrValue { value: Some(attr_value::Value::Tensor(t)) }) =
+                        self.graph.attr(node, "value").map_err(|e| e.to_string())?
+                    else {
+                        return Err(format!("Const `{}` has no value", self.graph.name(node)));
+                    };
+                    let dtype = DataType::try_from(t.dtype).unwrap_or(DataType::DtFloat);
+                    return Ok((crate::tensor::from_proto(&t)?, dtype));
+                }
+                "Identity" | "Snapshot" | "StopGradient" => {
+                    node = self
+                        .graph
+                        .inputs(node)
+                        .iter()
+                        .find(|e| matches!(e.port, Port::Data(_)))
+                        .and_then(|e| e.src)
+                        .ok_or("an Identity without input")?;
+                }
+                op => {
+                    return Err(format!("`{}` is a {op}, not a constant", self.graph.name(node)));
+                }
+            }
+        }
+        Err("too many Identity nodes before the constant".into())
+    }
+}
+
+fn lit_attr(lit: &Literal) -> Result<attr_value::Value, String> {
+    use attr_value::Value as V;
+    Ok(match &lit.kind {
+        LiteralKind::Str(s) => V::S(Bytes::from(s.clone().into_bytes())),
+        LiteralKind::Num { value, is_int: true } => V::I(*value as i64),
+        LiteralKind::Num { value, .. } => V::F(*value as f32),
+        LiteralKind::Bool(b) => V::B(*b),
+        LiteralKind::DType(d) => {
+            V::Type(DataType::from_str_name(d).ok_or_else(|| format!("unknown dtype {d}"))? as i32)
+        }
+        LiteralKind::List(items) => {
+            let mut list = attr_value::ListValue::default();
+            for item in items {
+                match lit_attr(item)? {
+                    V::S(s) => list.s.push(s),
+                    V::I(i) => list.i.push(i),
+                    V::F(f) => list.f.push(f),
+                    V::B(b) => list.b.push(b),
+                    V::Type(t) => list.r#type.push(t),
+                    _ => return Err("nested lists are not attributes".into()),
+                }
+            }
+            V::List(list)
+        }
+    })
+}
