@@ -529,3 +529,46 @@ fn unknown_outputs_and_dead_tensors_left_behind_are_errors() {
     let err = apply(&cond_graph(pred), &rules(only_switch, &[]), &Options::default()).unwrap_err();
     assert!(matches!(&err, ApplyError::DeadLeft { node } if node == "cond/Merge"), "{err}");
 }
+
+#[test]
+fn shape_and_dtype_guards() {
+    let g = graph(vec![
+        node(
+            "x",
+            "Placeholder",
+            &[],
+            &[
+                ("dtype", float()),
+                (
+                    "shape",
+                    Value::Shape(graphrw::proto::TensorShapeProto {
+                        dim: [-1, 4]
+                            .iter()
+                            .map(|&size| graphrw::proto::tensor_shape_proto::Dim {
+                                size,
+                                name: String::new(),
+                            })
+                            .collect(),
+                        unknown_rank: false,
+                    }),
+                ),
+            ],
+        ),
+        constant("w", vec![4, 2], &[0.0; 8], DataType::DtFloat),
+        constant("v", vec![3], &[0.0; 3], DataType::DtFloat),
+        node("a", "MatMul", &["x", "w"], &[("T", float())]),
+        node("b", "Relu", &["v"], &[("T", float())]),
+        node("out", "Pack", &["a", "b"], &[]),
+    ]);
+    let text = r#"
+rule matrix_weights: MatMul(x, w: Const) where shape(w) == [4, 2] and rank(x) == 2 and shape(x) == [-1, 4] and dtype(x) == DT_FLOAT => Neg(x)
+rule vector_input: r = Relu(v) where rank(v) == 1 and dtype(r) == "float32" => Abs(v)
+"#;
+    let (after, report) = run(&g, text);
+    assert_eq!(fired(&report, "matrix_weights"), 1);
+    assert_eq!(fired(&report, "vector_input"), 1);
+    assert_eq!(after.op(after.id("a").unwrap()), "Neg");
+    let text = "rule wrong_shape: MatMul(x, w: Const) where shape(w) == [2, 4] => x";
+    let (_, report) = run(&g, text);
+    assert_eq!(fired(&report, "wrong_shape"), 0);
+}

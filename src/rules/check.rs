@@ -25,8 +25,15 @@ pub enum VarKind {
 
 /// Functions a guard may call, with their arity (docs/rules.md says what
 /// each returns).
-pub const GUARD_FUNCTIONS: &[(&str, usize)] =
-    &[("name", 1), ("op", 1), ("consumers", 1), ("dtype", 1), ("rank", 1), ("port", 1)];
+pub const GUARD_FUNCTIONS: &[(&str, usize)] = &[
+    ("name", 1),
+    ("op", 1),
+    ("consumers", 1),
+    ("dtype", 1),
+    ("shape", 1),
+    ("rank", 1),
+    ("port", 1),
+];
 
 /// Functions of constant expressions, with their arity.
 pub const CONST_FUNCTIONS: &[(&str, usize)] = &[

@@ -398,16 +398,43 @@ impl Guard<'_> {
                         }
                         found
                     }
-                    "rank" => match graph.attr(t.node, "value").map_err(|e| e.to_string())? {
-                        Some(AttrValue { value: Some(attr_value::Value::Tensor(tp)) }) => {
-                            GValue::Num(tp.tensor_shape.as_ref().map_or(0, |s| s.dim.len()) as f64)
+                    "shape" | "rank" => match static_shape(graph, t) {
+                        Some(dims) if func.name == "rank" => GValue::Num(dims.len() as f64),
+                        Some(dims) => {
+                            GValue::List(dims.into_iter().map(|d| GValue::Num(d as f64)).collect())
                         }
-                        _ => GValue::Missing,
+                        None => GValue::Missing,
                     },
                     other => return Err(format!("unknown function `{other}`")),
                 }
             }
         })
+    }
+}
+
+/// A tensor's shape when the graph says it statically: a Const's value, a
+/// placeholder's `shape`, or the producer's `_output_shapes`. Unknown
+/// dimensions are -1.
+pub fn static_shape(graph: &Graph, t: Tensor) -> Option<Vec<i64>> {
+    let dims = |s: &crate::proto::TensorShapeProto| -> Option<Vec<i64>> {
+        (!s.unknown_rank).then(|| s.dim.iter().map(|d| d.size).collect())
+    };
+    match graph.op(t.node) {
+        "Const" => match graph.attr(t.node, "value").ok()??.value? {
+            attr_value::Value::Tensor(tp) => {
+                Some(tp.tensor_shape.as_ref().map_or(Some(vec![]), dims)?)
+            }
+            _ => None,
+        },
+        "Placeholder" | "PlaceholderWithDefault" => match graph.attr(t.node, "shape").ok()??.value?
+        {
+            attr_value::Value::Shape(s) => dims(&s),
+            _ => None,
+        },
+        _ => match graph.attr(t.node, "_output_shapes").ok()??.value? {
+            attr_value::Value::List(l) => dims(l.shape.get(t.port as usize)?),
+            _ => None,
+        },
     }
 }
 
