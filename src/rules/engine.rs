@@ -474,12 +474,7 @@ fn edited(graph: &Graph, id: NodeId, inputs: &[String]) -> NodeSource {
 
 /// Appends control inputs after the data inputs, without repeats.
 fn finish_inputs(def: &mut NodeDef, controls: Vec<String>) {
-    let mut seen: HashSet<String> = HashSet::new();
-    for c in controls {
-        if c != format!("^{}", def.name) && seen.insert(c.clone()) {
-            def.input.push(c);
-        }
-    }
+    def.input = with_controls(&def.name, std::mem::take(&mut def.input), controls);
 }
 
 /// Ends a round: dead tensors propagate, as TensorFlow's executor defines
