@@ -8,7 +8,7 @@ and to text and back; TensorFlow then
   - imports graphrw's binary output and runs every stored case, comparing
     with the outputs TensorFlow computed when the fixture was made.
 For the fixtures whose conds are all training conds, graphrw also applies the
-seed's packs (lock-training, merge, switch); TensorFlow runs the result fed
+seed's packs (lock-training, merge, switch, bn); TensorFlow runs the result fed
 with the inputs alone (no training flag) and must give the stored outputs.
 
 Usage: python scripts/tf_check.py [--graphrw PATH] [--fixtures DIR]
@@ -43,11 +43,14 @@ def load_pb(path):
 # packs (which keep every cond's false branch) are right for them.
 # The value lists the ops that must be gone after (keep_prob_nonfused's
 # dropout is not in a cond: removing it is the dropout pack's job).
+BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "Rsqrt"}
 TRAINING_CONDS_ONLY = {
-    "seed": {"Switch", "Merge", "RandomUniform"},
-    "small_cnn": {"Switch", "Merge", "RandomUniform"},
-    "keep_prob_nonfused": {"Switch", "Merge"},
+    "seed": {"Switch", "Merge", "RandomUniform"} | BN,
+    "small_cnn": {"Switch", "Merge", "RandomUniform"} | BN,
+    "keep_prob_nonfused": {"Switch", "Merge"} | BN,
+    "keras_tf2": BN,
 }
+PACKS = {"keras_tf2": ["bn"]}
 
 
 def run_case(graph_def, fixture_dir, case, mode=True):
@@ -126,9 +129,9 @@ def main():
                       lambda case=case: f"max abs diff {run_case(load_pb(as_pb), fixture_dir, case):.2g}")
             if name in TRAINING_CONDS_ONLY:
                 rewritten = os.path.join(tmp, f"{name}.rewritten.pb")
-                subprocess.run([args.graphrw, "apply", "lock-training", "merge", "switch", model,
-                                "-o", rewritten], check=True, stderr=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL)
+                packs = PACKS.get(name, ["lock-training", "merge", "switch", "bn"])
+                subprocess.run([args.graphrw, "apply", *packs, model, "-o", rewritten], check=True,
+                               stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
                 def seed_packs(case, rewritten=rewritten, gone=TRAINING_CONDS_ONLY[name]):
                     graph_def = load_pb(rewritten)
@@ -138,7 +141,7 @@ def main():
                     return f"{len(original.node)} -> {len(graph_def.node)} nodes, max abs diff {diff:.2g}"
 
                 for i, case in enumerate(meta["cases"]):
-                    check(f"{name}: seed packs applied, case {i} fed with the inputs alone",
+                    check(f"{name}: {' '.join(packs)} applied, case {i} fed with the inputs alone",
                           lambda case=case: seed_packs(case))
 
     print(f"{passed} passed, {failed} failed")

@@ -479,14 +479,22 @@ impl RuleChecker<'_> {
                 args.iter().for_each(|a| self.texpr(a));
             }
             TExprKind::List(items) => {
+                // A shape: scalars (numbers, `dim(w, 2)`...), not tensors or lists.
                 for item in items {
-                    if !matches!(item.kind, TExprKind::Num(_) | TExprKind::Neg(_)) {
+                    let scalar = match &item.kind {
+                        TExprKind::Num(_) | TExprKind::Neg(_) | TExprKind::Attr(..) => true,
+                        TExprKind::Call(f, _) => f.name == "dim",
+                        TExprKind::Bin(..) => true,
+                        _ => false,
+                    };
+                    if !scalar {
                         self.diags.push(Diagnostic::error(
                             "ill-typed constant",
                             item.span,
-                            "list elements must be numbers",
+                            "list elements must be numbers or dimensions (`dim(w, 2)`)",
                         ));
                     }
+                    self.texpr(item);
                 }
             }
             TExprKind::Neg(inner) => self.texpr(inner),
