@@ -305,6 +305,66 @@ pub fn transpose_nchw(t: &Tensor, inverse: bool) -> Result<Tensor, String> {
     Ok(Tensor::f32(shape, out))
 }
 
+/// The geometry of a 2-D window op over NHWC input.
+struct Geometry {
+    h: usize,
+    w: usize,
+    c: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    pad: [usize; 2],
+    strides: [usize; 2],
+    dilations: [usize; 2],
+}
+
+impl Geometry {
+    fn new(
+        input: &[usize],
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        padding: &Padding,
+    ) -> Result<Geometry, String> {
+        let (h, w, c) = (input[1], input[2], input[3]);
+        let (oh, ph) = window(h, kernel[0], strides[0], dilations[0], padding, 0)?;
+        let (ow, pw) = window(w, kernel[1], strides[1], dilations[1], padding, 1)?;
+        Ok(Geometry {
+            h,
+            w,
+            c,
+            kh: kernel[0],
+            kw: kernel[1],
+            oh,
+            ow,
+            pad: [ph, pw],
+            strides,
+            dilations,
+        })
+    }
+
+    /// Calls `f(i, j, src)` for each kernel tap (i, j) of output pixel
+    /// (b, y, x) that falls inside the input; `src` is the offset of the
+    /// tap's first channel in the input.
+    fn taps(&self, b: usize, y: usize, x: usize, mut f: impl FnMut(usize, usize, usize)) {
+        for i in 0..self.kh {
+            let iy = (y * self.strides[0] + i * self.dilations[0]) as isize - self.pad[0] as isize;
+            if iy < 0 || iy >= self.h as isize {
+                continue;
+            }
+            for j in 0..self.kw {
+                let ix =
+                    (x * self.strides[1] + j * self.dilations[1]) as isize - self.pad[1] as isize;
+                if ix < 0 || ix >= self.w as isize {
+                    continue;
+                }
+                f(i, j, ((b * self.h + iy as usize) * self.w + ix as usize) * self.c);
+            }
+        }
+    }
+}
+
 /// Conv2D on NHWC input and an HWIO filter, through im2col and sgemm.
 pub fn conv2d(
     x: &Tensor,
@@ -317,11 +377,10 @@ pub fn conv2d(
     if x.shape.len() != 4 || w.shape.len() != 4 || x.shape[3] != w.shape[2] {
         return Err(format!("Conv2D of input {:?} and filter {:?}", x.shape, w.shape));
     }
-    let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (kh, kw, o) = (w.shape[0], w.shape[1], w.shape[3]);
-    let (oh, ph) = window(h, kh, strides[0], dilations[0], padding, 0)?;
-    let (ow, pw) = window(wd, kw, strides[1], dilations[1], padding, 1)?;
-    let k = kh * kw * c;
+    let (n, o) = (x.shape[0], w.shape[3]);
+    let g = Geometry::new(&x.shape, [w.shape[0], w.shape[1]], strides, dilations, padding)?;
+    let (oh, ow, c, kw) = (g.oh, g.ow, g.c, g.kw);
+    let k = g.kh * kw * c;
     let mut out = Vec::with_capacity(n * oh * ow * o);
     let mut cols = vec![0f32; oh * ow * k];
     for b in 0..n {
@@ -329,21 +388,10 @@ pub fn conv2d(
         for y in 0..oh {
             for xx in 0..ow {
                 let row = (y * ow + xx) * k;
-                for i in 0..kh {
-                    let iy = (y * strides[0] + i * dilations[0]) as isize - ph as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for j in 0..kw {
-                        let ix = (xx * strides[1] + j * dilations[1]) as isize - pw as isize;
-                        if ix < 0 || ix >= wd as isize {
-                            continue;
-                        }
-                        let src = ((b * h + iy as usize) * wd + ix as usize) * c;
-                        let dst = row + (i * kw + j) * c;
-                        cols[dst..dst + c].copy_from_slice(&xv[src..src + c]);
-                    }
-                }
+                g.taps(b, y, xx, |i, j, src| {
+                    let dst = row + (i * kw + j) * c;
+                    cols[dst..dst + c].copy_from_slice(&xv[src..src + c]);
+                });
             }
         }
         out.extend(sgemm(oh * ow, k, o, &cols, k as isize, 1, wv, o as isize, 1));
@@ -366,34 +414,22 @@ pub fn depthwise(
             x.shape, w.shape
         ));
     }
-    let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (kh, kw, m) = (w.shape[0], w.shape[1], w.shape[3]);
-    let (oh, ph) = window(h, kh, strides[0], dilations[0], padding, 0)?;
-    let (ow, pw) = window(wd, kw, strides[1], dilations[1], padding, 1)?;
+    let (n, m) = (x.shape[0], w.shape[3]);
+    let g = Geometry::new(&x.shape, [w.shape[0], w.shape[1]], strides, dilations, padding)?;
+    let (oh, ow, c, kw) = (g.oh, g.ow, g.c, g.kw);
     let mut out = vec![0f32; n * oh * ow * c * m];
     for b in 0..n {
         for y in 0..oh {
             for xx in 0..ow {
                 let base = ((b * oh + y) * ow + xx) * c * m;
-                for i in 0..kh {
-                    let iy = (y * strides[0] + i * dilations[0]) as isize - ph as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    for j in 0..kw {
-                        let ix = (xx * strides[1] + j * dilations[1]) as isize - pw as isize;
-                        if ix < 0 || ix >= wd as isize {
-                            continue;
-                        }
-                        let src = ((b * h + iy as usize) * wd + ix as usize) * c;
-                        for ch in 0..c {
-                            for q in 0..m {
-                                out[base + ch * m + q] +=
-                                    xv[src + ch] * wv[((i * kw + j) * c + ch) * m + q];
-                            }
+                g.taps(b, y, xx, |i, j, src| {
+                    for ch in 0..c {
+                        for q in 0..m {
+                            out[base + ch * m + q] +=
+                                xv[src + ch] * wv[((i * kw + j) * c + ch) * m + q];
                         }
                     }
-                }
+                });
             }
         }
     }
@@ -413,9 +449,9 @@ pub fn pool(
     if x.shape.len() != 4 {
         return Err(format!("pooling a {:?} tensor", x.shape));
     }
-    let (n, h, wd, c) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
-    let (oh, ph) = window(h, ksize[0], strides[0], 1, padding, 0)?;
-    let (ow, pw) = window(wd, ksize[1], strides[1], 1, padding, 1)?;
+    let n = x.shape[0];
+    let g = Geometry::new(&x.shape, ksize, strides, [1, 1], padding)?;
+    let (oh, ow, c) = (g.oh, g.ow, g.c);
     let mut out = Vec::with_capacity(n * oh * ow * c);
     for b in 0..n {
         for y in 0..oh {
@@ -423,21 +459,11 @@ pub fn pool(
                 for ch in 0..c {
                     let mut acc = if max { f32::NEG_INFINITY } else { 0.0 };
                     let mut count = 0;
-                    for i in 0..ksize[0] {
-                        let iy = (y * strides[0] + i) as isize - ph as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        for j in 0..ksize[1] {
-                            let ix = (xx * strides[1] + j) as isize - pw as isize;
-                            if ix < 0 || ix >= wd as isize {
-                                continue;
-                            }
-                            let v = xv[((b * h + iy as usize) * wd + ix as usize) * c + ch];
-                            acc = if max { acc.max(v) } else { acc + v };
-                            count += 1;
-                        }
-                    }
+                    g.taps(b, y, xx, |_, _, src| {
+                        let v = xv[src + ch];
+                        acc = if max { acc.max(v) } else { acc + v };
+                        count += 1;
+                    });
                     out.push(if max { acc } else { acc / count.max(1) as f32 });
                 }
             }
