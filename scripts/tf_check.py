@@ -8,7 +8,7 @@ and to text and back; TensorFlow then
   - imports graphrw's binary output and runs every stored case, comparing
     with the outputs TensorFlow computed when the fixture was made.
 For the fixtures whose conds are all training conds, graphrw also applies the
-seed's packs (lock-training, merge, switch, bn); TensorFlow runs the result fed
+seed's packs (lock-training, dropout, merge, switch, bn); TensorFlow runs the result fed
 with the inputs alone (no training flag) and must give the stored outputs.
 
 Usage: python scripts/tf_check.py [--graphrw PATH] [--fixtures DIR]
@@ -41,13 +41,12 @@ def load_pb(path):
 
 # Fixtures where every cond is driven by the training flag: the seed's
 # packs (which keep every cond's false branch) are right for them.
-# The value lists the ops that must be gone after (keep_prob_nonfused's
-# dropout is not in a cond: removing it is the dropout pack's job).
+# The value lists the ops that must be gone after.
 BN = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "Rsqrt"}
 TRAINING_CONDS_ONLY = {
     "seed": {"Switch", "Merge", "RandomUniform"} | BN,
     "small_cnn": {"Switch", "Merge", "RandomUniform"} | BN,
-    "keep_prob_nonfused": {"Switch", "Merge"} | BN,
+    "keep_prob_nonfused": {"Switch", "Merge", "RandomUniform"} | BN,
     "keras_tf2": BN,
 }
 PACKS = {"keras_tf2": ["bn"]}
@@ -129,7 +128,7 @@ def main():
                       lambda case=case: f"max abs diff {run_case(load_pb(as_pb), fixture_dir, case):.2g}")
             if name in TRAINING_CONDS_ONLY:
                 rewritten = os.path.join(tmp, f"{name}.rewritten.pb")
-                packs = PACKS.get(name, ["lock-training", "merge", "switch", "bn"])
+                packs = PACKS.get(name, ["lock-training", "dropout", "merge", "switch", "bn"])
                 subprocess.run([args.graphrw, "apply", *packs, model, "-o", rewritten], check=True,
                                stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 

@@ -202,3 +202,113 @@ fn merge_and_switch_packs_are_the_seeds_with_their_blind_spots() {
             .unwrap();
     assert!(verdict.mismatch.is_some(), "the true-branch input shows the blind spot");
 }
+
+/// A node as `(name, op, inputs)`.
+type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
+
+/// A graph from `(name, op, inputs)` triples.
+fn tiny(nodes: &[Spec]) -> Graph {
+    use graphrw::proto::{GraphDef, NodeDef};
+    let node = nodes
+        .iter()
+        .map(|(name, op, inputs)| NodeDef {
+            name: name.to_string(),
+            op: op.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .collect();
+    Graph::from_def(&GraphDef { node, ..Default::default() })
+}
+
+#[test]
+fn dropout_is_recognised_in_every_form_by_structure() {
+    let forms: Vec<(&str, Vec<Spec>)> = vec![
+        (
+            "keep_prob",
+            vec![
+                ("x", "Placeholder", &[]),
+                ("kp", "Const", &[]),
+                ("shape", "Shape", &["x"]),
+                ("u", "RandomUniform", &["shape"]),
+                ("add", "AddV2", &["kp", "u"]),
+                ("floor", "Floor", &["add"]),
+                ("div", "RealDiv", &["x", "kp"]),
+                ("drop", "Mul", &["div", "floor"]),
+                ("out", "Relu", &["drop"]),
+            ],
+        ),
+        (
+            "rate",
+            vec![
+                ("x", "Placeholder", &[]),
+                ("scale", "Const", &[]),
+                ("rate", "Const", &[]),
+                ("shape", "Shape", &["x"]),
+                ("u", "RandomUniform", &["shape"]),
+                ("keep", "GreaterEqual", &["u", "rate"]),
+                ("cast", "Cast", &["keep"]),
+                ("mul", "Mul", &["x", "scale"]),
+                ("drop", "Mul", &["mul", "cast"]),
+                ("out", "Relu", &["drop"]),
+            ],
+        ),
+        (
+            "select",
+            vec![
+                ("x", "Placeholder", &[]),
+                ("scale", "Const", &[]),
+                ("rate", "Const", &[]),
+                ("zero", "Const", &[]),
+                ("shape", "Shape", &["x"]),
+                ("u", "RandomUniform", &["shape"]),
+                ("keep", "GreaterEqual", &["u", "rate"]),
+                ("mul", "Mul", &["x", "scale"]),
+                ("drop", "SelectV2", &["keep", "mul", "zero"]),
+                ("out", "Relu", &["drop"]),
+            ],
+        ),
+    ];
+    for (form, nodes) in forms {
+        let after = apply_packs(&tiny(&nodes), &["dropout"]);
+        let shape: Vec<String> =
+            after.ids().map(|id| format!("{}: {}", after.name(id), after.op(id))).collect();
+        assert_eq!(shape, ["x: Placeholder", "out: Relu"], "{form}");
+        assert_eq!(after.input_str(after.id("out").unwrap(), 0), "x", "{form}");
+    }
+    // Near-misses: a threshold that is not random, a keep_prob that differs
+    // between the scale and the threshold.
+    let near: Vec<(&str, Vec<Spec>)> = vec![
+        (
+            "a SelectV2 on a data condition",
+            vec![
+                ("x", "Placeholder", &[]),
+                ("t", "Placeholder", &[]),
+                ("zero", "Const", &[]),
+                ("keep", "GreaterEqual", &["x", "t"]),
+                ("mul", "Mul", &["x", "t"]),
+                ("sel", "SelectV2", &["keep", "mul", "zero"]),
+                ("out", "Relu", &["sel"]),
+            ],
+        ),
+        (
+            "two different keep_probs",
+            vec![
+                ("x", "Placeholder", &[]),
+                ("kp", "Const", &[]),
+                ("kp2", "Const", &[]),
+                ("u", "RandomUniform", &["x"]),
+                ("add", "AddV2", &["kp2", "u"]),
+                ("floor", "Floor", &["add"]),
+                ("div", "RealDiv", &["x", "kp"]),
+                ("drop", "Mul", &["div", "floor"]),
+                ("out", "Relu", &["drop"]),
+            ],
+        ),
+    ];
+    for (why, nodes) in near {
+        let g = tiny(&nodes);
+        let after = apply_packs(&g, &["dropout"]);
+        assert_eq!(after.len(), g.len(), "{why} was rewritten");
+    }
+}

@@ -12,6 +12,7 @@ use super::syntax::parse;
 /// The built-in packs: name and text, embedded in the binary.
 pub const PACKS: &[(&str, &str)] = &[
     ("bn", include_str!("../../rules/bn.rules")),
+    ("dropout", include_str!("../../rules/dropout.rules")),
     ("lock-training", include_str!("../../rules/lock-training.rules")),
     ("merge", include_str!("../../rules/merge.rules")),
     ("switch", include_str!("../../rules/switch.rules")),
