@@ -3,26 +3,13 @@
 
 use graphrw::graph::{Consumer, Edge, Graph, Port};
 use graphrw::input::{InputRef, InputSyntaxError, parse_input};
-use graphrw::proto::{GraphDef, NodeDef};
+use graphrw::proto::NodeDef;
 use graphrw::prune::{default_outputs, prune, resolve_outputs};
 use graphrw::validate::{Problem, topological_order, validate};
 
-/// A node as `(name, op, inputs)`.
-type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
+mod common;
 
-/// A graph from `(name, op, inputs)` triples.
-fn graph(nodes: &[Spec]) -> Graph {
-    let node = nodes
-        .iter()
-        .map(|(name, op, inputs)| NodeDef {
-            name: name.to_string(),
-            op: op.to_string(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-        .collect();
-    Graph::from_def(&GraphDef { node, ..Default::default() })
-}
+use common::{Spec, graph_of as graph};
 
 fn problems(nodes: &[Spec]) -> Vec<String> {
     validate(&graph(nodes)).iter().map(ToString::to_string).collect()

@@ -203,23 +203,7 @@ fn merge_and_switch_packs_are_the_seeds_with_their_blind_spots() {
     assert!(verdict.mismatch.is_some(), "the true-branch input shows the blind spot");
 }
 
-/// A node as `(name, op, inputs)`.
-type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
-
-/// A graph from `(name, op, inputs)` triples.
-fn tiny(nodes: &[Spec]) -> Graph {
-    use graphrw::proto::{GraphDef, NodeDef};
-    let node = nodes
-        .iter()
-        .map(|(name, op, inputs)| NodeDef {
-            name: name.to_string(),
-            op: op.to_string(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
-        .collect();
-    Graph::from_def(&GraphDef { node, ..Default::default() })
-}
+use common::{Spec, graph_of as tiny};
 
 #[test]
 fn dropout_is_recognised_in_every_form_by_structure() {

@@ -97,3 +97,21 @@ pub fn stderr(out: &Output) -> String {
 pub fn fingerprint(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
     (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
 }
+
+/// A node as `(name, op, inputs)`.
+pub type Spec<'a> = (&'a str, &'a str, &'a [&'a str]);
+
+/// A graph from `(name, op, inputs)` triples (no attributes).
+pub fn graph_of(nodes: &[Spec]) -> graphrw::Graph {
+    use graphrw::proto::{GraphDef, NodeDef};
+    let node = nodes
+        .iter()
+        .map(|(name, op, inputs)| NodeDef {
+            name: name.to_string(),
+            op: op.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .collect();
+    graphrw::Graph::from_def(&GraphDef { node, ..Default::default() })
+}
