@@ -399,23 +399,22 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             let strides = spatial(&ints(attr("strides")), nchw);
             let dilations = spatial(&ints(attr("dilations")), nchw);
             let pad = padding(attr, nchw)?;
-            let input =
-                if nchw { kernels::transpose_nchw(arg(0)?, false)? } else { arg(0)?.clone() };
-            let out = if op == "Conv2D" {
-                kernels::conv2d(&input, arg(1)?, strides, dilations, &pad)?
-            } else {
-                kernels::depthwise(&input, arg(1)?, strides, dilations, &pad)?
-            };
-            one(if nchw { kernels::transpose_nchw(&out, true)? } else { out })
+            let filter = arg(1)?;
+            one(in_nhwc(arg(0)?, nchw, |input| {
+                if op == "Conv2D" {
+                    kernels::conv2d(input, filter, strides, dilations, &pad)
+                } else {
+                    kernels::depthwise(input, filter, strides, dilations, &pad)
+                }
+            })?)
         }
         "MaxPool" | "AvgPool" => {
             let ksize = spatial(&ints(attr("ksize")), nchw);
             let strides = spatial(&ints(attr("strides")), nchw);
             let pad = padding(attr, nchw)?;
-            let input =
-                if nchw { kernels::transpose_nchw(arg(0)?, false)? } else { arg(0)?.clone() };
-            let out = kernels::pool(&input, ksize, strides, &pad, op == "MaxPool")?;
-            one(if nchw { kernels::transpose_nchw(&out, true)? } else { out })
+            one(in_nhwc(arg(0)?, nchw, |input| {
+                kernels::pool(input, ksize, strides, &pad, op == "MaxPool")
+            })?)
         }
         "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => {
             if matches!(attr("is_training"), Some(attr_value::Value::B(true))) {
@@ -766,6 +765,20 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         }
         _ => Err(KernelError::Unsupported),
     }
+}
+
+/// Runs an NHWC kernel on `input`, transposing in and out when the node's
+/// data format is NCHW.
+fn in_nhwc(
+    input: &Tensor,
+    nchw: bool,
+    kernel: impl FnOnce(&Tensor) -> Result<Tensor, String>,
+) -> Result<Tensor, String> {
+    if !nchw {
+        return kernel(input);
+    }
+    let out = kernel(&kernels::transpose_nchw(input, false)?)?;
+    kernels::transpose_nchw(&out, true)
 }
 
 /// A tensor of `t`'s element type with the given values.

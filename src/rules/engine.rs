@@ -261,17 +261,17 @@ fn find_patches(
             if m.nodes[1..].iter().any(|&n| is_root[n as usize]) {
                 continue;
             }
+            // Warnings about this match: "rule `r` at `node`" and what happened.
+            let at = |what: &str| {
+                format!("rule `{}` at `{}`{what}", rule.rule.name.name, graph.name(root))
+            };
             if let Some(guard) = &rule.rule.guard {
                 let g = Guard { graph, m: &m, params: &rules.params };
                 match g.holds(guard) {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(reason) => {
-                        report.warnings.push(format!(
-                            "rule `{}` at `{}`: guard not evaluated: {reason}",
-                            rule.rule.name.name,
-                            graph.name(root)
-                        ));
+                        report.warnings.push(at(&format!(": guard not evaluated: {reason}")));
                         continue;
                     }
                 }
@@ -288,11 +288,7 @@ fn find_patches(
             let patch = match builder.patch(index) {
                 Ok(patch) => patch,
                 Err(reason) => {
-                    report.warnings.push(format!(
-                        "rule `{}` at `{}` not applied: {reason}",
-                        rule.rule.name.name,
-                        graph.name(root)
-                    ));
+                    report.warnings.push(at(&format!(" not applied: {reason}")));
                     continue;
                 }
             };
@@ -302,11 +298,9 @@ fn find_patches(
                 _ => None,
             });
             if let Some(port) = uncovered {
-                report.warnings.push(format!(
-                    "rule `{}` at `{}` not applied: output port {port} is read, and the rule gives no replacement for it",
-                    rule.rule.name.name,
-                    graph.name(root)
-                ));
+                report.warnings.push(at(&format!(
+                    " not applied: output port {port} is read, and the rule gives no replacement for it"
+                )));
                 continue;
             }
             if protected.contains(graph.name(root)) && patch.takes_name.is_none() {
