@@ -10,6 +10,10 @@ and to text and back; TensorFlow then
 For the fixtures whose conds are all training conds, graphrw also applies the
 seed's packs (lock-training, dropout, merge, switch, bn); TensorFlow runs the result fed
 with the inputs alone (no training flag) and must give the stored outputs.
+For every fixture, graphrw applies the `inference` pack; TensorFlow runs the
+result fed with the inputs alone, then converts it with tf.lite.TFLiteConverter
+and the TFLite interpreter runs the converted model on the same inputs: both
+must give the stored outputs.
 
 Usage: python scripts/tf_check.py [--graphrw PATH] [--fixtures DIR]
 Prints one line per check and a closing 'N passed, M failed' line.
@@ -71,6 +75,37 @@ def run_case(graph_def, fixture_dir, case, mode=True):
         np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6, err_msg=tensor)
         worst = max(worst, float(np.max(np.abs(value - expected))))
     return worst
+
+
+INFERENCE_GONE = {"RandomUniform", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"}
+
+
+def tflite_case(graph_def, fixture_dir, case):
+    """Converts the graph with TFLiteConverter, runs the case in the TFLite
+    interpreter; returns the model's size and the worst relative error."""
+    inputs, outputs = list(case["inputs"]), list(case["outputs"])
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    fn = wrapped.prune([wrapped.graph.get_tensor_by_name(t) for t in inputs],
+                       [wrapped.graph.get_tensor_by_name(t) for t in outputs])
+    model = tf.lite.TFLiteConverter.from_concrete_functions([fn], wrapped).convert()
+    interpreter = tf.lite.Interpreter(model_content=model)
+    values = [np.load(os.path.join(fixture_dir, case["inputs"][t])) for t in inputs]
+    for detail, value in zip(interpreter.get_input_details(), values):
+        interpreter.resize_tensor_input(detail["index"], value.shape)
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), values):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    worst = 0.0
+    for detail, tensor in zip(interpreter.get_output_details(), outputs):
+        expected = np.load(os.path.join(fixture_dir, case["outputs"][tensor]))
+        got = interpreter.get_tensor(detail["index"])
+        assert got.shape == expected.shape, f"{tensor}: shape {got.shape} vs {expected.shape}"
+        rel = float(np.max(np.abs(got - expected)) / max(np.max(np.abs(expected)), 1e-30))
+        assert rel < 1e-4, f"{tensor}: relative error {rel:.2g}"
+        worst = max(worst, rel)
+    return len(model), worst
 
 
 def main():
@@ -142,6 +177,28 @@ def main():
                 for i, case in enumerate(meta["cases"]):
                     check(f"{name}: {' '.join(packs)} applied, case {i} fed with the inputs alone",
                           lambda case=case: seed_packs(case))
+
+            inference = os.path.join(tmp, f"{name}.inference.pb")
+            subprocess.run([args.graphrw, "apply", "inference", model, "-o", inference], check=True,
+                           stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+            def inference_case(case, path=inference, meta=meta):
+                graph_def = load_pb(path)
+                left = sorted({n.op for n in graph_def.node} & INFERENCE_GONE)
+                assert not left, f"left behind: {left}"
+                flags = {n.name for n in graph_def.node
+                         if n.name in meta["training_placeholders"] and n.op != "Const"}
+                assert not flags, f"training placeholders left: {sorted(flags)}"
+                assert len(graph_def.node) < len(original.node), "no fewer nodes"
+                diff = run_case(graph_def, fixture_dir, case, mode=False)
+                return f"{len(original.node)} -> {len(graph_def.node)} nodes, max abs diff {diff:.2g}"
+
+            for i, case in enumerate(meta["cases"]):
+                check(f"{name}: inference applied, case {i} fed with the inputs alone",
+                      lambda case=case: inference_case(case))
+                check(f"{name}: inference applied, TFLiteConverter converts it, case {i} in TFLite",
+                      lambda case=case: "{} bytes, relative error {:.2g}".format(
+                          *tflite_case(load_pb(inference), fixture_dir, case)))
 
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -85,8 +85,13 @@ enum Command {
     Verify {
         /// The original model.
         original: PathBuf,
-        /// The rewritten model.
-        rewritten: PathBuf,
+        /// The rewritten model (optional with `--expect`).
+        #[arg(required_unless_present = "expect")]
+        rewritten: Option<PathBuf>,
+        /// A stored output to compare the last model given with
+        /// (`NAME=FILE.npy`, e.g. TensorFlow's own output).
+        #[arg(long = "expect", value_name = "NAME=FILE.npy")]
+        expect: Vec<String>,
         /// An input (`NAME=FILE.npy` or `NAME=false`); a feed goes to each model that has the node.
         #[arg(long = "feed", value_name = "NAME=FILE.npy")]
         feeds: Vec<String>,
@@ -260,31 +265,35 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { original, rewritten, feeds, outputs, seed, dim, rtol, atol } => {
+        Command::Verify { original, rewritten, expect, feeds, outputs, seed, dim, rtol, atol } => {
             let a = read_graph(&original, None)?;
-            let b = read_graph(&rewritten, None)?;
-            let names = output_names(&a, &outputs)?;
-            let verdict = compare(&a, &b, &names, &feeds, seed, dim, rtol, atol)?;
-            match verdict.mismatch {
-                None => {
-                    println!(
-                        "{} outputs match (worst relative difference {:.2e}): {}",
-                        verdict.compared.len(),
-                        verdict.worst_relative,
-                        verdict.compared.join(", ")
-                    );
-                    Ok(ExitCode::SUCCESS)
+            let mut lines = Vec::new();
+            let last = match &rewritten {
+                Some(path) => {
+                    let b = read_graph(path, None)?;
+                    let names = output_names(&a, &outputs)?;
+                    let verdict = compare(&a, &b, &names, &feeds, seed, dim, rtol, atol)?;
+                    verdict_line(&verdict, (&original, path), (rtol, atol), &mut lines)?;
+                    Some((b, path))
                 }
-                Some(m) => Err(miette!(
-                    "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
-                    m.output,
-                    m.index,
-                    m.original,
-                    original.display(),
-                    m.rewritten,
-                    rewritten.display()
-                )),
+                None => None,
+            };
+            if !expect.is_empty() {
+                let (graph, path) = last.as_ref().map_or((&a, &original), |(b, p)| (b, *p));
+                let expected = expect
+                    .iter()
+                    .map(|e| graphrw::eval::verify::parse_feed(e).map_err(|e| miette!("{e}")))
+                    .collect::<Result<Vec<_>>>()?;
+                let feeds = parse_feeds(&feeds)?;
+                let verdict =
+                    graphrw::eval::verify::verify_expected(graph, &expected, &feeds, rtol, atol)?;
+                let stored = PathBuf::from("the stored outputs");
+                verdict_line(&verdict, (&stored, path), (rtol, atol), &mut lines)?;
             }
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { files } => {
             let origins: Vec<Origin> = files.iter().map(|f| Origin::from_arg(f)).collect();
@@ -412,6 +421,37 @@ fn compare(
         graphrw::eval::verify::random_feeds(a, &feeds, seed, dim).map_err(|e| miette!("{e}"))?;
     feeds.extend(random);
     Ok(graphrw::eval::verify::verify(a, b, names, &feeds, rtol, atol)?)
+}
+
+/// The line `verify` prints for a verdict, or the error naming the worst
+/// element of the first output that differs.
+fn verdict_line(
+    verdict: &graphrw::eval::verify::Verdict,
+    (a, b): (&std::path::Path, &std::path::Path),
+    (rtol, atol): (f64, f64),
+    lines: &mut Vec<String>,
+) -> Result<()> {
+    match &verdict.mismatch {
+        None => {
+            lines.push(format!(
+                "{} outputs match {} (worst relative difference {:.2e}): {}",
+                verdict.compared.len(),
+                a.display(),
+                verdict.worst_relative,
+                verdict.compared.join(", ")
+            ));
+            Ok(())
+        }
+        Some(m) => Err(miette!(
+            "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
+            m.output,
+            m.index,
+            m.original,
+            a.display(),
+            m.rewritten,
+            b.display()
+        )),
+    }
 }
 
 /// Loads, checks and compiles rules; errors come back rendered, all of them.

@@ -65,6 +65,14 @@ pub enum Problem {
         /// prost's message.
         reason: String,
     },
+    /// A `_class` attribute colocates the node with a node the graph does
+    /// not have (TensorFlow refuses to import such a graph).
+    UnknownColocation {
+        /// The node holding the attribute.
+        node: String,
+        /// The node it names.
+        with: String,
+    },
     /// The nodes form a cycle that is not a TensorFlow loop (through NextIteration).
     Cycle {
         /// The cycle, each node an input of the next, the last an input of the first.
@@ -81,7 +89,8 @@ impl Problem {
             | Problem::MissingInput { node, .. }
             | Problem::NoSuchPort { node, .. }
             | Problem::DataAfterControl { node, .. }
-            | Problem::Undecodable { node, .. } => node,
+            | Problem::Undecodable { node, .. }
+            | Problem::UnknownColocation { node, .. } => node,
             Problem::Cycle { nodes } => nodes.first().map_or("", String::as_str),
         }
     }
@@ -109,6 +118,12 @@ impl fmt::Display for Problem {
             }
             Problem::Undecodable { node, reason } => {
                 write!(f, "node `{node}`: does not decode as a NodeDef: {reason}")
+            }
+            Problem::UnknownColocation { node, with } => {
+                write!(
+                    f,
+                    "node `{node}`: `_class` colocates it with `{with}`, which is not in the graph"
+                )
             }
             Problem::Cycle { nodes } => {
                 write!(f, "node `{}`: cycle {}", self.node(), nodes.join(" -> "))?;
@@ -141,8 +156,16 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
         });
     }
     for id in graph.ids() {
-        if let Err(e) = graph.node_def(id) {
-            problems.push(Problem::Undecodable { node: name(id), reason: e.reason });
+        match graph.node_def(id) {
+            Err(e) => problems.push(Problem::Undecodable { node: name(id), reason: e.reason }),
+            Ok(def) => {
+                for with in colocated_with(&def) {
+                    if graph.id(with).is_none() {
+                        let with = with.to_string();
+                        problems.push(Problem::UnknownColocation { node: name(id), with });
+                    }
+                }
+            }
         }
         let mut seen_control = false;
         for (slot, edge) in graph.inputs(id).iter().enumerate() {
@@ -174,6 +197,15 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
         problems.push(Problem::Cycle { nodes: cycle.into_iter().map(name).collect() });
     }
     problems
+}
+
+/// The nodes a node's `_class` attribute colocates it with (`loc:@name`).
+pub fn colocated_with(def: &crate::proto::NodeDef) -> impl Iterator<Item = &str> {
+    let list = match def.attr.get("_class").and_then(|a| a.value.as_ref()) {
+        Some(crate::proto::attr_value::Value::List(l)) => l.s.as_slice(),
+        _ => &[],
+    };
+    list.iter().filter_map(|s| std::str::from_utf8(s).ok()?.strip_prefix("loc:@"))
 }
 
 /// True for the edges TensorFlow's loops close back through.

@@ -440,3 +440,44 @@ fn verify_catches_a_rewrite_that_changed_the_outputs() {
     assert!(stderr(&out).contains("the rewrite changed output `output:0`"), "{}", stderr(&out));
     assert!(!target.exists(), "nothing is written when verification fails");
 }
+
+/// The job users come for, as they run it: `apply inference` from another
+/// directory, then `verify --expect` against TensorFlow's stored outputs,
+/// for both branches of the data-dependent cond.
+#[test]
+fn apply_inference_then_verify_against_tensorflow_outputs() {
+    let dir = common::fixtures_dir().join("data_cond");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(dir.join("model.pb"), &model).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graphrw"))
+        .args(["apply", "inference", "m.pb"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rewritten = tmp.path().join("m.rewritten.pb");
+    assert_eq!(stdout(&out).trim(), "m.rewritten.pb");
+    let check = |case: &str, expect_case: &str| {
+        graphrw([
+            "verify".to_string(),
+            rewritten.display().to_string(),
+            "--feed".into(),
+            format!("x:0={}", dir.join(case).join("in_x_0.npy").display()),
+            "--expect".into(),
+            format!("output:0={}", dir.join(expect_case).join("out_output_0.npy").display()),
+        ])
+    };
+    for case in ["case0", "case1"] {
+        let out = check(case, case);
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        assert!(stdout(&out).contains("1 outputs match the stored outputs"), "{}", stdout(&out));
+    }
+    // The other case's outputs are not these: verify says where.
+    let out = check("case0", "case1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("output `output:0` differs: element"), "{}", stderr(&out));
+    // Without a second model or --expect there is nothing to compare.
+    let out = graphrw([Path::new("verify"), &rewritten]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -572,3 +572,47 @@ rule vector_input: r = Relu(v) where rank(v) == 1 and dtype(r) == "float32" => A
     let (_, report) = run(&g, text);
     assert_eq!(fired(&report, "wrong_shape"), 0);
 }
+
+/// TensorFlow colocates a cond's Switch with the Merge of another cond
+/// (`_class: "loc:@..."`) and refuses to import a graph that colocates with
+/// a missing node: a removed node's colocation entries go with it.
+#[test]
+fn colocation_with_a_removed_node_is_dropped() {
+    let class = |names: &[&str]| {
+        Value::List(graphrw::proto::attr_value::ListValue {
+            s: names.iter().map(|n| Bytes::from(format!("loc:@{n}"))).collect(),
+            ..Default::default()
+        })
+    };
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("m", "Merge", &["x", "y"], &[("T", float())]),
+        node("a", "Relu", &["m"], &[("T", float()), ("_class", class(&["m"]))]),
+        node("b", "Relu", &["a"], &[("T", float()), ("_class", class(&["m", "x"]))]),
+    ]);
+    let before = graphrw::validate::validate(&g);
+    assert!(before.is_empty(), "{before:?}");
+    let (after, _) = run(&g, "rule m: Merge(a, _) => a");
+    assert!(
+        graphrw::validate::validate(&after).is_empty(),
+        "{:?}",
+        graphrw::validate::validate(&after)
+    );
+    let a = after.node_def(after.id("a").unwrap()).unwrap();
+    assert!(!a.attr.contains_key("_class"), "an emptied _class is removed");
+    let b = after.node_def(after.id("b").unwrap()).unwrap();
+    let kept: Vec<&str> = graphrw::validate::colocated_with(&b).collect();
+    assert_eq!(kept, ["x"]);
+    // validate reports a dangling colocation in a graph it reads.
+    let broken = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("a", "Relu", &["x"], &[("T", float()), ("_class", class(&["gone"]))]),
+    ]);
+    let problems: Vec<String> =
+        graphrw::validate::validate(&broken).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        ["node `a`: `_class` colocates it with `gone`, which is not in the graph"]
+    );
+}

@@ -296,3 +296,370 @@ fn dropout_is_recognised_in_every_form_by_structure() {
         assert_eq!(after.len(), g.len(), "{why} was rewritten");
     }
 }
+
+/// A small graph builder with attributes, for the inference pack's cases.
+mod build {
+    use graphrw::proto::{AttrValue, GraphDef, NodeDef, attr_value::Value};
+
+    #[derive(Default)]
+    pub struct G(pub Vec<NodeDef>);
+
+    pub fn s(text: &'static str) -> Value {
+        Value::S(bytes::Bytes::from_static(text.as_bytes()))
+    }
+
+    pub fn ints(v: &[i64]) -> Value {
+        Value::List(graphrw::proto::attr_value::ListValue { i: v.to_vec(), ..Default::default() })
+    }
+
+    impl G {
+        pub fn konst(&mut self, name: &str, shape: &[usize], data: &[f64]) -> &mut Self {
+            let array = graphrw::tensor::Array { shape: shape.to_vec(), data: data.to_vec() };
+            let t = graphrw::tensor::to_proto(&array, graphrw::proto::DataType::DtFloat).unwrap();
+            self.node(
+                name,
+                "Const",
+                &[],
+                vec![("dtype", Value::Type(1)), ("value", Value::Tensor(t))],
+            )
+        }
+
+        /// A float32 node (`T` set) with more attributes.
+        pub fn op(
+            &mut self,
+            name: &str,
+            op: &str,
+            inputs: &[&str],
+            attrs: Vec<(&str, Value)>,
+        ) -> &mut Self {
+            let mut attrs = attrs;
+            attrs.push(("T", Value::Type(1)));
+            self.node(name, op, inputs, attrs)
+        }
+
+        pub fn node(
+            &mut self,
+            name: &str,
+            op: &str,
+            inputs: &[&str],
+            attrs: Vec<(&str, Value)>,
+        ) -> &mut Self {
+            self.0.push(NodeDef {
+                name: name.into(),
+                op: op.into(),
+                input: inputs.iter().map(|s| s.to_string()).collect(),
+                attr: attrs
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
+                    .collect(),
+                ..Default::default()
+            });
+            self
+        }
+
+        pub fn input(&mut self, name: &str) -> &mut Self {
+            self.node(name, "Placeholder", &[], vec![("dtype", Value::Type(1))])
+        }
+
+        /// gamma, beta, mean, var for `c` channels, under `prefix`.
+        pub fn stats(&mut self, prefix: &str, c: usize) -> &mut Self {
+            let v = |k: f64| (0..c).map(|i| k + 0.25 * i as f64).collect::<Vec<_>>();
+            self.konst(&format!("{prefix}/gamma"), &[c], &v(0.5))
+                .konst(&format!("{prefix}/beta"), &[c], &v(-0.3))
+                .konst(&format!("{prefix}/mean"), &[c], &v(0.1))
+                .konst(&format!("{prefix}/var"), &[c], &v(1.5))
+        }
+
+        pub fn fused_bn(
+            &mut self,
+            name: &str,
+            x: &str,
+            format: &'static str,
+            training: bool,
+        ) -> &mut Self {
+            let stats: Vec<String> =
+                ["gamma", "beta", "mean", "var"].iter().map(|s| format!("{name}/{s}")).collect();
+            let inputs: Vec<&str> =
+                std::iter::once(x).chain(stats.iter().map(String::as_str)).collect();
+            self.op(
+                name,
+                "FusedBatchNormV3",
+                &inputs,
+                vec![
+                    ("U", Value::Type(1)),
+                    ("epsilon", Value::F(0.001)),
+                    ("is_training", Value::B(training)),
+                    ("data_format", s(format)),
+                ],
+            )
+        }
+
+        pub fn graph(&self) -> graphrw::Graph {
+            graphrw::Graph::from_def(&GraphDef { node: self.0.clone(), ..Default::default() })
+        }
+    }
+}
+
+/// The evaluator gives the same `out` for both graphs on a fixed input.
+fn same_values(before: &Graph, after: &Graph, x: Tensor) {
+    let feeds: HashMap<String, Tensor> = [("x".to_string(), x)].into();
+    let verdict =
+        graphrw::eval::verify::verify(before, after, &["out:0".into()], &feeds, 1e-5, 1e-6)
+            .unwrap();
+    assert!(verdict.mismatch.is_none(), "{verdict:?}");
+}
+
+fn ramp(shape: Vec<usize>) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::f32(shape, (0..n).map(|i| ((i * 7) % 11) as f32 * 0.3 - 1.2).collect())
+}
+
+fn ops(g: &Graph) -> Vec<String> {
+    let mut ops: Vec<String> = g.ids().map(|id| g.op(id).to_string()).collect();
+    ops.sort();
+    ops
+}
+
+#[test]
+fn inference_folds_batch_norm_in_every_layout_or_turns_it_into_a_scale() {
+    use build::{G, ints, s};
+    let conv = |g: &mut G, name: &str, x: &str, format: &'static str| {
+        g.op(
+            name,
+            "Conv2D",
+            &[x, &format!("{name}/w")],
+            vec![
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("VALID")),
+                ("data_format", s(format)),
+            ],
+        );
+    };
+    let w: Vec<f64> = (0..12).map(|i| (i as f64 - 5.0) * 0.2).collect();
+
+    // NCHW conv, then a fused batch norm: folded into an NCHW BiasAdd.
+    let mut g = G::default();
+    g.input("x").konst("c/w", &[1, 1, 4, 3], &w);
+    conv(&mut g, "c", "x", "NCHW");
+    g.stats("bn", 3).fused_bn("bn", "c", "NCHW", false).op("out", "Relu", &["bn"], vec![]);
+    let before = g.graph();
+    let after = apply_packs(&before, &["inference"]);
+    assert_eq!(ops(&after), ["BiasAdd", "Const", "Const", "Conv2D", "Placeholder", "Relu"]);
+    same_values(&before, &after, ramp(vec![1, 4, 2, 2]));
+
+    // The same NCHW conv with its weights read through an Identity (frozen
+    // TF1): the batch norm may become a scale first, and is folded all the same.
+    let mut g = G::default();
+    g.input("x").konst("c/w_const", &[1, 1, 4, 3], &w);
+    g.op("c/w", "Identity", &["c/w_const"], vec![]);
+    conv(&mut g, "c", "x", "NCHW");
+    g.stats("bn", 3).fused_bn("bn", "c", "NCHW", false).op("out", "Relu", &["bn"], vec![]);
+    let before = g.graph();
+    let after = apply_packs(&before, &["inference"]);
+    assert_eq!(ops(&after), ["BiasAdd", "Const", "Const", "Conv2D", "Placeholder", "Relu"]);
+    assert_eq!(after.op(after.id("bn").unwrap()), "BiasAdd", "the name is kept");
+    same_values(&before, &after, ramp(vec![1, 4, 2, 2]));
+
+    // Depthwise without bias, weights through an Identity.
+    let mut g = G::default();
+    g.input("x").konst("d/w_const", &[1, 1, 3, 2], &w[..6]);
+    g.op("d/w", "Identity", &["d/w_const"], vec![]);
+    g.op(
+        "d",
+        "DepthwiseConv2dNative",
+        &["x", "d/w"],
+        vec![("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID")), ("data_format", s("NHWC"))],
+    );
+    g.stats("bn", 6).fused_bn("bn", "d", "NHWC", false).op("out", "Relu", &["bn"], vec![]);
+    let before = g.graph();
+    let after = apply_packs(&before, &["inference"]);
+    assert_eq!(
+        ops(&after),
+        ["BiasAdd", "Const", "Const", "DepthwiseConv2dNative", "Placeholder", "Relu"]
+    );
+    same_values(&before, &after, ramp(vec![1, 2, 2, 3]));
+
+    // A batch norm with no conv before it: a multiply and an add, NHWC and NCHW.
+    for format in ["NHWC", "NCHW"] {
+        let mut g = G::default();
+        g.input("x").stats("bn", 3).fused_bn("bn", "x", format, false);
+        g.op("out", "Relu", &["bn"], vec![]);
+        let before = g.graph();
+        let after = apply_packs(&before, &["inference"]);
+        assert_eq!(ops(&after), ["AddV2", "Const", "Const", "Mul", "Placeholder", "Relu"]);
+        let shape = if format == "NCHW" { vec![2, 3, 2, 2] } else { vec![2, 2, 2, 3] };
+        same_values(&before, &after, ramp(shape));
+    }
+
+    // Near-misses: a conv read elsewhere keeps its weights (the batch norm
+    // becomes a scale); a training-mode batch norm is left as it is.
+    let mut g = G::default();
+    g.input("x").konst("c/w", &[1, 1, 4, 3], &w);
+    conv(&mut g, "c", "x", "NHWC");
+    g.stats("bn", 3).fused_bn("bn", "c", "NHWC", false).op("out", "Relu", &["bn"], vec![]);
+    g.op("other", "Relu", &["c"], vec![]);
+    let before = g.graph();
+    let after = apply_packs(&before, &["inference"]);
+    assert_eq!(after.input_str(after.id("c").unwrap(), 1), "c/w", "the shared conv was changed");
+    assert_eq!(after.op(after.id("bn").unwrap()), "AddV2");
+    same_values(&before, &after, ramp(vec![1, 2, 2, 4]));
+    let mut g = G::default();
+    g.input("x").stats("bn", 3).fused_bn("bn", "x", "NHWC", true);
+    g.op("out", "Relu", &["bn"], vec![]);
+    let after = apply_packs(&g.graph(), &["inference"]);
+    assert_eq!(after.op(after.id("bn").unwrap()), "FusedBatchNormV3");
+}
+
+#[test]
+fn the_decomposed_batch_norm_folds_into_a_matmul_without_bias() {
+    use build::G;
+    let mut g = G::default();
+    g.input("x")
+        .konst("w", &[4, 3], &(0..12).map(|i| i as f64 * 0.1 - 0.5).collect::<Vec<_>>())
+        .node("w/read", "Identity", &["w"], vec![("T", graphrw::proto::attr_value::Value::Type(1))])
+        .op(
+            "mm",
+            "MatMul",
+            &["x", "w/read"],
+            vec![
+                ("transpose_a", graphrw::proto::attr_value::Value::B(false)),
+                ("transpose_b", graphrw::proto::attr_value::Value::B(false)),
+            ],
+        )
+        .stats("bn", 3)
+        .konst("bn/eps", &[], &[0.001])
+        // tf.nn.batch_normalization: x * (gamma * rsqrt(var + eps)) + (beta - mean * that)
+        .op("bn/add", "AddV2", &["bn/var", "bn/eps"], vec![])
+        .op("bn/rsqrt", "Rsqrt", &["bn/add"], vec![])
+        .op("bn/mul", "Mul", &["bn/rsqrt", "bn/gamma"], vec![])
+        .op("bn/mul_1", "Mul", &["mm", "bn/mul"], vec![])
+        .op("bn/mul_2", "Mul", &["bn/mean", "bn/mul"], vec![])
+        .op("bn/sub", "Sub", &["bn/beta", "bn/mul_2"], vec![])
+        .op("bn/add_1", "AddV2", &["bn/mul_1", "bn/sub"], vec![])
+        .op("out", "Relu", &["bn/add_1"], vec![]);
+    let before = g.graph();
+    let after = apply_packs(&before, &["inference"]);
+    assert_eq!(ops(&after), ["BiasAdd", "Const", "Const", "MatMul", "Placeholder", "Relu"]);
+    assert_eq!(after.op(after.id("bn/add_1").unwrap()), "BiasAdd");
+    same_values(&before, &after, ramp(vec![2, 4]));
+}
+
+#[test]
+fn fold_leaves_integers_and_non_constants_alone() {
+    use build::G;
+    use graphrw::proto::attr_value::Value;
+    let mut g = G::default();
+    let int = graphrw::tensor::to_proto(
+        &graphrw::tensor::Array { shape: vec![], data: vec![7.0] },
+        graphrw::proto::DataType::DtInt32,
+    )
+    .unwrap();
+    g.node("i", "Const", &[], vec![("dtype", Value::Type(3)), ("value", Value::Tensor(int))])
+        .node("isum", "AddV2", &["i", "i"], vec![("T", Value::Type(3))])
+        .input("x")
+        .konst("k", &[], &[2.0])
+        .op("xk", "Mul", &["x", "k"], vec![])
+        .op("kk", "Mul", &["k", "k"], vec![])
+        .op("out", "AddV2", &["xk", "kk"], vec![]);
+    let after = apply_packs(&g.graph(), &["fold"]);
+    assert_eq!(after.op(after.id("isum").unwrap()), "AddV2", "int32 arithmetic was folded");
+    assert_eq!(after.op(after.id("xk").unwrap()), "Mul", "a product with an input was folded");
+    assert_eq!(after.op(after.id("kk").unwrap()), "Const");
+}
+
+#[test]
+fn cond_folds_either_constant_predicate_and_leaves_a_data_one() {
+    let cond = |pred: &'static str| -> Graph {
+        let p = ("p", if pred == "data" { "Placeholder" } else { "Const" }, &[][..]);
+        tiny(&[
+            ("x", "Placeholder", &[]),
+            p,
+            ("sw", "Switch", &["x", "p"]),
+            ("f", "Neg", &["sw"]),
+            ("t", "Abs", &["sw:1"]),
+            ("m", "Merge", &["f", "t"]),
+            ("out", "Relu", &["m"]),
+        ])
+    };
+    // tiny() makes Consts without values: give the predicate one.
+    let with_value = |g: Graph, v: bool| -> Graph {
+        let mut def = g.to_def().unwrap();
+        let t = graphrw::tensor::to_proto(
+            &graphrw::tensor::Array { shape: vec![], data: vec![f64::from(u8::from(v))] },
+            graphrw::proto::DataType::DtBool,
+        )
+        .unwrap();
+        let p = def.node.iter_mut().find(|n| n.name == "p").unwrap();
+        p.attr.insert(
+            "value".into(),
+            graphrw::proto::AttrValue { value: Some(graphrw::proto::attr_value::Value::Tensor(t)) },
+        );
+        Graph::from_def(&def)
+    };
+    for (value, kept) in [(false, "Neg"), (true, "Abs")] {
+        let after = apply_packs(&with_value(cond("const"), value), &["cond"]);
+        let names: Vec<String> =
+            after.ids().map(|id| format!("{}: {}", after.name(id), after.op(id))).collect();
+        let branch = if value { "t" } else { "f" };
+        assert_eq!(names, ["x: Placeholder", format!("{branch}: {kept}").as_str(), "out: Relu"]);
+        assert_eq!(after.input_str(after.id("out").unwrap(), 0), branch);
+    }
+    let g = cond("data");
+    let after = apply_packs(&g, &["cond"]);
+    assert_eq!(after.len(), g.len(), "a data-dependent cond was touched");
+}
+
+/// The producers a tensor depends on, through data and control inputs.
+fn ancestors(g: &Graph, start: graphrw::NodeId) -> std::collections::HashSet<graphrw::NodeId> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        if seen.insert(id) {
+            stack.extend(g.inputs(id).iter().filter_map(|e| e.src));
+        }
+    }
+    seen
+}
+
+#[test]
+fn inference_on_every_fixture_leaves_no_training_machinery_and_the_same_outputs() {
+    for (dir, meta) in common::fixtures() {
+        let graph = read_graph(&dir.join("model.pb"), None).unwrap();
+        let after = apply_packs(&graph, &["inference"]);
+        let name = &meta.name;
+        for op in ["RandomUniform", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"] {
+            assert!(after.nodes_with_op(op).is_empty(), "{name}: {op} left");
+        }
+        for &id in after.nodes_with_op("Rsqrt") {
+            let input = after.inputs(id)[0].src.unwrap();
+            assert_ne!(after.op(input), "Const", "{name}: Rsqrt of a constant left");
+        }
+        for flag in &meta.training_placeholders {
+            assert!(
+                after.id(flag).is_none_or(|id| after.op(id) == "Const"),
+                "{name}: training placeholder {flag} left"
+            );
+        }
+        // A Switch or Merge left belongs to a cond on data: nothing it
+        // depends on is a training flag or a constant predicate.
+        for &id in after.nodes_with_op("Switch") {
+            let pred = after.inputs(id)[1].src.unwrap();
+            let up = ancestors(&after, pred);
+            assert!(
+                up.iter().all(|&a| !meta.training_placeholders.iter().any(|t| t == after.name(a)))
+            );
+            assert!(
+                up.iter().any(|&a| after.op(a) == "Placeholder"),
+                "{name}: Switch {} on a constant predicate",
+                after.name(id)
+            );
+        }
+        if name == "data_cond" {
+            assert_eq!(after.nodes_with_op("Merge").len(), 1, "the data cond stays");
+        } else if meta.graph.ops.contains_key("Merge") {
+            assert!(after.nodes_with_op("Merge").is_empty(), "{name}: Merge left");
+        }
+        assert!(after.len() < graph.len(), "{name}: {} -> {}", graph.len(), after.len());
+        same_outputs(&dir, &meta, &after);
+    }
+}

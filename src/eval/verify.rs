@@ -1,9 +1,9 @@
 //! `graphrw verify`: run two graphs on the same inputs and compare every
-//! common output.
+//! common output, or run one and compare with stored outputs.
 
 use std::collections::HashMap;
 
-use super::{Data, EvalError, Tensor, run};
+use super::{Data, EvalError, Tensor, Value, run};
 use crate::graph::Graph;
 use crate::proto::{DataType, attr_value};
 
@@ -135,18 +135,47 @@ pub fn verify(
         .filter(|o| rewritten.id(o.split(':').next().unwrap_or(o)).is_some())
         .cloned()
         .collect();
-    let only = |g: &Graph| -> HashMap<String, Tensor> {
-        feeds
-            .iter()
-            .filter(|(k, _)| g.id(k.split(':').next().unwrap_or(k)).is_some())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let a = run(original, &only(original), &compared)?;
-    let b = run(rewritten, &only(rewritten), &compared)?;
+    let a = run(original, &feeds_for(original, feeds), &compared)?;
+    let b = run(rewritten, &feeds_for(rewritten, feeds), &compared)?;
+    Ok(compare(compared, &a, &b, rtol, atol))
+}
+
+/// Runs `graph` and compares its outputs with stored values (TensorFlow's
+/// own outputs, say): `expected` maps output names to their values.
+pub fn verify_expected(
+    graph: &Graph,
+    expected: &[(String, Tensor)],
+    feeds: &HashMap<String, Tensor>,
+    rtol: f64,
+    atol: f64,
+) -> Result<Verdict, EvalError> {
+    let names: Vec<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+    let want: Vec<(String, Value)> =
+        expected.iter().map(|(n, t)| (n.clone(), Some(std::sync::Arc::new(t.clone())))).collect();
+    let got = run(graph, &feeds_for(graph, feeds), &names)?;
+    Ok(compare(names, &want, &got, rtol, atol))
+}
+
+/// The feeds whose node `graph` has.
+fn feeds_for(graph: &Graph, feeds: &HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    feeds
+        .iter()
+        .filter(|(k, _)| graph.id(k.split(':').next().unwrap_or(k)).is_some())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Compares two runs' outputs, element by element, `a` the reference.
+fn compare(
+    compared: Vec<String>,
+    a: &[(String, Value)],
+    b: &[(String, Value)],
+    rtol: f64,
+    atol: f64,
+) -> Verdict {
     let mut worst = 0f64;
     let mut mismatch = None;
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
+    for ((name, x), (_, y)) in a.iter().zip(b) {
         let (Some(x), Some(y)) = (x, y) else {
             if mismatch.is_none() && x.is_some() != y.is_some() {
                 mismatch = Some(Mismatch {
@@ -187,5 +216,5 @@ pub fn verify(
             });
         }
     }
-    Ok(Verdict { compared, worst_relative: worst, mismatch })
+    Verdict { compared, worst_relative: worst, mismatch }
 }

@@ -32,6 +32,7 @@ pub const GUARD_FUNCTIONS: &[(&str, usize)] = &[
     ("dtype", 1),
     ("shape", 1),
     ("rank", 1),
+    ("dim", 2),
     ("port", 1),
 ];
 

@@ -22,7 +22,7 @@ use super::matcher::{Guard, Matcher, Tensor};
 use super::replace::{Builder, Patch, TRef};
 use crate::graph::{Graph, NodeId, NodeSource, Port};
 use crate::input::{InputRef, parse_input};
-use crate::proto::NodeDef;
+use crate::proto::{NodeDef, attr_value};
 
 /// The op of the marker node that dead tensors come from while rewriting.
 pub const DEAD_OP: &str = "_GraphrwDead";
@@ -213,10 +213,56 @@ pub fn apply(
         let nodes = current.ids().filter(|&id| id != marker).map(NodeSource::Existing);
         current = current.rebuilt(nodes).expect("existing nodes are not read again");
     }
+    current = drop_dangling_colocation(current);
     report.nodes_after = current.len();
     report.ops_after = histogram(&current);
     report.seconds = start.elapsed().as_secs_f64();
     Ok((current, report))
+}
+
+/// Colocation entries (`_class: "loc:@name"`) naming a node the rewrite
+/// removed are dropped (and `_class` with them when none is left):
+/// TensorFlow refuses to import a graph that colocates with a missing node.
+/// Only nodes whose bytes hold `loc:@` are decoded.
+fn drop_dangling_colocation(graph: Graph) -> Graph {
+    let finder = memchr::memmem::Finder::new(b"loc:@");
+    let mut changed = Vec::new();
+    for id in graph.ids() {
+        if finder.find(&graph.node_bytes(id)).is_none() {
+            continue;
+        }
+        let Ok(mut def) = graph.node_def(id) else { continue };
+        let dangling = crate::validate::colocated_with(&def).any(|w| graph.id(w).is_none());
+        if !dangling {
+            continue;
+        }
+        if let Some(attr_value::Value::List(list)) =
+            def.attr.get_mut("_class").and_then(|a| a.value.as_mut())
+        {
+            list.s.retain(|s| {
+                std::str::from_utf8(s)
+                    .ok()
+                    .and_then(|s| s.strip_prefix("loc:@"))
+                    .is_none_or(|w| graph.id(w).is_some())
+            });
+            if list.s.is_empty() {
+                def.attr.remove("_class");
+            }
+        }
+        changed.push((id, Bytes::from(def.encode_to_vec())));
+    }
+    if changed.is_empty() {
+        return graph;
+    }
+    let mut changed = changed.into_iter().peekable();
+    let nodes: Vec<NodeSource> = graph
+        .ids()
+        .map(|id| match changed.next_if(|(c, _)| *c == id) {
+            Some((_, bytes)) => NodeSource::Encoded(bytes),
+            None => NodeSource::Existing(id),
+        })
+        .collect();
+    graph.rebuilt(nodes).expect("re-encoded nodes are well formed")
 }
 
 fn histogram(graph: &Graph) -> BTreeMap<String, usize> {

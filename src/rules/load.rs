@@ -12,7 +12,10 @@ use super::syntax::parse;
 /// The built-in packs: name and text, embedded in the binary.
 pub const PACKS: &[(&str, &str)] = &[
     ("bn", include_str!("../../rules/bn.rules")),
+    ("cond", include_str!("../../rules/cond.rules")),
     ("dropout", include_str!("../../rules/dropout.rules")),
+    ("fold", include_str!("../../rules/fold.rules")),
+    ("inference", include_str!("../../rules/inference.rules")),
     ("lock-training", include_str!("../../rules/lock-training.rules")),
     ("merge", include_str!("../../rules/merge.rules")),
     ("switch", include_str!("../../rules/switch.rules")),

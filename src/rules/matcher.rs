@@ -398,6 +398,22 @@ impl Guard<'_> {
                         }
                         found
                     }
+                    "dim" => {
+                        let index = match args.get(1).map(|a| self.value(a)).transpose()? {
+                            Some(GValue::Num(i)) if i.fract() == 0.0 => i as i64,
+                            _ => return Err("`dim` takes a tensor and a whole number".into()),
+                        };
+                        match static_shape(graph, t) {
+                            Some(dims) => {
+                                let i = if index < 0 { index + dims.len() as i64 } else { index };
+                                match usize::try_from(i).ok().and_then(|i| dims.get(i)) {
+                                    Some(d) => GValue::Num(*d as f64),
+                                    None => GValue::Missing,
+                                }
+                            }
+                            None => GValue::Missing,
+                        }
+                    }
                     "shape" | "rank" => match static_shape(graph, t) {
                         Some(dims) if func.name == "rank" => GValue::Num(dims.len() as f64),
                         Some(dims) => {
