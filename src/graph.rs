@@ -266,6 +266,7 @@ impl Graph {
         let mut graph = Graph::empty(self.tail.clone());
         graph.bufs = self.bufs.clone();
         let mut fresh = Vec::new();
+        let mut large: Vec<Bytes> = Vec::new();
         let mut pending = Vec::new();
         let mut origin = Vec::new();
         for (position, source) in nodes.into_iter().enumerate() {
@@ -283,9 +284,17 @@ impl Graph {
                     graph.nodes.push(NodeRec { first_input, ..rec });
                 }
                 NodeSource::Encoded(bytes) => {
-                    let start = fresh.len();
-                    fresh.extend_from_slice(&bytes);
-                    pending.push((graph.nodes.len(), start..fresh.len(), position));
+                    // Small nodes are gathered in one new buffer; a large one
+                    // (a computed weight) becomes a buffer of its own, uncopied.
+                    let (buf, range) = if bytes.len() >= 1 << 16 {
+                        large.push(bytes);
+                        (Some(large.len() - 1), 0..0)
+                    } else {
+                        let start = fresh.len();
+                        fresh.extend_from_slice(&bytes);
+                        (None, start..fresh.len())
+                    };
+                    pending.push((graph.nodes.len(), buf, range, position));
                     // A stand-in, replaced once the new buffer exists.
                     graph.nodes.push(NodeRec {
                         buf: 0,
@@ -301,10 +310,19 @@ impl Graph {
         if !pending.is_empty() {
             let buf = graph.bufs.len() as u32;
             graph.bufs.push(Bytes::from(fresh));
+            let first_large = graph.bufs.len() as u32;
+            graph.bufs.extend(large);
             let mut scanned = Graph::empty(Vec::new());
             scanned.bufs = graph.bufs.clone();
-            for (slot, range, position) in pending {
-                scanned.push_scanned(buf, range, position)?;
+            for (slot, own, range, position) in pending {
+                match own {
+                    Some(i) => {
+                        let b = first_large + i as u32;
+                        let len = scanned.bufs[b as usize].len();
+                        scanned.push_scanned(b, 0..len, position)?;
+                    }
+                    None => scanned.push_scanned(buf, range, position)?,
+                }
                 let rec = *scanned.nodes.last().expect("just pushed");
                 let first_input = graph.input_spans.len() as u32;
                 let spans = &scanned.input_spans[rec.first_input as usize..][..rec.inputs as usize];

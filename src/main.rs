@@ -494,8 +494,15 @@ fn text_report(report: &Report) -> String {
         out.push_str(&format!("{rule:<36} {count:>5}\n"));
     }
     out.push_str(&format!(
-        "nodes: {} -> {} in {} rounds, {:.3} s\nop                               before  after\n",
-        report.nodes_before, report.nodes_after, report.rounds, report.seconds
+        "nodes: {} -> {} in {} rounds, {:.3} s (matching {:.3}, applying {:.3}, pruning {:.3}, checking {:.3})\nop                               before  after\n",
+        report.nodes_before,
+        report.nodes_after,
+        report.rounds,
+        report.seconds,
+        report.phases.find,
+        report.phases.apply,
+        report.phases.settle,
+        report.phases.check
     ));
     let ops: std::collections::BTreeSet<&String> =
         report.ops_before.keys().chain(report.ops_after.keys()).collect();

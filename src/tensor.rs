@@ -27,6 +27,46 @@ impl Array {
         Array { shape: self.shape.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
     }
 
+    /// `zip` that reuses `self`'s buffer when it already has the result's
+    /// shape (no allocation for `big * small`).
+    pub fn zip_owned(
+        mut self,
+        other: &Array,
+        f: impl Fn(f64, f64) -> f64,
+    ) -> Result<Array, String> {
+        let fits = self.shape.len() >= other.shape.len()
+            && other
+                .shape
+                .iter()
+                .rev()
+                .zip(self.shape.iter().rev())
+                .all(|(o, s)| o == s || *o == 1);
+        if !fits || self.data.len() == other.data.len() || other.data.len() == 1 {
+            if fits && other.data.len() == 1 {
+                let y = other.data[0];
+                self.data.iter_mut().for_each(|x| *x = f(*x, y));
+                return Ok(self);
+            }
+            if fits && self.shape == other.shape {
+                self.data.iter_mut().zip(&other.data).for_each(|(x, &y)| *x = f(*x, y));
+                return Ok(self);
+            }
+            return self.zip(other, f);
+        }
+        // `other` broadcasts over `self`: its values repeat with a period of
+        // its size once leading 1s are dropped, when its trailing dims equal
+        // self's; otherwise fall back to the general loop.
+        let tail = other.shape.iter().skip_while(|&&d| d == 1).copied().collect::<Vec<_>>();
+        if !tail.is_empty() && self.shape.ends_with(&tail) && !other.data.is_empty() {
+            let period = other.data.len();
+            for chunk in self.data.chunks_mut(period) {
+                chunk.iter_mut().zip(&other.data).for_each(|(x, &y)| *x = f(*x, y));
+            }
+            return Ok(self);
+        }
+        self.zip(other, f)
+    }
+
     /// Elementwise `f(a, b)` with numpy broadcasting.
     pub fn zip(&self, other: &Array, f: impl Fn(f64, f64) -> f64) -> Result<Array, String> {
         let rank = self.shape.len().max(other.shape.len());
@@ -51,6 +91,22 @@ impl Array {
             });
         }
         let count: usize = shape.iter().product();
+        if count == 0 {
+            return Ok(Array { shape, data: Vec::new() });
+        }
+        // Fast paths: equal shapes, or one side a single value.
+        if self.data.len() == count && other.data.len() == count {
+            let data = self.data.iter().zip(&other.data).map(|(&x, &y)| f(x, y)).collect();
+            return Ok(Array { shape, data });
+        }
+        if other.data.len() == 1 && self.data.len() == count {
+            let y = other.data[0];
+            return Ok(Array { shape, data: self.data.iter().map(|&x| f(x, y)).collect() });
+        }
+        if self.data.len() == 1 && other.data.len() == count {
+            let x = self.data[0];
+            return Ok(Array { shape, data: other.data.iter().map(|&y| f(x, y)).collect() });
+        }
         let strides = |dims: &[usize]| {
             let mut strides = vec![0; rank];
             let mut acc = 1;
@@ -61,17 +117,27 @@ impl Array {
             strides
         };
         let (sa, sb) = (strides(&a), strides(&b));
+        // The last dimension is a run with fixed steps; the outer index
+        // moves the two bases.
+        let inner = shape[rank - 1];
+        let (step_a, step_b) = (sa[rank - 1], sb[rank - 1]);
         let mut data = Vec::with_capacity(count);
-        let mut index = vec![0usize; rank];
-        for _ in 0..count {
-            let ia: usize = index.iter().zip(&sa).map(|(i, s)| i * s).sum();
-            let ib: usize = index.iter().zip(&sb).map(|(i, s)| i * s).sum();
-            data.push(f(self.data[ia], other.data[ib]));
-            for d in (0..rank).rev() {
+        let mut index = vec![0usize; rank - 1];
+        let (mut base_a, mut base_b) = (0usize, 0usize);
+        for _ in 0..count / inner {
+            data.extend(
+                (0..inner)
+                    .map(|k| f(self.data[base_a + k * step_a], other.data[base_b + k * step_b])),
+            );
+            for d in (0..rank - 1).rev() {
                 index[d] += 1;
+                base_a += sa[d];
+                base_b += sb[d];
                 if index[d] < shape[d] {
                     break;
                 }
+                base_a -= sa[d] * shape[d];
+                base_b -= sb[d] * shape[d];
                 index[d] = 0;
             }
         }
@@ -127,21 +193,23 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
                 count * size
             ));
         }
-        c.chunks_exact(size)
-            .map(|b| match dtype {
-                DataType::DtFloat => Ok(f64::from(f32::from_le_bytes(b.try_into().unwrap()))),
-                DataType::DtDouble => Ok(f64::from_le_bytes(b.try_into().unwrap())),
-                DataType::DtHalf => Ok(f16_to_f64(u16::from_le_bytes([b[0], b[1]]))),
-                DataType::DtBfloat16 => {
-                    Ok(f64::from(f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)))
-                }
-                DataType::DtInt32 => Ok(f64::from(i32::from_le_bytes(b.try_into().unwrap()))),
-                DataType::DtInt64 => Ok(i64::from_le_bytes(b.try_into().unwrap()) as f64),
-                DataType::DtBool | DataType::DtUint8 => Ok(f64::from(b[0])),
-                DataType::DtInt8 => Ok(f64::from(b[0] as i8)),
-                other => Err(format!("{} constants are not supported", other.short_name())),
-            })
-            .collect::<Result<_, _>>()?
+        // One loop per type, so each is a tight conversion loop.
+        fn each<const N: usize>(c: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+            c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))).collect()
+        }
+        match dtype {
+            DataType::DtFloat => each(c, |b| f64::from(f32::from_le_bytes(b))),
+            DataType::DtDouble => each(c, f64::from_le_bytes),
+            DataType::DtHalf => each(c, |b| f16_to_f64(u16::from_le_bytes(b))),
+            DataType::DtBfloat16 => each(c, |b: [u8; 2]| {
+                f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16))
+            }),
+            DataType::DtInt32 => each(c, |b| f64::from(i32::from_le_bytes(b))),
+            DataType::DtInt64 => each(c, |b| i64::from_le_bytes(b) as f64),
+            DataType::DtBool | DataType::DtUint8 => each(c, |b: [u8; 1]| f64::from(b[0])),
+            DataType::DtInt8 => each(c, |b: [u8; 1]| f64::from(b[0] as i8)),
+            other => return Err(format!("{} constants are not supported", other.short_name())),
+        }
     } else {
         let values: Vec<f64> = match dtype {
             DataType::DtFloat => t.float_val.iter().map(|&v| f64::from(v)).collect(),
@@ -180,21 +248,26 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
 
 /// A TensorProto holding `array` in `dtype`, as `tensor_content`.
 pub fn to_proto(array: &Array, dtype: DataType) -> Result<TensorProto, String> {
-    let mut content = Vec::with_capacity(array.data.len() * dtype.byte_size().unwrap_or(4));
-    for &v in &array.data {
-        match dtype {
-            DataType::DtFloat => content.extend_from_slice(&(v as f32).to_le_bytes()),
-            DataType::DtDouble => content.extend_from_slice(&v.to_le_bytes()),
-            DataType::DtHalf => content.extend_from_slice(&f64_to_f16(v).to_le_bytes()),
-            DataType::DtBfloat16 => content.extend_from_slice(&f32_to_bf16(v as f32).to_le_bytes()),
-            DataType::DtInt32 => content.extend_from_slice(&(v as i32).to_le_bytes()),
-            DataType::DtInt64 => content.extend_from_slice(&(v as i64).to_le_bytes()),
-            DataType::DtBool => content.push(u8::from(v != 0.0)),
-            other => {
-                return Err(format!("cannot store a computed constant as {}", other.short_name()));
-            }
+    fn each<const N: usize>(data: &[f64], f: impl Fn(f64) -> [u8; N]) -> Vec<u8> {
+        let mut out = vec![0u8; data.len() * N];
+        for (dst, &v) in out.chunks_exact_mut(N).zip(data) {
+            dst.copy_from_slice(&f(v));
         }
+        out
     }
+    let data = &array.data;
+    let content = match dtype {
+        DataType::DtFloat => each(data, |v| (v as f32).to_le_bytes()),
+        DataType::DtDouble => each(data, f64::to_le_bytes),
+        DataType::DtHalf => each(data, |v| f64_to_f16(v).to_le_bytes()),
+        DataType::DtBfloat16 => each(data, |v| f32_to_bf16(v as f32).to_le_bytes()),
+        DataType::DtInt32 => each(data, |v| (v as i32).to_le_bytes()),
+        DataType::DtInt64 => each(data, |v| (v as i64).to_le_bytes()),
+        DataType::DtBool => each(data, |v| [u8::from(v != 0.0)]),
+        other => {
+            return Err(format!("cannot store a computed constant as {}", other.short_name()));
+        }
+    };
     Ok(TensorProto {
         dtype: dtype as i32,
         tensor_shape: Some(TensorShapeProto {

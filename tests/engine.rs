@@ -616,3 +616,30 @@ fn colocation_with_a_removed_node_is_dropped() {
         ["node `a`: `_class` colocates it with `gone`, which is not in the graph"]
     );
 }
+
+/// A control edge that would move onto a Const with no inputs is dropped:
+/// the Const is always ready, so it orders nothing, and keeping it would
+/// keep the Const alive (frozen TF2 graphs tie every weight to the output
+/// through a NoOp).
+#[test]
+fn control_edges_onto_a_source_const_are_dropped() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        constant("w", vec![], &[2.0], DataType::DtFloat),
+        node("read", "Identity", &["w"], &[("T", float())]),
+        node("deps", "NoOp", &["^read", "^x"], &[]),
+        node("mul", "Mul", &["x", "read"], &[("T", float())]),
+        node("out", "Identity", &["mul", "^deps"], &[("T", float())]),
+    ]);
+    let (after, _) = run(&g, "rule identity_of_const: Identity(c: Const) => c");
+    assert_eq!(
+        shape_of(&after),
+        [
+            "x: Placeholder()",
+            "w: Const()",
+            "deps: NoOp(^x)",
+            "mul: Mul(x, w)",
+            "out: Identity(mul, ^deps)"
+        ]
+    );
+}

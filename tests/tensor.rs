@@ -112,3 +112,29 @@ fn broadcasting_and_reshape() {
     assert_eq!(sum.reshape(&[3, -1]).unwrap().shape, vec![3, 2]);
     assert!(sum.reshape(&[4, -1]).is_err());
 }
+
+/// `zip_owned` (in place when `self` has the result's shape) gives what
+/// the general broadcasting loop gives, for every kind of operand.
+#[test]
+fn in_place_broadcasting_equals_the_general_loop() {
+    let array = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        Array { shape: shape.to_vec(), data: (0..n).map(|i| i as f64 * 0.5 - 3.0).collect() }
+    };
+    let pairs: &[(&[usize], &[usize])] = &[
+        (&[2, 3, 4], &[4]),
+        (&[2, 3, 4], &[3, 1]),
+        (&[2, 3, 4], &[1, 3, 4]),
+        (&[2, 3, 4], &[2, 3, 4]),
+        (&[2, 3, 4], &[]),
+        (&[2, 3, 4], &[1]),
+        (&[3, 4], &[2, 3, 4]), // the result is larger than self: not in place
+        (&[1, 4], &[3, 1]),
+        (&[2, 6], &[3, 4]), // does not broadcast
+    ];
+    for (a, b) in pairs {
+        let general = array(a).zip(&array(b), |x, y| x * 10.0 - y);
+        let owned = array(a).zip_owned(&array(b), |x, y| x * 10.0 - y);
+        assert_eq!(general, owned, "{a:?} with {b:?}");
+    }
+}

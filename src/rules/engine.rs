@@ -63,6 +63,22 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Seconds spent rewriting (not reading or writing).
     pub seconds: f64,
+    /// Where those seconds went: matching (incl. computing constants),
+    /// applying patches, dead propagation and pruning, validity checks.
+    pub phases: Phases,
+}
+
+/// Seconds per phase of rewriting, summed over rounds.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Phases {
+    /// Finding matches and building their patches (constants computed here).
+    pub find: f64,
+    /// Writing the patches into a new graph.
+    pub apply: f64,
+    /// Dead-tensor propagation and pruning.
+    pub settle: f64,
+    /// Validity checks after each round.
+    pub check: f64,
 }
 
 /// Why a rule set could not be applied.
@@ -149,7 +165,9 @@ pub fn apply(
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
     loop {
+        let t = Instant::now();
         let patches = find_patches(&current, rules, &protected, &mut report);
+        report.phases.find += t.elapsed().as_secs_f64();
         if patches.is_empty() {
             break;
         }
@@ -173,9 +191,15 @@ pub fn apply(
             .map(|&r| format!("`{}`", rules.rules[r].rule.name.name))
             .collect::<Vec<_>>()
             .join(", ");
+        let t = Instant::now();
         let patched = apply_patches(&current, patches);
+        report.phases.apply += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         current = settle(patched, &outputs, &protected, options.prune, &rule_names)?;
+        report.phases.settle += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let after = problem_count(&current);
+        report.phases.check += t.elapsed().as_secs_f64();
         if after.0 > baseline.0 || after.1 > baseline.1 || (after.2 && !baseline.2) {
             let problem = crate::validate::validate(&current)
                 .into_iter()
@@ -404,19 +428,56 @@ impl Resolver<'_> {
         }
     }
 
-    /// The control input replacing `^node`.
-    fn control(&self, node: NodeId) -> String {
-        match self.patch_of(node) {
-            Some(p) if self.patches[p].takes_name.is_none() => {
-                let target = match self.patches[p].ports.first() {
-                    Some(Some(r)) => self.tref(*r, p, 0),
-                    _ => self.dead_name.clone(),
-                };
-                let producer = parse_input(&target).map(|i| i.node().to_string()).unwrap_or(target);
-                format!("^{producer}")
+    /// The control input replacing `^node`: moved to the producer of what
+    /// replaced `node`, or dropped when that is a Const with no inputs (it is
+    /// always ready, so an edge to it orders nothing; frozen TF2 graphs tie
+    /// every weight to the output this way, which would keep the folded
+    /// weights' originals alive).
+    fn control(&self, node: NodeId) -> Option<String> {
+        let Some(p) = self.patch_of(node).filter(|&p| self.patches[p].takes_name.is_none()) else {
+            return Some(format!("^{}", self.graph.name(node)));
+        };
+        let mut target = self.patches[p].ports.first().copied().flatten();
+        let mut patch = p;
+        for _ in 0..64 {
+            match target {
+                Some(TRef::Old(t)) => match self.patch_of(t.node) {
+                    Some(q)
+                        if self.patches[q]
+                            .ports
+                            .get(t.port as usize)
+                            .is_some_and(Option::is_some) =>
+                    {
+                        target = self.patches[q].ports[t.port as usize];
+                        patch = q;
+                    }
+                    _ => break,
+                },
+                _ => break,
             }
-            _ => format!("^{}", self.graph.name(node)),
         }
+        let source_const = match target {
+            Some(TRef::Old(t)) => {
+                self.graph.op(t.node) == "Const" && self.graph.inputs(t.node).is_empty()
+            }
+            Some(TRef::New(i, _)) => {
+                let new = &self.patches[patch].nodes[i];
+                new.def.op == "Const"
+                    && new.data.is_empty()
+                    && new.control.is_empty()
+                    && new.control_names.is_empty()
+            }
+            _ => false,
+        };
+        if source_const {
+            return None;
+        }
+        let target = match target {
+            Some(r) => self.tref(r, patch, 0),
+            None => self.dead_name.clone(),
+        };
+        let producer = parse_input(&target).map(|i| i.node().to_string()).unwrap_or(target);
+        Some(format!("^{producer}"))
     }
 }
 
@@ -448,10 +509,11 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
                 let mut def = node.def.clone();
                 def.input = node.data.iter().map(|r| resolver.tref(*r, p, 0)).collect();
                 let mut controls: Vec<String> =
-                    node.control.iter().map(|&c| resolver.control(c)).collect();
+                    node.control.iter().filter_map(|&c| resolver.control(c)).collect();
                 for name in &node.control_names {
                     let old = graph.id(&name[1..]);
-                    controls.push(old.map_or_else(|| name.clone(), |c| resolver.control(c)));
+                    controls
+                        .extend(old.map_or_else(|| Some(name.clone()), |c| resolver.control(c)));
                 }
                 finish_inputs(&mut def, controls);
                 uses_dead |=
@@ -475,7 +537,7 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
                 (Some(src), Port::Data(port)) => {
                     data.push(resolver.tensor(Tensor { node: src, port }, 0))
                 }
-                (Some(src), Port::Control) => controls.push(resolver.control(src)),
+                (Some(src), Port::Control) => controls.extend(resolver.control(src)),
                 (None, _) if text.starts_with('^') => controls.push(text.to_string()),
                 (None, _) => data.push(text.to_string()),
             }

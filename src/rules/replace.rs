@@ -304,6 +304,31 @@ impl Builder<'_> {
                 }
             }
             TExprKind::Neg(inner) => self.texpr(inner, dtype)?.map(|v| -v),
+            TExprKind::Bin(_, BinOp::Mul, _) => {
+                // A product of several factors is multiplied smallest first,
+                // so `w * gamma * rsqrt(var + eps)` makes one pass over the
+                // weights instead of two (the result's shape is the same in
+                // any order; only the last bits of an f64 may differ).
+                let mut factors = Vec::new();
+                product_factors(expr, &mut factors);
+                let mut values = factors
+                    .into_iter()
+                    .map(|f| self.texpr(f, dtype))
+                    .collect::<Result<Vec<Array>, String>>()?;
+                values.sort_by_key(|v| v.data.len());
+                let mut values = values.into_iter().rev();
+                let largest = values.next().ok_or("an empty product")?;
+                let small = values.rev().try_fold(None::<Array>, |acc, v| {
+                    Ok::<_, String>(Some(match acc {
+                        None => v,
+                        Some(acc) => acc.zip(&v, |x, y| x * y)?,
+                    }))
+                })?;
+                match small {
+                    None => largest,
+                    Some(small) => largest.zip_owned(&small, |x, y| x * y)?,
+                }
+            }
             TExprKind::Bin(a, op, b) => {
                 let (a, b) = (self.texpr(a, dtype)?, self.texpr(b, dtype)?);
                 match op {
@@ -385,6 +410,17 @@ impl Builder<'_> {
             }
         }
         Err("too many Identity nodes before the constant".into())
+    }
+}
+
+/// The factors of a chain of `*`, in order.
+fn product_factors<'e>(expr: &'e TExpr, out: &mut Vec<&'e TExpr>) {
+    match &expr.kind {
+        TExprKind::Bin(a, BinOp::Mul, b) => {
+            product_factors(a, out);
+            product_factors(b, out);
+        }
+        _ => out.push(expr),
     }
 }
 
