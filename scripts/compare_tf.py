@@ -9,8 +9,9 @@ scripts/make_resnet50.py), it runs
   ofi+grappler   that, then Grappler's default meta-optimizer (tf_optimizer.OptimizeGraph,
                  constant folding, arithmetic, dependency, remapping...), outputs as fetches
 and reports for each result: nodes, what training machinery is left
-(Switch/Merge, RandomUniform, FusedBatchNorm*, Rsqrt of constants, training
-placeholders still placeholders), whether TensorFlow running it fed with the
+(Switch/Merge, RandomUniform, FusedBatchNorm* including Grappler's
+_FusedBatchNormEx, Rsqrt of constants, training placeholders still
+placeholders; and ops only TensorFlow runs, named `_...`), whether TensorFlow running it fed with the
 inputs alone gives the stored inference outputs, and time. TensorFlow's times
 are in-process after `import tensorflow` (file read, parse, optimize,
 serialize, write), which leaves out its ~3 s of start-up; graphrw's is the
@@ -37,7 +38,7 @@ from tensorflow.python.grappler import tf_optimizer  # noqa: E402
 from tensorflow.python.tools import optimize_for_inference_lib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BN = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+BN = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "_FusedBatchNormEx")
 
 
 def load(path):
@@ -96,7 +97,8 @@ def leftovers(graph_def, training):
     for label, count in (("Switch", ops.count("Switch")), ("Merge", ops.count("Merge")),
                          ("RandomUniform", ops.count("RandomUniform")),
                          ("FusedBatchNorm*", sum(ops.count(b) for b in BN)),
-                         ("Rsqrt of const", rsqrt_of_const), ("training flag", flags)):
+                         ("Rsqrt of const", rsqrt_of_const), ("training flag", flags),
+                         ("TensorFlow-internal op (_...)", sum(1 for o in ops if o.startswith("_")))):
         if count:
             parts.append(f"{count} {label}")
     return ", ".join(parts) or "nothing"

@@ -225,12 +225,18 @@ fn run(command: Command) -> Result<ExitCode> {
                 let names = output_names(&graph, &options.outputs)?;
                 let verdict = compare(&graph, &rewritten, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
                 if let Some(m) = verdict.mismatch {
+                    let what = match &m.reason {
+                        Some(r) => r
+                            .replace("the first", "the original")
+                            .replace("the second", "the rewrite"),
+                        None => format!(
+                            "element {}: {} before, {} after",
+                            m.index, m.original, m.rewritten
+                        ),
+                    };
                     return Err(miette!(
-                        "the rewrite changed output `{}` (element {}: {} before, {} after); nothing written",
-                        m.output,
-                        m.index,
-                        m.original,
-                        m.rewritten
+                        "the rewrite changed output `{}` ({what}); nothing written",
+                        m.output
                     ));
                 }
                 eprintln!(
@@ -442,15 +448,24 @@ fn verdict_line(
             ));
             Ok(())
         }
-        Some(m) => Err(miette!(
-            "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
-            m.output,
-            m.index,
-            m.original,
-            a.display(),
-            m.rewritten,
-            b.display()
-        )),
+        Some(m) => match &m.reason {
+            Some(reason) => Err(miette!(
+                "output `{}` differs: {}",
+                m.output,
+                reason
+                    .replace("the first", &a.display().to_string())
+                    .replace("the second", &b.display().to_string())
+            )),
+            None => Err(miette!(
+                "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
+                m.output,
+                m.index,
+                m.original,
+                a.display(),
+                m.rewritten,
+                b.display()
+            )),
+        },
     }
 }
 

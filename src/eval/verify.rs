@@ -106,6 +106,9 @@ pub struct Mismatch {
     pub original: f64,
     /// The rewritten graph's value.
     pub rewritten: f64,
+    /// Set when the outputs cannot be compared element by element: one is
+    /// dead, or the shapes differ.
+    pub reason: Option<String>,
 }
 
 /// What verifying found.
@@ -178,11 +181,16 @@ fn compare(
     for ((name, x), (_, y)) in a.iter().zip(b) {
         let (Some(x), Some(y)) = (x, y) else {
             if mismatch.is_none() && x.is_some() != y.is_some() {
+                let (dead, live) =
+                    if x.is_none() { ("first", "second") } else { ("second", "first") };
                 mismatch = Some(Mismatch {
                     output: name.clone(),
                     index: 0,
                     original: f64::NAN,
                     rewritten: f64::NAN,
+                    reason: Some(format!(
+                        "it is dead (from a branch that did not run) in the {dead} and live in the {live}"
+                    )),
                 });
             }
             continue;
@@ -190,10 +198,14 @@ fn compare(
         let (xv, yv) = (x.to_f64(), y.to_f64());
         if x.shape != y.shape {
             mismatch.get_or_insert(Mismatch {
-                output: format!("{name} (shapes {:?} vs {:?})", x.shape, y.shape),
+                output: name.clone(),
                 index: 0,
                 original: f64::NAN,
                 rewritten: f64::NAN,
+                reason: Some(format!(
+                    "its shape is {:?} in the first and {:?} in the second",
+                    x.shape, y.shape
+                )),
             });
             continue;
         }
@@ -213,6 +225,7 @@ fn compare(
                 index,
                 original: xv[index],
                 rewritten: yv[index],
+                reason: None,
             });
         }
     }
