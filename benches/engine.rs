@@ -54,6 +54,15 @@ fn main() {
             r.rounds,
             best * 1e3
         );
+        let p = &r.phases;
+        println!(
+            "          last run: matching {:.1} ms, applying {:.1}, dead + pruning {:.1}, checking {:.1}, other {:.1}",
+            p.find * 1e3,
+            p.apply * 1e3,
+            p.settle * 1e3,
+            p.check * 1e3,
+            (r.seconds - p.find - p.apply - p.settle - p.check) * 1e3
+        );
         previous = Some((graph.len(), best));
     }
 }

@@ -663,3 +663,54 @@ fn inference_on_every_fixture_leaves_no_training_machinery_and_the_same_outputs(
         same_outputs(&dir, &meta, &after);
     }
 }
+
+#[test]
+fn bn_folds_through_a_bias_written_as_an_add() {
+    use build::{G, ints, s};
+    let w: Vec<f64> = (0..12).map(|i| (i as f64 - 5.0) * 0.2).collect();
+    for (bias_op, format, folds) in
+        [("AddV2", "NHWC", true), ("BiasAdd", "NCHW", true), ("AddV2", "NCHW", false)]
+    {
+        let mut g = G::default();
+        g.input("x").konst("c/w", &[1, 1, 4, 3], &w);
+        g.op(
+            "c",
+            "Conv2D",
+            &["x", "c/w"],
+            vec![
+                ("strides", ints(&[1, 1, 1, 1])),
+                ("padding", s("VALID")),
+                ("data_format", s(format)),
+            ],
+        );
+        g.konst("c/b", &[3], &[0.5, -0.25, 1.0]);
+        let attrs = if bias_op == "BiasAdd" { vec![("data_format", s(format))] } else { vec![] };
+        g.op("c/bias", bias_op, &["c", "c/b"], attrs);
+        g.stats("bn", 3).fused_bn("bn", "c/bias", format, false).op("out", "Relu", &["bn"], vec![]);
+        let before = g.graph();
+        let after = apply_packs(&before, &["bn"]);
+        let folded = after.nodes_with_op("FusedBatchNormV3").is_empty();
+        assert_eq!(folded, folds, "{bias_op} {format}");
+        if folds {
+            assert_eq!(after.op(after.id("bn").unwrap()), "BiasAdd");
+            let shape = if format == "NCHW" { vec![1, 4, 2, 3] } else { vec![1, 2, 3, 4] };
+            same_values(&before, &after, ramp(shape));
+        }
+    }
+}
+
+#[test]
+fn lock_training_locks_bool_flags_by_name_only() {
+    use build::G;
+    use graphrw::proto::attr_value::Value;
+    let mut g = G::default();
+    g.node("training", "Placeholder", &[], vec![("dtype", Value::Type(10))])
+        .node("is_training", "Placeholder", &[], vec![("dtype", Value::Type(1))]) // a float
+        .node("mode", "Placeholder", &[], vec![("dtype", Value::Type(10))]) // another name
+        .node("out", "NoOp", &["^training", "^is_training", "^mode"], vec![]);
+    let after = apply_packs(&g.graph(), &["lock-training"]);
+    let op = |n: &str| after.op(after.id(n).unwrap()).to_string();
+    assert_eq!(op("training"), "Const");
+    assert_eq!(op("is_training"), "Placeholder", "a float placeholder was locked");
+    assert_eq!(op("mode"), "Placeholder", "a flag under another name was locked");
+}
