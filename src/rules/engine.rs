@@ -159,7 +159,7 @@ pub fn apply(
             .collect::<Result<_, _>>()?
     };
     let protected: HashSet<String> = outputs.iter().cloned().collect();
-    let baseline = problem_count(graph);
+    let baseline = problem_count(graph, true);
     // A copy of the nodes without the input's indexes (they are rebuilt).
     let mut current = graph.rebuilt(graph.ids().map(NodeSource::Existing)).expect("existing nodes");
     let mut total = 0usize;
@@ -192,13 +192,23 @@ pub fn apply(
             .collect::<Vec<_>>()
             .join(", ");
         let t = Instant::now();
+        // A new cycle can only come from a replacement that reads its own
+        // root (every other input of a replacement is upstream of the root,
+        // every rewired reader downstream): only then is the whole graph
+        // searched for one.
+        let cycle_risk = patches.iter().any(|p| {
+            p.nodes.iter().any(|n| {
+                n.data.iter().any(|r| matches!(r, TRef::Old(t) if t.node == p.root))
+                    || n.control.contains(&p.root)
+            })
+        });
         let patched = apply_patches(&current, patches);
         report.phases.apply += t.elapsed().as_secs_f64();
         let t = Instant::now();
         current = settle(patched, &outputs, &protected, options.prune, &rule_names)?;
         report.phases.settle += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let after = problem_count(&current);
+        let after = problem_count(&current, cycle_risk || baseline.2);
         report.phases.check += t.elapsed().as_secs_f64();
         if after.0 > baseline.0 || after.1 > baseline.1 || (after.2 && !baseline.2) {
             let problem = crate::validate::validate(&current)
@@ -294,9 +304,11 @@ fn histogram(graph: &Graph) -> BTreeMap<String, usize> {
 }
 
 /// Duplicates, unresolved inputs, and whether there is a cycle.
-fn problem_count(graph: &Graph) -> (usize, usize, bool) {
-    let (_, complete) = crate::validate::topological_order(graph);
-    (graph.duplicates().len(), graph.bad_inputs().len(), !complete)
+/// Duplicates, unresolved inputs, and (when `cycles`) whether there is a
+/// cycle.
+fn problem_count(graph: &Graph, cycles: bool) -> (usize, usize, bool) {
+    let cyclic = cycles && !crate::validate::topological_order(graph).1;
+    (graph.duplicates().len(), graph.bad_inputs().len(), cyclic)
 }
 
 fn dead_marker(graph: &Graph) -> Option<NodeId> {
@@ -596,9 +608,11 @@ fn settle(
     let mut any_dead = false;
     if let Some(marker) = marker {
         dead[marker as usize] = true;
-        let (order, _) = crate::validate::topological_order(&graph);
-        for &id in &order {
-            if id == marker {
+        // Deadness only spreads to readers: a worklist from the marker's
+        // readers visits the dead region and its border, not the graph.
+        let mut queue: Vec<NodeId> = graph.consumers(marker).iter().map(|c| c.node).collect();
+        while let Some(id) = queue.pop() {
+            if dead[id as usize] {
                 continue;
             }
             let inputs = graph.inputs(id);
@@ -620,6 +634,7 @@ fn settle(
                 }
                 dead[id as usize] = true;
                 any_dead = true;
+                queue.extend(graph.consumers(id).iter().map(|c| c.node));
             }
         }
     }
