@@ -155,6 +155,9 @@ struct Index {
     by_name: Map<u64, NodeId>,
     collisions: std::collections::HashMap<Box<str>, NodeId>,
     by_op: Map<Box<str>, Vec<NodeId>>,
+    /// Each node's op as its position in `by_op`: reading an op through it
+    /// touches a few hot strings instead of the node's bytes.
+    op_of: Vec<u32>,
     /// All nodes' edges; node `i` owns `edges[edge_start[i]..edge_start[i + 1]]`.
     edges: Vec<Edge>,
     edge_start: Vec<u32>,
@@ -525,10 +528,17 @@ impl Index {
             }
         }
 
+        let mut op_of = vec![0u32; n];
+        for (i, (_, ids)) in by_op.iter().enumerate() {
+            for &id in ids {
+                op_of[id as usize] = i as u32;
+            }
+        }
         Index {
             by_name,
             collisions,
             by_op,
+            op_of,
             edges,
             edge_start,
             consumers,
@@ -604,7 +614,12 @@ impl Graph {
 
     /// The node's op.
     pub fn op(&self, id: NodeId) -> &str {
-        str_at(self.raw(id), self.nodes[id as usize].op)
+        match self.index.get() {
+            Some(index) => {
+                index.by_op.get_index(index.op_of[id as usize] as usize).map_or("", |e| e.0)
+            }
+            None => str_at(self.raw(id), self.nodes[id as usize].op),
+        }
     }
 
     /// The node's input strings, in order.

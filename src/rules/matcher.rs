@@ -83,34 +83,34 @@ impl Matcher<'_> {
         if Some(id) == self.dead || !pattern.ops.iter().any(|op| op.name == graph.op(id)) {
             return false;
         }
-        if !self.attrs(&pattern.attrs, id, m) {
-            return false;
-        }
-        let data: Vec<Tensor> = graph
-            .inputs(id)
-            .iter()
-            .filter_map(|e| match e.port {
+        // Structure first (cheap: ops of inputs), attributes after (they are
+        // decoded from the node's bytes).
+        let inputs = graph.inputs(id);
+        let data = || {
+            inputs.iter().filter_map(|e| match e.port {
                 Port::Data(port) => e.src.map(|node| Tensor { node, port }),
                 Port::Control => None,
             })
-            .collect();
-        let wanted: Vec<&Pattern> = pattern
-            .args
-            .iter()
-            .filter_map(|a| match a {
+        };
+        let wanted = || {
+            pattern.args.iter().filter_map(|a| match a {
                 Arg::Pattern(p) => Some(p),
                 _ => None,
             })
-            .collect();
+        };
+        let (have, want) = (data().count(), wanted().count());
         let open = pattern.args.iter().any(|a| matches!(a, Arg::Rest(_)));
-        if data.len() < wanted.len() || (!open && data.len() != wanted.len()) {
+        if have < want || (!open && have != want) {
             return false;
         }
         m.nodes.push(id);
-        for (p, t) in wanted.iter().zip(&data) {
-            if !self.tensor(p, *t, m) {
+        for (p, t) in wanted().zip(data()) {
+            if !self.tensor(p, t, m) {
                 return false;
             }
+        }
+        if !self.attrs(&pattern.attrs, id, m) {
+            return false;
         }
         for arg in &pattern.args {
             if let Arg::Control(var) = arg {

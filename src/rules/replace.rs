@@ -151,8 +151,15 @@ impl Builder<'_> {
         }
     }
 
+    /// The root's device, read alone from its bytes (field 4 of NodeDef).
     fn root_def_device(&self) -> String {
-        self.graph.node_def(self.root).map(|d| d.device).unwrap_or_default()
+        let raw = self.graph.node_bytes(self.root);
+        for field in crate::wire::fields(&raw).flatten() {
+            if field.number == 4 && field.wire == crate::wire::LEN {
+                return String::from_utf8_lossy(&raw[field.payload()]).into_owned();
+            }
+        }
+        String::new()
     }
 
     fn inputs(&mut self, inputs: &[RInput]) -> Result<(Vec<TRef>, Vec<NodeId>), String> {
