@@ -1,14 +1,15 @@
 //! `cargo bench --bench engine`: the rule engine on synthetic training
-//! graphs of 10k, 100k and 1M nodes, with an inference-like rule set (lock
-//! the training flag, fold constant Identity, fold constant-predicate
-//! Switch/Merge with dead tensors). Reports rewrite time alone (the graph is
-//! already in memory) and time per node.
+//! graphs of 10k, 100k and 1M nodes, with the core of the inference pack
+//! (lock the training flag, fold constant Identity, fold constant-predicate
+//! Switch/Merge with dead tensors), then with the whole `inference` pack.
+//! Reports rewrite time alone (the graph is already in memory) and time per
+//! node.
 
 use std::time::Instant;
 
 use graphrw::rules::compile::compile;
 use graphrw::rules::engine::{Options, apply};
-use graphrw::rules::load::load_text;
+use graphrw::rules::load::{Origin, load, load_text};
 
 const RULES: &str = r#"
 param flag = ["training", "is_training"]
@@ -21,16 +22,25 @@ rule merge_second_live: Merge(dead, x) => [x, 1]
 "#;
 
 fn main() {
-    let rules = compile(&load_text("bench.rules", RULES), &[]).expect("valid rules");
+    let core = compile(&load_text("bench.rules", RULES), &[]).expect("valid rules");
+    println!("cond folding (the rules above):");
+    bench(&core);
+    let pack = load(&[Origin::Pack("inference".into())]);
+    let inference = compile(&pack, &[]).expect("the inference pack compiles");
+    println!("the whole inference pack:");
+    bench(&inference);
+}
+
+fn bench(rules: &graphrw::rules::compile::RuleSet) {
     let mut previous: Option<(usize, f64)> = None;
     for n in sizes() {
         let graph = graphrw::synth::synth(n);
-        let runs = if n >= 1_000_000 { 3 } else { 5 };
+        let runs = if n >= 1_000_000 { 2 } else { 5 };
         let mut best = f64::MAX;
         let mut report = None;
         for _ in 0..runs {
             let start = Instant::now();
-            let (out, r) = apply(&graph, &rules, &Options::default()).expect("applies");
+            let (out, r) = apply(&graph, rules, &Options::default()).expect("applies");
             best = best.min(start.elapsed().as_secs_f64());
             assert!(
                 out.nodes_with_op("Switch").is_empty() && out.nodes_with_op("Merge").is_empty()
