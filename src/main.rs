@@ -302,15 +302,32 @@ fn run(command: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { files } => {
-            let origins: Vec<Origin> = files.iter().map(|f| Origin::from_arg(f)).collect();
-            let loaded = load(&origins);
-            let mut diags = loaded.diagnostics.clone();
-            diags.extend(check(&loaded));
-            for diag in &diags {
-                eprint!("{}", diag.render(100));
+            // Each file is a pack of its own (with its imports): two files
+            // may well define the same rule names.
+            let (mut errors, mut warnings) = (0, 0);
+            let mut lines = Vec::new();
+            for file in &files {
+                let loaded = load(&[Origin::from_arg(file)]);
+                let mut diags = loaded.diagnostics.clone();
+                diags.extend(check(&loaded));
+                for diag in &diags {
+                    eprint!("{}", diag.render(100));
+                }
+                let e = diags.iter().filter(|d| d.is_error()).count();
+                let w = diags.len() - e;
+                errors += e;
+                warnings += w;
+                if e == 0 {
+                    lines.push(format!(
+                        "{file}: {} rules, {w} warning{}",
+                        loaded.rules.len(),
+                        plural(w)
+                    ));
+                }
             }
-            let errors = diags.iter().filter(|d| d.is_error()).count();
-            let warnings = diags.len() - errors;
+            for line in lines {
+                println!("{line}");
+            }
             if errors > 0 {
                 return Err(miette!(
                     "{errors} error{}, {warnings} warning{}",
@@ -318,12 +335,6 @@ fn run(command: Command) -> Result<ExitCode> {
                     plural(warnings)
                 ));
             }
-            println!(
-                "{}: {} rules, {warnings} warning{}",
-                files.join(", "),
-                loaded.rules.len(),
-                plural(warnings)
-            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Packs => {

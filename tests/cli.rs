@@ -341,7 +341,20 @@ fn apply_with_bad_rules_shows_every_diagnostic_and_writes_nothing() {
 fn check_and_packs() {
     let out = graphrw(["check", "merge", "switch", "lock-training"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("3 rules, 0 warnings"));
+    assert!(stdout(&out).contains("switch: 1 rules, 0 warnings"), "{}", stdout(&out));
+    // Each file is checked on its own: a pack and another that imports it
+    // both define its rules, and that is not a duplicate.
+    let files: Vec<String> = std::fs::read_dir("rules")
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    assert!(files.len() >= 8, "{files:?}");
+    let out = graphrw(std::iter::once("check".to_string()).chain(files));
+    assert!(out.status.success(), "every shipped pack checks clean: {}", stderr(&out));
+    assert!(stdout(&out).contains("inference.rules: "), "{}", stdout(&out));
+    // Errors of several files add up.
+    let out = graphrw(["check", "tests/rules/check/arity.rules", "tests/rules/check/arity.rules"]);
+    assert!(stderr(&out).contains("6 errors, 2 warnings"), "{}", stderr(&out));
     let out = graphrw(["check", "tests/rules/check/arity.rules"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("3 errors, 1 warning"), "{}", stderr(&out));
