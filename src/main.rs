@@ -288,7 +288,10 @@ fn run(command: Command) -> Result<ExitCode> {
                 let (graph, path) = last.as_ref().map_or((&a, &original), |(b, p)| (b, *p));
                 let expected = expect
                     .iter()
-                    .map(|e| graphrw::eval::verify::parse_feed(e).map_err(|e| miette!("{e}")))
+                    .map(|e| {
+                        graphrw::eval::verify::parse_feed(e)
+                            .map_err(|err| miette!("{}", err.replacen("--feed", "--expect", 1)))
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 let feeds = parse_feeds(&feeds)?;
                 let verdict =

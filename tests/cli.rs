@@ -492,6 +492,15 @@ fn apply_inference_then_verify_against_tensorflow_outputs() {
     let out = check("case0", "case1");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("output `output:0` differs: element"), "{}", stderr(&out));
+    // A malformed --expect is named as such.
+    let out = graphrw([
+        "verify".to_string(),
+        rewritten.display().to_string(),
+        "--expect".into(),
+        "output:0".into(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--expect output:0: expected NAME=FILE.npy"), "{}", stderr(&out));
     // Without a second model or --expect there is nothing to compare.
     let out = graphrw([Path::new("verify"), &rewritten]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
