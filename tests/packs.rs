@@ -714,3 +714,59 @@ fn lock_training_locks_bool_flags_by_name_only() {
     assert_eq!(op("is_training"), "Placeholder", "a float placeholder was locked");
     assert_eq!(op("mode"), "Placeholder", "a flag under another name was locked");
 }
+
+/// A half-precision batch norm keeps float statistics (`T` half, `U`
+/// float): a constant computed from them would be float where the graph
+/// needs half, so neither the fold without bias nor the scale applies.
+#[test]
+fn a_half_precision_batch_norm_with_float_statistics_is_left_alone() {
+    use build::{G, ints, s};
+    use graphrw::proto::attr_value::Value;
+    const HALF: i32 = 19;
+    let bn_attrs = || {
+        vec![
+            ("T", Value::Type(HALF)),
+            ("U", Value::Type(1)),
+            ("epsilon", Value::F(0.001)),
+            ("is_training", Value::B(false)),
+            ("data_format", s("NHWC")),
+        ]
+    };
+    let stats = ["bn/gamma", "bn/beta", "bn/mean", "bn/var"];
+    for with_conv in [false, true] {
+        let mut g = G::default();
+        g.node("x", "Placeholder", &[], vec![("dtype", Value::Type(HALF))]).stats("bn", 3);
+        let input = if with_conv {
+            let w = graphrw::tensor::to_proto(
+                &graphrw::tensor::Array { shape: vec![1, 1, 3, 3], data: vec![0.5; 9] },
+                graphrw::proto::DataType::DtHalf,
+            )
+            .unwrap();
+            g.node(
+                "w",
+                "Const",
+                &[],
+                vec![("dtype", Value::Type(HALF)), ("value", Value::Tensor(w))],
+            );
+            g.node(
+                "c",
+                "Conv2D",
+                &["x", "w"],
+                vec![
+                    ("T", Value::Type(HALF)),
+                    ("strides", ints(&[1, 1, 1, 1])),
+                    ("padding", s("VALID")),
+                    ("data_format", s("NHWC")),
+                ],
+            );
+            "c"
+        } else {
+            "x"
+        };
+        let inputs: Vec<&str> = std::iter::once(input).chain(stats).collect();
+        g.node("bn", "FusedBatchNormV3", &inputs, bn_attrs());
+        g.node("out", "Relu", &["bn"], vec![("T", Value::Type(HALF))]);
+        let after = apply_packs(&g.graph(), &["inference"]);
+        assert_eq!(after.op(after.id("bn").unwrap()), "FusedBatchNormV3", "conv: {with_conv}");
+    }
+}
