@@ -420,23 +420,39 @@ impl Resolver<'_> {
         (p != u32::MAX).then_some(p as usize)
     }
 
-    /// The input string for a tensor: `node`, `node:N`, or the dead marker.
-    fn tensor(&self, t: Tensor, depth: usize) -> String {
-        if let Some(p) = self.patch_of(t.node) {
-            if depth < 64 {
-                if let Some(Some(r)) = self.patches[p].ports.get(t.port as usize) {
-                    return self.tref(*r, p, depth + 1);
-                }
-            }
+    /// Follows a replacement through the round's patches (a root's port
+    /// replaced by a tensor that is itself a replaced root's port...) to
+    /// where it ends: an old tensor no patch replaces, a new node of the
+    /// patch it belongs to, or the dead marker.
+    fn resolve(&self, mut r: TRef, mut patch: usize) -> (TRef, usize) {
+        for _ in 0..64 {
+            let TRef::Old(t) = r else { break };
+            let Some(p) = self.patch_of(t.node) else { break };
+            let Some(Some(next)) = self.patches[p].ports.get(t.port as usize) else { break };
+            (r, patch) = (*next, p);
         }
-        tensor_string(self.graph.name(t.node), t.port)
+        (r, patch)
     }
 
-    fn tref(&self, r: TRef, patch: usize, depth: usize) -> String {
+    /// The producer's name and the port of a resolved tensor (`None` for
+    /// the dead marker).
+    fn producer(&self, (r, patch): (TRef, usize)) -> Option<(&str, u32)> {
         match r {
-            TRef::Old(t) => self.tensor(t, depth),
-            TRef::New(i, port) => tensor_string(&self.patches[patch].nodes[i].def.name, port),
-            TRef::Dead => self.dead_name.clone(),
+            TRef::Old(t) => Some((self.graph.name(t.node), t.port)),
+            TRef::New(i, port) => Some((&self.patches[patch].nodes[i].def.name, port)),
+            TRef::Dead => None,
+        }
+    }
+
+    /// The input string for a tensor: `node`, `node:N`, or the dead marker.
+    fn tensor(&self, t: Tensor) -> String {
+        self.tref(TRef::Old(t), 0)
+    }
+
+    fn tref(&self, r: TRef, patch: usize) -> String {
+        match self.producer(self.resolve(r, patch)) {
+            Some((name, port)) => tensor_string(name, port),
+            None => self.dead_name.clone(),
         }
     }
 
@@ -449,46 +465,27 @@ impl Resolver<'_> {
         let Some(p) = self.patch_of(node).filter(|&p| self.patches[p].takes_name.is_none()) else {
             return Some(format!("^{}", self.graph.name(node)));
         };
-        let mut target = self.patches[p].ports.first().copied().flatten();
-        let mut patch = p;
-        for _ in 0..64 {
-            match target {
-                Some(TRef::Old(t)) => match self.patch_of(t.node) {
-                    Some(q)
-                        if self.patches[q]
-                            .ports
-                            .get(t.port as usize)
-                            .is_some_and(Option::is_some) =>
-                    {
-                        target = self.patches[q].ports[t.port as usize];
-                        patch = q;
-                    }
-                    _ => break,
-                },
-                _ => break,
-            }
-        }
+        let Some(first) = self.patches[p].ports.first().copied().flatten() else {
+            return Some(format!("^{}", self.dead_name));
+        };
+        let (target, patch) = self.resolve(first, p);
         let source_const = match target {
-            Some(TRef::Old(t)) => {
+            TRef::Old(t) => {
                 self.graph.op(t.node) == "Const" && self.graph.inputs(t.node).is_empty()
             }
-            Some(TRef::New(i, _)) => {
+            TRef::New(i, _) => {
                 let new = &self.patches[patch].nodes[i];
                 new.def.op == "Const"
                     && new.data.is_empty()
                     && new.control.is_empty()
                     && new.control_names.is_empty()
             }
-            _ => false,
+            TRef::Dead => false,
         };
         if source_const {
             return None;
         }
-        let target = match target {
-            Some(r) => self.tref(r, patch, 0),
-            None => self.dead_name.clone(),
-        };
-        let producer = parse_input(&target).map(|i| i.node().to_string()).unwrap_or(target);
+        let producer = self.producer((target, patch)).map_or(self.dead_name.as_str(), |(n, _)| n);
         Some(format!("^{producer}"))
     }
 }
@@ -519,7 +516,7 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
         if let Some(p) = resolver.patch_of(id) {
             for node in &patches[p].nodes {
                 let mut def = node.def.clone();
-                def.input = node.data.iter().map(|r| resolver.tref(*r, p, 0)).collect();
+                def.input = node.data.iter().map(|r| resolver.tref(*r, p)).collect();
                 let mut controls: Vec<String> =
                     node.control.iter().filter_map(|&c| resolver.control(c)).collect();
                 for name in &node.control_names {
@@ -547,7 +544,7 @@ fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
         for (edge, text) in graph.inputs(id).iter().zip(graph.input_strs(id)) {
             match (edge.src, edge.port) {
                 (Some(src), Port::Data(port)) => {
-                    data.push(resolver.tensor(Tensor { node: src, port }, 0))
+                    data.push(resolver.tensor(Tensor { node: src, port }))
                 }
                 (Some(src), Port::Control) => controls.extend(resolver.control(src)),
                 (None, _) if text.starts_with('^') => controls.push(text.to_string()),
