@@ -558,14 +558,7 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             let values: Vec<f64> = (0..total)
                 .map(|i| if cv[index_for(i, &shape, &c.shape)] { pick(i, a) } else { pick(i, b) })
                 .collect();
-            let data = match a.data {
-                Data::F32(_) => Data::F32(values.iter().map(|&v| v as f32).collect()),
-                Data::F64(_) => Data::F64(values),
-                Data::I32(_) => Data::I32(values.iter().map(|&v| v as i32).collect()),
-                Data::I64(_) => Data::I64(values.iter().map(|&v| v as i64).collect()),
-                Data::Bool(_) => Data::Bool(values.iter().map(|&v| v != 0.0).collect()),
-            };
-            one(Tensor { shape, data })
+            one(like(a, shape, values))
         }
         "ConcatV2" | "Concat" => {
             let (axis_input, parts): (&Tensor, Vec<&Tensor>) = if op == "ConcatV2" {
