@@ -41,25 +41,19 @@ impl Array {
                 .rev()
                 .zip(self.shape.iter().rev())
                 .all(|(o, s)| o == s || *o == 1);
-        if !fits || self.data.len() == other.data.len() || other.data.len() == 1 {
-            if fits && other.data.len() == 1 {
-                let y = other.data[0];
-                self.data.iter_mut().for_each(|x| *x = f(*x, y));
-                return Ok(self);
-            }
-            if fits && self.shape == other.shape {
-                self.data.iter_mut().zip(&other.data).for_each(|(x, &y)| *x = f(*x, y));
-                return Ok(self);
-            }
+        if !fits {
             return self.zip(other, f);
         }
-        // `other` broadcasts over `self`: its values repeat with a period of
-        // its size once leading 1s are dropped, when its trailing dims equal
-        // self's; otherwise fall back to the general loop.
-        let tail = other.shape.iter().skip_while(|&&d| d == 1).copied().collect::<Vec<_>>();
-        if !tail.is_empty() && self.shape.ends_with(&tail) && !other.data.is_empty() {
-            let period = other.data.len();
-            for chunk in self.data.chunks_mut(period) {
+        if let [y] = other.data[..] {
+            self.data.iter_mut().for_each(|x| *x = f(*x, y));
+            return Ok(self);
+        }
+        // Once its leading 1s are dropped, `other`'s dims are `self`'s last
+        // ones (equal shapes included): its values repeat with a period of
+        // its size. Otherwise the general loop.
+        let lead = other.shape.iter().take_while(|&&d| d == 1).count();
+        if !other.data.is_empty() && self.shape.ends_with(&other.shape[lead..]) {
+            for chunk in self.data.chunks_mut(other.data.len()) {
                 chunk.iter_mut().zip(&other.data).for_each(|(x, &y)| *x = f(*x, y));
             }
             return Ok(self);

@@ -323,17 +323,14 @@ impl Builder<'_> {
                     .map(|f| self.texpr(f, dtype))
                     .collect::<Result<Vec<Array>, String>>()?;
                 values.sort_by_key(|v| v.data.len());
-                let mut values = values.into_iter().rev();
-                let largest = values.next().ok_or("an empty product")?;
-                let small = values.rev().try_fold(None::<Array>, |acc, v| {
-                    Ok::<_, String>(Some(match acc {
-                        None => v,
-                        Some(acc) => acc.zip(&v, |x, y| x * y)?,
-                    }))
-                })?;
-                match small {
+                let largest = values.pop().ok_or("an empty product")?;
+                let mut small = values.into_iter();
+                match small.next() {
                     None => largest,
-                    Some(small) => largest.zip_owned(&small, |x, y| x * y)?,
+                    Some(first) => {
+                        let small = small.try_fold(first, |acc, v| acc.zip(&v, |x, y| x * y))?;
+                        largest.zip_owned(&small, |x, y| x * y)?
+                    }
                 }
             }
             TExprKind::Bin(a, op, b) => {
