@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use miette::{IntoDiagnostic, Result, miette};
 
+use graphrw::eval::verify::Difference;
 use graphrw::inspect::summarize;
 use graphrw::io::{Format, read_graph, write_graph};
 use graphrw::prune::{outputs_or_default, prune};
@@ -225,14 +226,11 @@ fn run(command: Command) -> Result<ExitCode> {
                 let names = output_names(&graph, &options.outputs)?;
                 let verdict = compare(&graph, &rewritten, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
                 if let Some(m) = verdict.mismatch {
-                    let what = match &m.reason {
-                        Some(r) => r
-                            .replace("the first", "the original")
-                            .replace("the second", "the rewrite"),
-                        None => format!(
-                            "element {}: {} before, {} after",
-                            m.index, m.original, m.rewritten
-                        ),
+                    let what = match m.difference {
+                        Difference::Value { index, original, rewritten } => {
+                            format!("element {index}: {original} before, {rewritten} after")
+                        }
+                        _ => m.reason("the original", "the rewrite").unwrap_or_default(),
                     };
                     return Err(miette!(
                         "the rewrite changed output `{}` ({what}); nothing written",
@@ -462,24 +460,20 @@ fn verdict_line(
             ));
             Ok(())
         }
-        Some(m) => match &m.reason {
-            Some(reason) => Err(miette!(
-                "output `{}` differs: {}",
-                m.output,
-                reason
-                    .replace("the first", &a.display().to_string())
-                    .replace("the second", &b.display().to_string())
-            )),
-            None => Err(miette!(
-                "output `{}` differs: element {} is {} in {} and {} in {} (rtol {rtol}, atol {atol})",
-                m.output,
-                m.index,
-                m.original,
-                a.display(),
-                m.rewritten,
-                b.display()
-            )),
-        },
+        Some(m) => {
+            let (a, b) = (a.display().to_string(), b.display().to_string());
+            Err(match m.difference {
+                Difference::Value { index, original, rewritten } => miette!(
+                    "output `{}` differs: element {index} is {original} in {a} and {rewritten} in {b} (rtol {rtol}, atol {atol})",
+                    m.output
+                ),
+                _ => miette!(
+                    "output `{}` differs: {}",
+                    m.output,
+                    m.reason(&a, &b).unwrap_or_default()
+                ),
+            })
+        }
     }
 }
 

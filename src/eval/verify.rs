@@ -100,15 +100,54 @@ pub fn random_feeds(
 pub struct Mismatch {
     /// The output.
     pub output: String,
-    /// The flat index of the worst element.
-    pub index: usize,
-    /// The original graph's value.
-    pub original: f64,
-    /// The rewritten graph's value.
-    pub rewritten: f64,
-    /// Set when the outputs cannot be compared element by element: one is
-    /// dead, or the shapes differ.
-    pub reason: Option<String>,
+    /// How it differs.
+    pub difference: Difference,
+}
+
+/// How an output of the rewritten graph differs from the original's.
+#[derive(Clone, Debug, serde::Serialize)]
+pub enum Difference {
+    /// An element out of tolerance: the worst one.
+    Value {
+        /// Its flat index.
+        index: usize,
+        /// The original graph's value.
+        original: f64,
+        /// The rewritten graph's value.
+        rewritten: f64,
+    },
+    /// One side is dead (comes from a branch that did not run).
+    Dead {
+        /// Whether the original's is the dead one.
+        in_original: bool,
+    },
+    /// The shapes differ.
+    Shape {
+        /// The original's shape.
+        original: Vec<usize>,
+        /// The rewritten's shape.
+        rewritten: Vec<usize>,
+    },
+}
+
+impl Mismatch {
+    /// Why the outputs cannot be compared element by element, naming the
+    /// two sides as given; `None` for a difference of values.
+    pub fn reason(&self, original: &str, rewritten: &str) -> Option<String> {
+        match &self.difference {
+            Difference::Value { .. } => None,
+            Difference::Dead { in_original } => {
+                let (dead, live) =
+                    if *in_original { (original, rewritten) } else { (rewritten, original) };
+                Some(format!(
+                    "it is dead (from a branch that did not run) in {dead} and live in {live}"
+                ))
+            }
+            Difference::Shape { original: a, rewritten: b } => {
+                Some(format!("its shape is {a:?} in {original} and {b:?} in {rewritten}"))
+            }
+        }
+    }
 }
 
 /// What verifying found.
@@ -181,16 +220,9 @@ fn compare(
     for ((name, x), (_, y)) in a.iter().zip(b) {
         let (Some(x), Some(y)) = (x, y) else {
             if mismatch.is_none() && x.is_some() != y.is_some() {
-                let (dead, live) =
-                    if x.is_none() { ("first", "second") } else { ("second", "first") };
                 mismatch = Some(Mismatch {
                     output: name.clone(),
-                    index: 0,
-                    original: f64::NAN,
-                    rewritten: f64::NAN,
-                    reason: Some(format!(
-                        "it is dead (from a branch that did not run) in the {dead} and live in the {live}"
-                    )),
+                    difference: Difference::Dead { in_original: x.is_none() },
                 });
             }
             continue;
@@ -199,13 +231,10 @@ fn compare(
         if x.shape != y.shape {
             mismatch.get_or_insert(Mismatch {
                 output: name.clone(),
-                index: 0,
-                original: f64::NAN,
-                rewritten: f64::NAN,
-                reason: Some(format!(
-                    "its shape is {:?} in the first and {:?} in the second",
-                    x.shape, y.shape
-                )),
+                difference: Difference::Shape {
+                    original: x.shape.clone(),
+                    rewritten: y.shape.clone(),
+                },
             });
             continue;
         }
@@ -222,10 +251,7 @@ fn compare(
         if let (Some((index, _)), None) = (bad, &mismatch) {
             mismatch = Some(Mismatch {
                 output: name.clone(),
-                index,
-                original: xv[index],
-                rewritten: yv[index],
-                reason: None,
+                difference: Difference::Value { index, original: xv[index], rewritten: yv[index] },
             });
         }
     }
