@@ -86,75 +86,28 @@ fn the_folded_bias_add_keeps_the_batch_norm_name() {
     assert_eq!(after.op(bn), "BiasAdd");
 }
 
-/// A tiny conv + BN graph, in text form, with knobs for the near-misses.
+/// A tiny conv + BN graph, with knobs for the near-misses.
 fn conv_bn(is_training: bool, extra_consumer: bool, weight_op: &str) -> Graph {
-    use graphrw::proto::{AttrValue, GraphDef, NodeDef, attr_value::Value};
-    let f32s = |name: &str, shape: Vec<usize>, v: Vec<f64>| {
-        let t = graphrw::tensor::to_proto(
-            &graphrw::tensor::Array { shape, data: v },
-            graphrw::proto::DataType::DtFloat,
-        )
-        .unwrap();
-        NodeDef {
-            name: name.into(),
-            op: "Const".into(),
-            attr: [
-                ("dtype".to_string(), AttrValue { value: Some(Value::Type(1)) }),
-                ("value".to_string(), AttrValue { value: Some(Value::Tensor(t)) }),
-            ]
-            .into(),
-            ..Default::default()
-        }
-    };
-    let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
-        name: name.into(),
-        op: op.into(),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        attr: attrs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
-            .collect(),
-        ..Default::default()
-    };
-    let list = |v: &[i64]| {
-        Value::List(graphrw::proto::attr_value::ListValue { i: v.to_vec(), ..Default::default() })
-    };
-    let mut nodes = vec![
-        node("x", "Placeholder", &[], vec![("dtype", Value::Type(1))]),
-        f32s("w", vec![1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]),
-        node("w_in", "Placeholder", &[], vec![("dtype", Value::Type(1))]),
-        node(
-            "conv",
-            "Conv2D",
-            &["x", if weight_op == "Const" { "w" } else { "w_in" }],
-            vec![
-                ("T", Value::Type(1)),
-                ("strides", list(&[1, 1, 1, 1])),
-                ("padding", Value::S(bytes::Bytes::from_static(b"VALID"))),
-            ],
-        ),
-        f32s("gamma", vec![2], vec![1.5, 0.5]),
-        f32s("beta", vec![2], vec![0.1, -0.2]),
-        f32s("mean", vec![2], vec![0.3, 0.4]),
-        f32s("var", vec![2], vec![2.0, 0.5]),
-        node(
-            "bn",
-            "FusedBatchNormV3",
-            &["conv", "gamma", "beta", "mean", "var"],
-            vec![
-                ("T", Value::Type(1)),
-                ("U", Value::Type(1)),
-                ("epsilon", Value::F(0.001)),
-                ("is_training", Value::B(is_training)),
-                ("data_format", Value::S(bytes::Bytes::from_static(b"NHWC"))),
-            ],
-        ),
-        node("out", "Relu", &["bn"], vec![("T", Value::Type(1))]),
-    ];
+    use build::{G, ints, s};
+    let mut g = G::default();
+    g.input("x").konst("w", &[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]).input("w_in");
+    let w = if weight_op == "Const" { "w" } else { "w_in" };
+    g.op(
+        "conv",
+        "Conv2D",
+        &["x", w],
+        vec![("strides", ints(&[1, 1, 1, 1])), ("padding", s("VALID"))],
+    );
+    g.konst("bn/gamma", &[2], &[1.5, 0.5])
+        .konst("bn/beta", &[2], &[0.1, -0.2])
+        .konst("bn/mean", &[2], &[0.3, 0.4])
+        .konst("bn/var", &[2], &[2.0, 0.5])
+        .fused_bn("bn", "conv", "NHWC", is_training)
+        .op("out", "Relu", &["bn"], vec![]);
     if extra_consumer {
-        nodes.push(node("other", "Relu", &["conv"], vec![("T", Value::Type(1))]));
+        g.op("other", "Relu", &["conv"], vec![]);
     }
-    Graph::from_def(&GraphDef { node: nodes, ..Default::default() })
+    g.graph()
 }
 
 #[test]
