@@ -37,15 +37,10 @@ from tensorflow.core.protobuf import config_pb2  # noqa: E402
 from tensorflow.python.grappler import tf_optimizer  # noqa: E402
 from tensorflow.python.tools import optimize_for_inference_lib  # noqa: E402
 
+from tf_check import load_pb as load  # noqa: E402  (scripts/ is on sys.path)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BN = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "_FusedBatchNormEx")
-
-
-def load(path):
-    graph_def = tf.compat.v1.GraphDef()
-    with open(path, "rb") as f:
-        graph_def.ParseFromString(f.read())
-    return graph_def
 
 
 def save(graph_def, path):
