@@ -117,6 +117,57 @@ struct NodeRec {
     inputs: u32,
 }
 
+/// The value of attribute `key` in an encoded NodeDef named `node`, decoded
+/// alone (the last entry wins if the key repeats, as protobuf maps do).
+/// Tensor contents share `raw`.
+pub fn attr_in(raw: &Bytes, node: &str, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
+    let err = |reason: String| NodeDecodeError {
+        node: node.to_string(),
+        what: format!("attribute `{key}`"),
+        reason,
+    };
+    let mut found = None;
+    for field in wire::fields(raw) {
+        let field = field.map_err(|e| err(e.to_string()))?;
+        if field.number != 5 || field.wire != LEN {
+            continue;
+        }
+        let payload = field.payload();
+        // Encoders write the key first: an entry for another key is passed
+        // over without being sliced or parsed further.
+        if let Some(Ok(first)) = wire::fields(&raw[payload.clone()]).next() {
+            let start = payload.start;
+            if first.number == 1
+                && first.wire == LEN
+                && raw[start + first.payload().start..start + first.payload().end]
+                    != *key.as_bytes()
+            {
+                continue;
+            }
+        }
+        let entry = raw.slice(payload);
+        let mut entry_key: &[u8] = b"";
+        let mut value = None;
+        for part in wire::fields(&entry) {
+            let part = part.map_err(|e| err(e.to_string()))?;
+            match (part.number, part.wire) {
+                (1, LEN) => entry_key = &entry[part.payload()],
+                (2, LEN) => value = Some(part.payload()),
+                _ => {}
+            }
+        }
+        if entry_key == key.as_bytes() {
+            found = Some(match value {
+                Some(range) => {
+                    AttrValue::decode(entry.slice(range)).map_err(|e| err(e.to_string()))?
+                }
+                None => AttrValue::default(),
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Where a node of a graph being built comes from.
 #[derive(Clone, Debug)]
 pub enum NodeSource {
@@ -622,6 +673,11 @@ impl Graph {
         }
     }
 
+    /// The node's op as a position in [`Graph::ops`]' order.
+    pub fn op_index(&self, id: NodeId) -> u32 {
+        self.index().op_of[id as usize]
+    }
+
     /// The node's input strings, in order.
     pub fn input_strs(&self, id: NodeId) -> impl ExactSizeIterator<Item = &str> {
         let rec = &self.nodes[id as usize];
@@ -655,39 +711,7 @@ impl Graph {
     /// entry wins if the key repeats, as protobuf maps do). Tensor contents
     /// share the graph's buffer.
     pub fn attr(&self, id: NodeId, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
-        let raw = self.node_bytes(id);
-        let err = |reason: String| NodeDecodeError {
-            node: self.name(id).to_string(),
-            what: format!("attribute `{key}`"),
-            reason,
-        };
-        let mut found = None;
-        for field in wire::fields(&raw) {
-            let field = field.map_err(|e| err(e.to_string()))?;
-            if field.number != 5 || field.wire != LEN {
-                continue;
-            }
-            let entry = raw.slice(field.payload());
-            let mut entry_key: &[u8] = b"";
-            let mut value = None;
-            for part in wire::fields(&entry) {
-                let part = part.map_err(|e| err(e.to_string()))?;
-                match (part.number, part.wire) {
-                    (1, LEN) => entry_key = &entry[part.payload()],
-                    (2, LEN) => value = Some(part.payload()),
-                    _ => {}
-                }
-            }
-            if entry_key == key.as_bytes() {
-                found = Some(match value {
-                    Some(range) => {
-                        AttrValue::decode(entry.slice(range)).map_err(|e| err(e.to_string()))?
-                    }
-                    None => AttrValue::default(),
-                });
-            }
-        }
-        Ok(found)
+        attr_in(&self.node_bytes(id), self.name(id), key)
     }
 
     /// The top-level fields other than nodes, encoded with their keys.

@@ -184,7 +184,20 @@ impl Fields<'_> {
 /// every other field copied byte for byte. The new inputs stand where the
 /// old ones did (or after the name and op, if there were none).
 pub fn replace_inputs(node: &[u8], inputs: &[String]) -> Result<Vec<u8>, WireError> {
-    let extra: usize = inputs.iter().map(|i| i.len() + 6).sum();
+    replace_name_and_inputs(node, None, inputs)
+}
+
+/// An encoded NodeDef with its `input` list (field 3) replaced by `inputs`
+/// and, when given, its `name` (field 1) by `name`; every other field is
+/// copied as it is. The inputs go where the old ones were (or before the
+/// first field numbered above 3).
+pub fn replace_name_and_inputs(
+    node: &[u8],
+    name: Option<&str>,
+    inputs: &[String],
+) -> Result<Vec<u8>, WireError> {
+    let extra: usize =
+        inputs.iter().map(|i| i.len() + 6).sum::<usize>() + name.map_or(0, |n| n.len() + 6);
     let mut out = Vec::with_capacity(node.len() + extra);
     let mut written = false;
     let emit = |out: &mut Vec<u8>, written: &mut bool| {
@@ -197,8 +210,27 @@ pub fn replace_inputs(node: &[u8], inputs: &[String]) -> Result<Vec<u8>, WireErr
             *written = true;
         }
     };
+    // A name without a field to replace (prost leaves an empty one out)
+    // goes first.
+    let mut named = name.is_none();
+    let write_name = |out: &mut Vec<u8>, named: &mut bool| {
+        if let (Some(name), false) = (name, *named) {
+            out.push(0x0a); // field 1, wire type LEN
+            write_varint(name.len() as u64, out);
+            out.extend_from_slice(name.as_bytes());
+            *named = true;
+        }
+    };
     for field in fields(node) {
         let field = field?;
+        if field.number == 1 {
+            write_name(&mut out, &mut named);
+            if name.is_some() {
+                continue;
+            }
+        } else {
+            write_name(&mut out, &mut named);
+        }
         if field.number == 3 {
             emit(&mut out, &mut written);
             continue;
@@ -208,6 +240,7 @@ pub fn replace_inputs(node: &[u8], inputs: &[String]) -> Result<Vec<u8>, WireErr
         }
         out.extend_from_slice(&node[field.start..field.end]);
     }
+    write_name(&mut out, &mut named);
     emit(&mut out, &mut written);
     Ok(out)
 }

@@ -14,14 +14,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use bytes::Bytes;
-use prost::Message;
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::ast::{Arg, Pattern, PatternKind};
 use super::compile::RuleSet;
-use super::matcher::{Guard, Matcher, Tensor};
+use super::matcher::{Guard, Match, Matcher};
 use super::replace::{Builder, Patch, TRef};
-use crate::graph::{Graph, NodeId, NodeSource, Port};
-use crate::input::{InputRef, parse_input};
+use super::work::{Body, Work};
+use crate::graph::{Edge, Graph, NodeId, Port};
 use crate::proto::{NodeDef, attr_value};
 
 /// The op of the marker node that dead tensors come from while rewriting.
@@ -137,7 +137,7 @@ pub fn apply(
     let mut report = Report {
         fired: rules.rules.iter().map(|r| (r.rule.name.name.clone(), 0)).collect(),
         nodes_before: graph.len(),
-        ops_before: histogram(graph),
+        ops_before: histogram(graph.ops().map(|(op, ids)| (op, ids.len()))),
         ..Report::default()
     };
     let outputs: Vec<String> = if options.outputs.is_empty() {
@@ -159,14 +159,18 @@ pub fn apply(
             .collect::<Result<_, _>>()?
     };
     let protected: HashSet<String> = outputs.iter().cloned().collect();
-    let baseline = problem_count(graph, true);
-    // A copy of the nodes without the input's indexes (they are rebuilt).
-    let mut current = graph.rebuilt(graph.ids().map(NodeSource::Existing)).expect("existing nodes");
+    let mut work = Work::new(graph);
+    // Whether the input has a cycle is only asked when a round could have
+    // made one.
+    let mut cyclic_before: Option<bool> = None;
+    // A match reads nodes at most this many edges upstream of its root.
+    let reach = rules.rules.iter().map(|r| pattern_depth(&r.rule.pattern)).max().unwrap_or(0) + 1;
+    let mut candidates: Option<Vec<NodeId>> = None;
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
     loop {
         let t = Instant::now();
-        let patches = find_patches(&current, rules, &protected, &mut report);
+        let patches = find_patches(&work, rules, candidates.as_deref(), &protected, &mut report);
         report.phases.find += t.elapsed().as_secs_f64();
         if patches.is_empty() {
             break;
@@ -177,7 +181,7 @@ pub fn apply(
             report.fired[patch.rule].1 += 1;
             let nodes = recent.entry(patch.rule).or_default();
             if nodes.len() < 5 {
-                nodes.push(current.name(patch.root).to_string());
+                nodes.push(work.name(patch.root).to_string());
             }
         }
         let fired: Vec<usize> = {
@@ -202,21 +206,15 @@ pub fn apply(
                     || n.control.contains(&p.root)
             })
         });
-        let patched = apply_patches(&current, patches);
+        let mut changes = Changes::default();
+        apply_patches(&mut work, patches, &mut changes);
         report.phases.apply += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        current = settle(patched, &outputs, &protected, options.prune, &rule_names)?;
+        settle(&mut work, &outputs, &protected, options.prune, &rule_names, &mut changes)?;
         report.phases.settle += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let after = problem_count(&current, cycle_risk || baseline.2);
+        check_round(&work, &changes, cycle_risk, &mut cyclic_before, &rule_names)?;
         report.phases.check += t.elapsed().as_secs_f64();
-        if after.0 > baseline.0 || after.1 > baseline.1 || (after.2 && !baseline.2) {
-            let problem = crate::validate::validate(&current)
-                .into_iter()
-                .next()
-                .map_or_else(|| "a new problem".to_string(), |p| p.to_string());
-            return Err(ApplyError::Invalid { rules: rule_names, problem });
-        }
         if total > options.max_rewrites {
             let mut lines: Vec<(usize, String)> = recent
                 .iter()
@@ -237,36 +235,108 @@ pub fn apply(
             return Err(ApplyError::Cap { total, detail });
         }
         recent.clear();
+        let t = Instant::now();
+        candidates = Some(near(&work, &changes.seeds, reach));
+        report.phases.find += t.elapsed().as_secs_f64();
     }
     // A dead marker nothing reaches is gone; one that is still read means a
     // node reads a branch that never runs, which must not be written.
-    if let Some(marker) = dead_marker(&current) {
-        if let Some(reader) = current.consumers(marker).first() {
-            return Err(ApplyError::DeadLeft { node: current.name(reader.node).to_string() });
+    if let Some(marker) = work.marker.filter(|&m| work.is_alive(m)) {
+        if let Some(reader) = work.consumers(marker).next() {
+            return Err(ApplyError::DeadLeft { node: work.name(reader.node).to_string() });
         }
-        let nodes = current.ids().filter(|&id| id != marker).map(NodeSource::Existing);
-        current = current.rebuilt(nodes).expect("existing nodes are not read again");
+        work.remove(marker);
     }
-    current = drop_dangling_colocation(current);
+    drop_dangling_colocation(&mut work);
+    let order = work.order();
+    let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
+    for &id in &order {
+        *counts.entry(work.op_of(id)).or_default() += 1;
+    }
+    report.ops_after = histogram(counts.iter().map(|(&op, &n)| (work.op_name(op), n)));
+    let current = work.to_graph();
     report.nodes_after = current.len();
-    report.ops_after = histogram(&current);
     report.seconds = start.elapsed().as_secs_f64();
     Ok((current, report))
+}
+
+/// How many edges upstream of its root a pattern reads: its nested op
+/// patterns and the producers of the tensors it binds.
+fn pattern_depth(pattern: &Pattern) -> usize {
+    match &pattern.kind {
+        PatternKind::Node(node) => node
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Pattern(p) => 1 + pattern_depth(p),
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// What a round changed: nodes whose inputs, consumers or existence
+/// changed (the next round matches near them), and nodes it removed.
+#[derive(Default)]
+struct Changes {
+    seeds: Vec<NodeId>,
+    removed: Vec<NodeId>,
+}
+
+/// The candidates of the next round: alive nodes at most `reach` edges
+/// downstream of a change, in output order. Any other node's match reads
+/// only what did not change, so it is what it was, and it did not fire.
+fn near(work: &Work, seeds: &[NodeId], reach: usize) -> Vec<NodeId> {
+    let mut seen = vec![false; work.len()];
+    let mut frontier: Vec<NodeId> = Vec::new();
+    let mut out = Vec::new();
+    for &id in seeds {
+        if work.is_alive(id) && !work.is_phantom(id) && !seen[id as usize] {
+            seen[id as usize] = true;
+            frontier.push(id);
+        }
+    }
+    for _ in 0..reach {
+        let mut next = Vec::new();
+        for &id in &frontier {
+            for c in work.consumers(id) {
+                if !seen[c.node as usize] {
+                    seen[c.node as usize] = true;
+                    next.push(c.node);
+                }
+            }
+        }
+        out.append(&mut frontier);
+        frontier = next;
+    }
+    out.append(&mut frontier);
+    let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
+    match keys {
+        Some(keys) => {
+            let mut keyed: Vec<(u128, NodeId)> = keys.into_iter().zip(out).collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|(_, id)| id).collect()
+        }
+        None => {
+            let rank = work.ranks();
+            out.sort_unstable_by_key(|&id| rank[id as usize]);
+            out
+        }
+    }
 }
 
 /// Colocation entries (`_class: "loc:@name"`) naming a node the rewrite
 /// removed are dropped (and `_class` with them when none is left):
 /// TensorFlow refuses to import a graph that colocates with a missing node.
 /// Only nodes whose bytes hold `loc:@` are decoded.
-fn drop_dangling_colocation(graph: Graph) -> Graph {
+fn drop_dangling_colocation(work: &mut Work) {
     let finder = memchr::memmem::Finder::new(b"loc:@");
     let mut changed = Vec::new();
-    for id in graph.ids() {
-        if finder.find(&graph.node_bytes(id)).is_none() {
-            continue;
-        }
-        let Ok(mut def) = graph.node_def(id) else { continue };
-        let dangling = crate::validate::colocated_with(&def).any(|w| graph.id(w).is_none());
+    for id in work.order() {
+        let Some(mut def) = work.colocated_def(id, &finder) else { continue };
+        let dangling = crate::validate::colocated_with(&def).any(|w| work.id(w).is_none());
         if !dangling {
             continue;
         }
@@ -277,147 +347,213 @@ fn drop_dangling_colocation(graph: Graph) -> Graph {
                 std::str::from_utf8(s)
                     .ok()
                     .and_then(|s| s.strip_prefix("loc:@"))
-                    .is_none_or(|w| graph.id(w).is_some())
+                    .is_none_or(|w| work.id(w).is_some())
             });
             if list.s.is_empty() {
                 def.attr.remove("_class");
             }
         }
-        changed.push((id, Bytes::from(def.encode_to_vec())));
+        changed.push((id, def));
     }
-    if changed.is_empty() {
-        return graph;
+    for (id, def) in changed {
+        work.redefine(id, def);
     }
-    let mut changed = changed.into_iter().peekable();
-    let nodes: Vec<NodeSource> = graph
-        .ids()
-        .map(|id| match changed.next_if(|(c, _)| *c == id) {
-            Some((_, bytes)) => NodeSource::Encoded(bytes),
-            None => NodeSource::Existing(id),
-        })
-        .collect();
-    graph.rebuilt(nodes).expect("re-encoded nodes are well formed")
 }
 
-fn histogram(graph: &Graph) -> BTreeMap<String, usize> {
-    graph.ops().map(|(op, ids)| (op.to_string(), ids.len())).collect()
+fn histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> BTreeMap<String, usize> {
+    let mut h = BTreeMap::new();
+    for (op, n) in counts {
+        *h.entry(op.to_string()).or_default() += n;
+    }
+    h
 }
 
-/// Duplicates, unresolved inputs, and whether there is a cycle.
-/// Duplicates, unresolved inputs, and (when `cycles`) whether there is a
-/// cycle.
-fn problem_count(graph: &Graph, cycles: bool) -> (usize, usize, bool) {
-    let cyclic = cycles && !crate::validate::topological_order(graph).1;
-    (graph.duplicates().len(), graph.bad_inputs().len(), cyclic)
-}
+/// What trying one rule at one candidate gave: nothing, or the nodes the
+/// pattern matched below the root with the patch (or why it is not applied).
+type Tried = Option<(Vec<NodeId>, Result<Patch, String>)>;
 
-fn dead_marker(graph: &Graph) -> Option<NodeId> {
-    graph.nodes_with_op(DEAD_OP).first().copied()
-}
+/// Candidates a rule is tried at on one thread before the work is split.
+const PARALLEL_MIN: usize = 4096;
 
 fn find_patches(
-    graph: &Graph,
+    work: &Work,
     rules: &RuleSet,
+    candidates: Option<&[NodeId]>,
     protected: &HashSet<String>,
     report: &mut Report,
 ) -> Vec<Patch> {
-    let matcher = Matcher { graph, dead: dead_marker(graph) };
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
-    let mut is_root = vec![false; graph.len()];
-    let mut is_interior = vec![false; graph.len()];
+    let mut is_root = vec![false; work.len()];
+    let mut is_interior = vec![false; work.len()];
     let mut patches = Vec::new();
-    let mut taken_names: HashSet<String> = HashSet::new();
-    for (index, rule) in rules.rules.iter().enumerate() {
-        let mut candidates: Vec<NodeId> =
-            rule.root_ops.iter().flat_map(|op| graph.nodes_with_op(op).iter().copied()).collect();
-        candidates.sort_unstable();
-        for root in candidates {
-            if is_root[root as usize] || is_interior[root as usize] {
-                continue;
-            }
-            let Some(m) = matcher.match_root(&rule.rule.pattern, root) else {
-                continue;
-            };
-            if m.nodes[1..].iter().any(|&n| is_root[n as usize]) {
-                continue;
-            }
-            // Warnings about this match: "rule `r` at `node`" and what happened.
-            let at = |what: &str| {
-                format!("rule `{}` at `{}`{what}", rule.rule.name.name, graph.name(root))
-            };
-            if let Some(guard) = &rule.rule.guard {
-                let g = Guard { graph, m: &m, params: &rules.params };
-                match g.holds(guard) {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(reason) => {
-                        report.warnings.push(at(&format!(": guard not evaluated: {reason}")));
-                        continue;
-                    }
-                }
-            }
-            let mut builder = Builder {
-                graph,
-                m: &m,
-                rule: &rule.rule,
-                rules,
-                root,
-                nodes: Vec::new(),
-                taken: &mut taken_names,
-            };
-            let patch = match builder.patch(index) {
-                Ok(patch) => patch,
-                Err(reason) => {
-                    report.warnings.push(at(&format!(" not applied: {reason}")));
-                    continue;
-                }
-            };
-            // Every consumed port of the root needs a replacement.
-            let uncovered = graph.consumers(root).iter().find_map(|c| match c.port {
-                Port::Data(p) if patch.ports.get(p as usize).is_none_or(|r| r.is_none()) => Some(p),
-                _ => None,
-            });
-            if let Some(port) = uncovered {
-                report.warnings.push(at(&format!(
-                    " not applied: output port {port} is read, and the rule gives no replacement for it"
-                )));
-                continue;
-            }
-            if protected.contains(graph.name(root)) && patch.takes_name.is_none() {
-                report.warnings.push(format!(
-                    "rule `{}` not applied to `{}`: it is a graph output, and the rule would remove it",
-                    rule.rule.name.name,
-                    graph.name(root)
-                ));
-                continue;
-            }
-            is_root[root as usize] = true;
-            for &n in &m.nodes[1..] {
-                is_interior[n as usize] = true;
-            }
-            patches.push(patch);
+    // The round's candidates by op, in output order (the first round: every
+    // node, by op from the index).
+    let mut by_op: FxHashMap<u32, Vec<NodeId>> = FxHashMap::default();
+    let mut rank: Vec<u32> = Vec::new();
+    if let Some(list) = candidates {
+        rank = vec![u32::MAX; work.len()];
+        for (i, &id) in list.iter().enumerate() {
+            rank[id as usize] = i as u32;
+            by_op.entry(work.op_of(id)).or_default().push(id);
         }
     }
-    patches.sort_by_key(|p| p.root);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    for (index, rule) in rules.rules.iter().enumerate() {
+        let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
+        let mut roots: Vec<NodeId> = match candidates {
+            None => ops.iter().flat_map(|&op| work.with_op(op)).collect(),
+            Some(_) => {
+                ops.iter().flat_map(|op| by_op.get(op).into_iter().flatten()).copied().collect()
+            }
+        };
+        if ops.len() > 1 {
+            match candidates {
+                None => roots.sort_unstable(),
+                Some(_) => roots.sort_unstable_by_key(|&id| rank[id as usize]),
+            }
+        }
+        roots.retain(|&r| !is_root[r as usize] && !is_interior[r as usize]);
+        // Every candidate is tried against the round's graph alone (on
+        // several threads when there are many); then, in candidate order, a
+        // match is kept unless an earlier match of this rule took its root
+        // or one of its nodes: what trying them one by one would keep.
+        let try_all = |roots: &[NodeId]| -> Vec<(NodeId, Tried)> {
+            let mut m = Match::default();
+            roots
+                .iter()
+                .map(|&root| (root, try_rule(work, rules, index, root, protected, &mut m)))
+                .filter(|(_, t)| t.is_some())
+                .collect()
+        };
+        let tried: Vec<(NodeId, Tried)> = if threads > 1 && roots.len() >= PARALLEL_MIN {
+            let chunk = roots.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    roots.chunks(chunk).map(|part| scope.spawn(move || try_all(part))).collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("matching does not panic"))
+                    .collect()
+            })
+        } else {
+            try_all(&roots)
+        };
+        for (root, outcome) in tried {
+            let Some((interior, outcome)) = outcome else { continue };
+            if is_root[root as usize]
+                || is_interior[root as usize]
+                || interior.iter().any(|&n| is_root[n as usize])
+            {
+                continue;
+            }
+            match outcome {
+                Err(warning) => report.warnings.push(warning),
+                Ok(patch) => {
+                    is_root[root as usize] = true;
+                    for &n in &interior {
+                        is_interior[n as usize] = true;
+                    }
+                    patches.push(patch);
+                }
+            }
+        }
+    }
+    if candidates.is_none() {
+        patches.sort_by_key(|p| p.root);
+    } else {
+        patches.sort_by_key(|p| rank[p.root as usize]);
+    }
     patches
 }
 
-/// Where a tensor of the old graph ends up, through the round's replacements.
+/// Tries rule `index` at `root` against the round's graph.
+fn try_rule<'r>(
+    work: &Work,
+    rules: &'r RuleSet,
+    index: usize,
+    root: NodeId,
+    protected: &HashSet<String>,
+    m: &mut Match<'r>,
+) -> Tried {
+    let rule = &rules.rules[index];
+    let matcher = Matcher { graph: work, dead: work.marker.filter(|&d| work.is_alive(d)) };
+    if !matcher.match_root(&rule.rule.pattern, root, m) {
+        return None;
+    }
+    let interior = m.nodes[1..].to_vec();
+    // Warnings about this match: "rule `r` at `node`" and what happened.
+    let at = |what: &str| format!("rule `{}` at `{}`{what}", rule.rule.name.name, work.name(root));
+    if let Some(guard) = &rule.rule.guard {
+        let g = Guard { graph: work, m, params: &rules.params };
+        match g.holds(guard) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(reason) => {
+                return Some((interior, Err(at(&format!(": guard not evaluated: {reason}")))));
+            }
+        }
+    }
+    let mut builder = Builder {
+        graph: work,
+        m,
+        rule: &rule.rule,
+        rules,
+        root,
+        nodes: Vec::new(),
+        taken: FxHashSet::default(),
+        device: None,
+        constants: Default::default(),
+    };
+    let patch = match builder.patch(index) {
+        Ok(patch) => patch,
+        Err(reason) => return Some((interior, Err(at(&format!(" not applied: {reason}"))))),
+    };
+    // Every consumed port of the root needs a replacement.
+    let uncovered = work.consumers(root).find_map(|c| match c.port {
+        Port::Data(p) if patch.ports.get(p as usize).is_none_or(|r| r.is_none()) => Some(p),
+        _ => None,
+    });
+    if let Some(port) = uncovered {
+        return Some((
+            interior,
+            Err(at(&format!(
+                " not applied: output port {port} is read, and the rule gives no replacement for it"
+            ))),
+        ));
+    }
+    if protected.contains(work.name(root)) && patch.takes_name.is_none() {
+        return Some((
+            interior,
+            Err(format!(
+                "rule `{}` not applied to `{}`: it is a graph output, and the rule would remove it",
+                rule.rule.name.name,
+                work.name(root)
+            )),
+        ));
+    }
+    Some((interior, Ok(patch)))
+}
+
+/// Stands for the dead-tensor marker while a round is planned, before the
+/// marker exists.
+const DEAD: NodeId = NodeId::MAX - 1;
+
+/// Where a tensor of the round's graph ends up, through the round's
+/// replacements.
 struct Resolver<'a> {
-    graph: &'a Graph,
+    work: &'a Work<'a>,
     patches: &'a [Patch],
-    /// Root id to its patch.
-    /// Per node of the old graph: the index of the patch it is the root of.
-    by_root: Vec<u32>,
-    dead_name: String,
+    /// Root to the index of its patch.
+    patch_of: &'a FxHashMap<NodeId, usize>,
+    /// Each patch's first new node.
+    base: &'a [NodeId],
 }
 
 impl Resolver<'_> {
     fn patch_of(&self, node: NodeId) -> Option<usize> {
-        let p = self.by_root[node as usize];
-        (p != u32::MAX).then_some(p as usize)
+        self.patch_of.get(&node).copied()
     }
 
     /// Follows a replacement through the round's patches (a root's port
@@ -434,26 +570,19 @@ impl Resolver<'_> {
         (r, patch)
     }
 
-    /// The producer's name and the port of a resolved tensor (`None` for
-    /// the dead marker).
-    fn producer(&self, (r, patch): (TRef, usize)) -> Option<(&str, u32)> {
+    /// The producer and port of a resolved tensor (the marker for dead).
+    fn target(&self, (r, patch): (TRef, usize)) -> (NodeId, u32) {
         match r {
-            TRef::Old(t) => Some((self.graph.name(t.node), t.port)),
-            TRef::New(i, port) => Some((&self.patches[patch].nodes[i].def.name, port)),
-            TRef::Dead => None,
+            TRef::Old(t) => (t.node, t.port),
+            TRef::New(i, port) => (self.base[patch] + i as NodeId, port),
+            TRef::Dead => (DEAD, 0),
         }
     }
 
-    /// The input string for a tensor: `node`, `node:N`, or the dead marker.
-    fn tensor(&self, t: Tensor) -> String {
-        self.tref(TRef::Old(t), 0)
-    }
-
-    fn tref(&self, r: TRef, patch: usize) -> String {
-        match self.producer(self.resolve(r, patch)) {
-            Some((name, port)) => tensor_string(name, port),
-            None => self.dead_name.clone(),
-        }
+    /// The data edge reading `r` (of patch `patch`).
+    fn data(&self, r: TRef, patch: usize) -> Edge {
+        let (src, port) = self.target(self.resolve(r, patch));
+        Edge { src: Some(src), port: Port::Data(port) }
     }
 
     /// The control input replacing `^node`: moved to the producer of what
@@ -461,160 +590,197 @@ impl Resolver<'_> {
     /// always ready, so an edge to it orders nothing; frozen TF2 graphs tie
     /// every weight to the output this way, which would keep the folded
     /// weights' originals alive).
-    fn control(&self, node: NodeId) -> Option<String> {
-        let Some(p) = self.patch_of(node).filter(|&p| self.patches[p].takes_name.is_none()) else {
-            return Some(format!("^{}", self.graph.name(node)));
-        };
-        let Some(first) = self.patches[p].ports.first().copied().flatten() else {
-            return Some(format!("^{}", self.dead_name));
+    fn control(&self, node: NodeId) -> Option<NodeId> {
+        let Some(p) = self.patch_of(node) else { return Some(node) };
+        let patch = &self.patches[p];
+        if let Some(i) = patch.takes_name {
+            return Some(self.base[p] + i as NodeId);
+        }
+        let Some(first) = patch.ports.first().copied().flatten() else {
+            return Some(DEAD);
         };
         let (target, patch) = self.resolve(first, p);
         let source_const = match target {
-            TRef::Old(t) => {
-                self.graph.op(t.node) == "Const" && self.graph.inputs(t.node).is_empty()
-            }
+            TRef::Old(t) => self.work.op(t.node) == "Const" && self.work.inputs(t.node).is_empty(),
             TRef::New(i, _) => {
                 let new = &self.patches[patch].nodes[i];
-                new.def.op == "Const"
+                new.op == "Const"
                     && new.data.is_empty()
                     && new.control.is_empty()
                     && new.control_names.is_empty()
             }
             TRef::Dead => false,
         };
-        if source_const {
-            return None;
-        }
-        let producer = self.producer((target, patch)).map_or(self.dead_name.as_str(), |(n, _)| n);
-        Some(format!("^{producer}"))
+        (!source_const).then(|| self.target((target, patch)).0)
     }
 }
 
-fn tensor_string(name: &str, port: u32) -> String {
-    InputRef::Data { node: name, port }.to_string()
+/// A node's new input list, planned while the round's graph is read:
+/// data edges, then control edges; inputs that name no node keep their
+/// text (data ones by position, control ones after the controls).
+#[derive(Default)]
+struct Planned {
+    data: Vec<Edge>,
+    data_texts: Vec<(usize, String)>,
+    control: Vec<NodeId>,
+    control_texts: Vec<String>,
 }
 
-fn apply_patches(graph: &Graph, patches: Vec<Patch>) -> Graph {
-    let dead_name = match dead_marker(graph) {
-        Some(id) => graph.name(id).to_string(),
+impl Planned {
+    /// The edges, with phantoms for the texts and the marker for `DEAD`;
+    /// controls without repeats or self-edges.
+    fn edges(self, work: &mut Work, id: NodeId, marker: NodeId) -> Vec<Edge> {
+        let fix = |n: NodeId| if n == DEAD { marker } else { n };
+        let mut edges = self.data;
+        for e in &mut edges {
+            e.src = e.src.map(fix);
+        }
+        for (at, text) in self.data_texts {
+            edges[at] = work.phantom(&text);
+        }
+        let mut seen = FxHashSet::default();
+        for c in self.control {
+            let c = fix(c);
+            if c != id && seen.insert(c) {
+                edges.push(Edge { src: Some(c), port: Port::Control });
+            }
+        }
+        let mut texts = FxHashSet::default();
+        for text in self.control_texts {
+            if texts.insert(text.clone()) {
+                edges.push(work.phantom(&text));
+            }
+        }
+        edges
+    }
+
+    fn reads_dead(&self) -> bool {
+        self.data.iter().any(|e| e.src == Some(DEAD)) || self.control.contains(&DEAD)
+    }
+}
+
+/// Applies a round's patches: new nodes in their roots' places, roots
+/// removed, their readers rewired.
+fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes) {
+    let dead_name = match work.marker.filter(|&m| work.is_alive(m)) {
+        Some(m) => work.name(m).to_string(),
         None => {
             let mut name = "graphrw_dead".to_string();
-            while graph.id(&name).is_some() {
+            while work.id(&name).is_some() {
                 name.push('_');
             }
             name
         }
     };
-    let mut by_root = vec![u32::MAX; graph.len()];
-    for (i, p) in patches.iter().enumerate() {
-        by_root[p.root as usize] = i as u32;
-    }
-    let resolver = Resolver { graph, patches: &patches, by_root, dead_name: dead_name.clone() };
-    let mut uses_dead = false;
-    let mut out = Vec::with_capacity(graph.len() + 8);
-    for id in graph.ids() {
-        if let Some(p) = resolver.patch_of(id) {
-            for node in &patches[p].nodes {
-                let mut def = node.def.clone();
-                def.input = node.data.iter().map(|r| resolver.tref(*r, p)).collect();
-                let mut controls: Vec<String> =
-                    node.control.iter().filter_map(|&c| resolver.control(c)).collect();
-                for name in &node.control_names {
-                    let old = graph.id(&name[1..]);
-                    controls
-                        .extend(old.map_or_else(|| Some(name.clone()), |c| resolver.control(c)));
-                }
-                finish_inputs(&mut def, controls);
-                uses_dead |=
-                    def.input.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
-                out.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
-            }
-            continue;
+    let mut patch_of: FxHashMap<NodeId, usize> = FxHashMap::default();
+    let mut base = Vec::with_capacity(patches.len());
+    for (p, patch) in patches.iter_mut().enumerate() {
+        patch_of.insert(patch.root, p);
+        base.push(work.len() as NodeId);
+        for (i, node) in patch.nodes.iter_mut().enumerate() {
+            let body = std::mem::replace(&mut node.body, Body::Phantom);
+            let id = work.add(node.name.clone(), &node.op, body, patch.root, i as u32);
+            changes.seeds.push(id);
         }
-        let touched = graph
-            .inputs(id)
+    }
+    // Plan every new input list while the round's graph is intact.
+    let mut plans: Vec<(NodeId, Planned)> = Vec::new();
+    {
+        let r = Resolver { work, patches: &patches, patch_of: &patch_of, base: &base };
+        for (p, patch) in patches.iter().enumerate() {
+            for (i, node) in patch.nodes.iter().enumerate() {
+                let plan = Planned {
+                    data: node.data.iter().map(|t| r.data(*t, p)).collect(),
+                    data_texts: vec![],
+                    control: node.control.iter().filter_map(|&c| r.control(c)).collect(),
+                    control_texts: node.control_names.clone(),
+                };
+                plans.push((base[p] + i as NodeId, plan));
+            }
+        }
+        let mut readers: Vec<NodeId> = patches
             .iter()
-            .any(|e| e.src.is_some_and(|s| resolver.by_root[s as usize] != u32::MAX));
-        if !touched {
-            out.push(NodeSource::Existing(id));
-            continue;
-        }
-        let mut data = Vec::new();
-        let mut controls = Vec::new();
-        for (edge, text) in graph.inputs(id).iter().zip(graph.input_strs(id)) {
-            match (edge.src, edge.port) {
-                (Some(src), Port::Data(port)) => {
-                    data.push(resolver.tensor(Tensor { node: src, port }))
+            .flat_map(|p| work.consumers(p.root).map(|c| c.node))
+            .filter(|n| !patch_of.contains_key(n))
+            .collect();
+        readers.sort_unstable();
+        readers.dedup();
+        for id in readers {
+            let mut plan = Planned::default();
+            for (slot, edge) in work.inputs(id).iter().enumerate() {
+                match (edge.src, edge.port) {
+                    (Some(src), Port::Data(port)) => plan
+                        .data
+                        .push(r.data(TRef::Old(super::matcher::Tensor { node: src, port }), 0)),
+                    (Some(src), Port::Control) => plan.control.extend(r.control(src)),
+                    (None, _) => {
+                        let text = work.source_input_text(id, slot as u32).unwrap_or("");
+                        if text.starts_with('^') {
+                            plan.control_texts.push(text.to_string());
+                        } else {
+                            plan.data_texts.push((plan.data.len(), text.to_string()));
+                            plan.data.push(Edge { src: None, port: Port::Data(0) });
+                        }
+                    }
                 }
-                (Some(src), Port::Control) => controls.extend(resolver.control(src)),
-                (None, _) if text.starts_with('^') => controls.push(text.to_string()),
-                (None, _) => data.push(text.to_string()),
             }
-        }
-        let inputs = with_controls(graph.name(id), data, controls);
-        uses_dead |= inputs.iter().any(|i| parse_input(i).is_ok_and(|r| r.node() == dead_name));
-        out.push(edited(graph, id, &inputs));
-    }
-    if uses_dead && dead_marker(graph).is_none() {
-        let marker = NodeDef { name: dead_name, op: DEAD_OP.into(), ..Default::default() };
-        out.push(NodeSource::Encoded(Bytes::from(marker.encode_to_vec())));
-    }
-    graph.rebuilt(out).expect("rewritten nodes are well formed")
-}
-
-/// Data inputs, then the control inputs without repeats or self-edges.
-fn with_controls(name: &str, mut data: Vec<String>, controls: Vec<String>) -> Vec<String> {
-    let mut seen: HashSet<String> = HashSet::new();
-    for c in controls {
-        if c[1..] != *name && seen.insert(c.clone()) {
-            data.push(c);
+            plans.push((id, plan));
         }
     }
-    data
-}
-
-/// Node `id` with new inputs: its other fields are copied as they are, not
-/// decoded and encoded again.
-fn edited(graph: &Graph, id: NodeId, inputs: &[String]) -> NodeSource {
-    let raw = graph.node_bytes(id);
-    match crate::wire::replace_inputs(&raw, inputs) {
-        Ok(bytes) => NodeSource::Encoded(Bytes::from(bytes)),
-        Err(_) => NodeSource::Existing(id), // unreachable: the node was indexed
+    let needs_marker = plans.iter().any(|(_, p)| p.reads_dead());
+    let marker = match work.marker.filter(|&m| work.is_alive(m)) {
+        Some(m) => m,
+        None if needs_marker => {
+            let def = NodeDef { op: DEAD_OP.into(), ..Default::default() };
+            let body = Body::Encoded(bytes::Bytes::from(prost::Message::encode_to_vec(&def)));
+            let m = work.add(dead_name, DEAD_OP, body, NodeId::MAX, 0);
+            work.marker = Some(m);
+            m
+        }
+        None => DEAD,
+    };
+    for (id, plan) in plans {
+        let edges = plan.edges(work, id, marker);
+        changes.seeds.push(id);
+        changes.seeds.extend(edges.iter().filter_map(|e| e.src));
+        work.set_inputs(id, &edges);
     }
-}
-
-/// Appends control inputs after the data inputs, without repeats.
-fn finish_inputs(def: &mut NodeDef, controls: Vec<String>) {
-    def.input = with_controls(&def.name, std::mem::take(&mut def.input), controls);
+    for patch in &patches {
+        changes.seeds.extend(work.inputs(patch.root).iter().filter_map(|e| e.src));
+        changes.seeds.extend(&patch.interior);
+        work.remove(patch.root);
+        changes.removed.push(patch.root);
+    }
 }
 
 /// Ends a round: dead tensors propagate, as TensorFlow's executor defines
 /// them (a node with a dead data or control input is dead, except Merge,
 /// which is dead only when all its data inputs are; every use of a dead
 /// node becomes a use of the marker), and, when pruning, what the outputs
-/// no longer reach is dropped. One rebuild does both.
+/// no longer reach is dropped.
 fn settle(
-    graph: Graph,
+    work: &mut Work,
     outputs: &[String],
     protected: &HashSet<String>,
     prune: bool,
     rules: &str,
-) -> Result<Graph, ApplyError> {
-    let marker = dead_marker(&graph);
-    let mut dead = vec![false; graph.len()];
-    let mut any_dead = false;
+    changes: &mut Changes,
+) -> Result<(), ApplyError> {
+    let marker = work.marker.filter(|&m| work.is_alive(m));
+    let mut dead = vec![false; work.len()];
+    let mut dead_nodes = Vec::new();
     if let Some(marker) = marker {
         dead[marker as usize] = true;
         // Deadness only spreads to readers: a worklist from the marker's
         // readers visits the dead region and its border, not the graph.
-        let mut queue: Vec<NodeId> = graph.consumers(marker).iter().map(|c| c.node).collect();
+        let mut queue: Vec<NodeId> = work.consumers(marker).map(|c| c.node).collect();
         while let Some(id) = queue.pop() {
             if dead[id as usize] {
                 continue;
             }
-            let inputs = graph.inputs(id);
-            let reads_dead = |e: &&crate::graph::Edge| e.src.is_some_and(|s| dead[s as usize]);
-            let is_dead = if graph.op(id) == "Merge" {
+            let inputs = work.inputs(id);
+            let reads_dead = |e: &&Edge| e.src.is_some_and(|s| dead[s as usize]);
+            let is_dead = if work.op(id) == "Merge" {
                 let data: Vec<_> =
                     inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
                 (!data.is_empty() && data.iter().all(reads_dead))
@@ -623,28 +789,28 @@ fn settle(
                 inputs.iter().any(|e| reads_dead(&e))
             };
             if is_dead {
-                if protected.contains(graph.name(id)) {
+                if protected.contains(work.name(id)) {
                     return Err(ApplyError::DeadOutput {
-                        output: graph.name(id).to_string(),
+                        output: work.name(id).to_string(),
                         rule: rules.to_string(),
                     });
                 }
                 dead[id as usize] = true;
-                any_dead = true;
-                queue.extend(graph.consumers(id).iter().map(|c| c.node));
+                dead_nodes.push(id);
+                queue.extend(work.consumers(id).map(|c| c.node));
             }
         }
     }
     // What the outputs reach, not walking into dead nodes (their readers
     // read the marker instead).
-    let keep: Vec<bool> = if prune {
-        let mut keep = vec![false; graph.len()];
-        let mut stack: Vec<NodeId> = outputs.iter().filter_map(|o| graph.id(o)).collect();
+    let keep: Option<Vec<bool>> = prune.then(|| {
+        let mut keep = vec![false; work.len()];
+        let mut stack: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
         for &id in &stack {
             keep[id as usize] = true;
         }
         while let Some(id) = stack.pop() {
-            for edge in graph.inputs(id) {
+            for edge in work.inputs(id) {
                 let Some(src) = edge.src else { continue };
                 let src = if dead[src as usize] { marker.unwrap_or(src) } else { src };
                 if !keep[src as usize] {
@@ -656,39 +822,75 @@ fn settle(
             }
         }
         keep
-    } else {
-        (0..graph.len()).map(|i| !dead[i] || Some(i as NodeId) == marker).collect()
-    };
-    if !any_dead && keep.iter().all(|&k| k) {
-        return Ok(graph);
-    }
-    let marker_name = marker.map(|m| graph.name(m).to_string()).unwrap_or_default();
-    let mut out = Vec::with_capacity(graph.len());
-    for id in graph.ids() {
-        let is_marker = Some(id) == marker;
-        if !keep[id as usize] || (dead[id as usize] && !is_marker) {
-            continue;
-        }
-        let reads_dead = graph
-            .inputs(id)
-            .iter()
-            .any(|e| e.src.is_some_and(|s| dead[s as usize] && Some(s) != marker));
-        if !reads_dead {
-            out.push(NodeSource::Existing(id));
-            continue;
-        }
-        let mut data = Vec::new();
-        let mut controls = Vec::new();
-        for (edge, text) in graph.inputs(id).iter().zip(graph.input_strs(id)) {
-            let to_dead = edge.src.is_some_and(|s| dead[s as usize]);
-            match (edge.port, to_dead) {
-                (Port::Data(_), true) => data.push(marker_name.clone()),
-                (Port::Control, true) => controls.push(format!("^{marker_name}")),
-                (Port::Data(_), false) => data.push(text.to_string()),
-                (Port::Control, false) => controls.push(text.to_string()),
+    });
+    let kept = |id: NodeId| keep.as_ref().is_none_or(|k| k[id as usize]);
+    // Readers of dead nodes that stay read the marker instead.
+    let mut readers: Vec<NodeId> = dead_nodes
+        .iter()
+        .flat_map(|&d| work.consumers(d).map(|c| c.node))
+        .filter(|&c| !dead[c as usize] && kept(c))
+        .collect();
+    readers.sort_unstable();
+    readers.dedup();
+    if let Some(marker) = marker {
+        for id in readers {
+            let mut plan = Planned::default();
+            for edge in work.inputs(id) {
+                let to_dead = edge.src.is_some_and(|s| dead[s as usize]);
+                match (edge.port, to_dead) {
+                    (Port::Data(_), true) => {
+                        plan.data.push(Edge { src: Some(marker), port: Port::Data(0) })
+                    }
+                    (Port::Control, true) => plan.control.push(marker),
+                    (Port::Data(_), false) => plan.data.push(*edge),
+                    (Port::Control, false) => plan.control.extend(edge.src),
+                }
             }
+            let edges = plan.edges(work, id, marker);
+            changes.seeds.push(id);
+            work.set_inputs(id, &edges);
         }
-        out.push(edited(&graph, id, &with_controls(graph.name(id), data, controls)));
     }
-    Ok(graph.rebuilt(out).expect("rewired nodes are well formed"))
+    let doomed: Vec<NodeId> = match &keep {
+        Some(keep) => (0..work.len() as NodeId)
+            .filter(|&id| {
+                work.is_alive(id)
+                    && !work.is_phantom(id)
+                    && (!keep[id as usize] || (dead[id as usize] && Some(id) != marker))
+            })
+            .collect(),
+        None => dead_nodes,
+    };
+    for &id in &doomed {
+        changes.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
+        work.remove(id);
+    }
+    changes.removed.extend(doomed);
+    Ok(())
+}
+
+/// After a round: no node reads a removed one, and (when a replacement read
+/// its own root) no new cycle.
+fn check_round(
+    work: &Work,
+    changes: &Changes,
+    cycle_risk: bool,
+    cyclic_before: &mut Option<bool>,
+    rules: &str,
+) -> Result<(), ApplyError> {
+    let dangling = changes.removed.iter().any(|&id| work.consumers(id).next().is_some());
+    let new_cycle = cycle_risk && {
+        let before = *cyclic_before
+            .get_or_insert_with(|| !crate::validate::topological_order(work.source()).1);
+        !before && !crate::validate::topological_order(&work.to_graph()).1
+    };
+    if dangling || new_cycle {
+        let graph = work.to_graph();
+        let problem = crate::validate::validate(&graph)
+            .into_iter()
+            .next()
+            .map_or_else(|| "a new problem".to_string(), |p| p.to_string());
+        return Err(ApplyError::Invalid { rules: rules.to_string(), problem });
+    }
+    Ok(())
 }

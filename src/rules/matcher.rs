@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use super::ast::*;
-use crate::graph::{Graph, NodeId, Port};
+use super::work::Work;
+use crate::graph::{NodeId, Port};
 use crate::proto::{AttrValue, DataType, attr_value};
 
 /// A tensor: an output port of a node.
@@ -29,14 +30,38 @@ pub enum Bound {
 
 /// The result of a successful match.
 #[derive(Clone, Debug, Default)]
-pub struct Match {
-    /// Variable bindings.
-    pub vars: HashMap<String, Bound>,
+pub struct Match<'r> {
+    /// Variable bindings, by the names the rule gives them.
+    pub vars: Vars<'r>,
     /// Every node an op pattern matched, root first.
     pub nodes: Vec<NodeId>,
 }
 
-impl Match {
+/// A rule's few variables with what they are bound to (a list: matching
+/// binds them without allocating a map per attempt).
+#[derive(Clone, Debug, Default)]
+pub struct Vars<'r>(Vec<(&'r str, Bound)>);
+
+impl<'r> Vars<'r> {
+    /// What `var` is bound to.
+    pub fn get(&self, var: &str) -> Option<&Bound> {
+        self.0.iter().find(|(v, _)| *v == var).map(|(_, b)| b)
+    }
+
+    /// Binds `var` (again: the new binding wins).
+    pub fn insert(&mut self, var: &'r str, bound: Bound) {
+        match self.0.iter_mut().find(|(v, _)| *v == var) {
+            Some(slot) => slot.1 = bound,
+            None => self.0.push((var, bound)),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Match<'_> {
     /// The tensor a variable names (a node variable names its port 0).
     pub fn tensor(&self, var: &str) -> Option<Tensor> {
         match self.vars.get(var)? {
@@ -60,25 +85,27 @@ impl Match {
 /// marker node, if the graph has one.
 pub struct Matcher<'g> {
     /// The graph.
-    pub graph: &'g Graph,
+    pub graph: &'g Work<'g>,
     /// The marker of dead tensors.
     pub dead: Option<NodeId>,
 }
 
 impl Matcher<'_> {
-    /// Matches `pattern` (whose root is an op pattern) at node `root`.
-    pub fn match_root(&self, pattern: &Pattern, root: NodeId) -> Option<Match> {
+    /// Matches `pattern` (whose root is an op pattern) at node `root`,
+    /// into `m` (cleared first, so one match can be reused for every try).
+    pub fn match_root<'r>(&self, pattern: &'r Pattern, root: NodeId, m: &mut Match<'r>) -> bool {
+        m.vars.clear();
+        m.nodes.clear();
         let PatternKind::Node(node) = &pattern.kind else {
-            return None;
+            return false;
         };
-        let mut m = Match::default();
         if let Some(binding) = &pattern.binding {
-            m.vars.insert(binding.name.clone(), Bound::Node(root));
+            m.vars.insert(&binding.name, Bound::Node(root));
         }
-        self.node(node, root, &mut m).then_some(m)
+        self.node(node, root, m)
     }
 
-    fn node(&self, pattern: &NodePattern, id: NodeId, m: &mut Match) -> bool {
+    fn node<'r>(&self, pattern: &'r NodePattern, id: NodeId, m: &mut Match<'r>) -> bool {
         let graph = self.graph;
         if Some(id) == self.dead || !pattern.ops.iter().any(|op| op.name == graph.op(id)) {
             return false;
@@ -128,7 +155,7 @@ impl Matcher<'_> {
                 };
                 match pick {
                     Some(n) => {
-                        m.vars.insert(var.name.clone(), Bound::Node(n));
+                        m.vars.insert(&var.name, Bound::Node(n));
                     }
                     None => return false,
                 }
@@ -137,7 +164,7 @@ impl Matcher<'_> {
         true
     }
 
-    fn tensor(&self, pattern: &Pattern, t: Tensor, m: &mut Match) -> bool {
+    fn tensor<'r>(&self, pattern: &'r Pattern, t: Tensor, m: &mut Match<'r>) -> bool {
         let ok = match &pattern.kind {
             PatternKind::Node(node) => {
                 let port = node.port.map_or(0, |p| p.0);
@@ -157,7 +184,7 @@ impl Matcher<'_> {
                     Some(Bound::Tensor(bound)) => *bound == t,
                     Some(_) => false,
                     None => {
-                        m.vars.insert(var.name.clone(), Bound::Tensor(t));
+                        m.vars.insert(&var.name, Bound::Tensor(t));
                         true
                     }
                 }
@@ -167,15 +194,15 @@ impl Matcher<'_> {
         };
         if ok {
             if let (Some(binding), PatternKind::Node(_)) = (&pattern.binding, &pattern.kind) {
-                m.vars.insert(binding.name.clone(), Bound::Node(t.node));
+                m.vars.insert(&binding.name, Bound::Node(t.node));
             } else if let Some(binding) = &pattern.binding {
-                m.vars.insert(binding.name.clone(), Bound::Tensor(t));
+                m.vars.insert(&binding.name, Bound::Tensor(t));
             }
         }
         ok
     }
 
-    fn attrs(&self, attrs: &[AttrPattern], id: NodeId, m: &mut Match) -> bool {
+    fn attrs<'r>(&self, attrs: &'r [AttrPattern], id: NodeId, m: &mut Match<'r>) -> bool {
         for attr in attrs {
             let Ok(Some(value)) = self.graph.attr(id, &attr.name.name) else {
                 return false;
@@ -190,7 +217,7 @@ impl Matcher<'_> {
                     Some(Bound::Attr(bound)) if **bound == value => {}
                     Some(_) => return false,
                     None => {
-                        m.vars.insert(var.name.clone(), Bound::Attr(Box::new(value)));
+                        m.vars.insert(&var.name, Bound::Attr(Box::new(value)));
                     }
                 },
             }
@@ -280,9 +307,9 @@ pub fn literal_matches_attr(lit: &Literal, value: &AttrValue) -> bool {
 /// Evaluates guards for one match.
 pub struct Guard<'a> {
     /// The graph.
-    pub graph: &'a Graph,
+    pub graph: &'a Work<'a>,
     /// The match.
-    pub m: &'a Match,
+    pub m: &'a Match<'a>,
     /// Parameter values.
     pub params: &'a HashMap<String, Literal>,
 }
@@ -380,7 +407,6 @@ impl Guard<'_> {
                     "consumers" => {
                         let count = graph
                             .consumers(t.node)
-                            .iter()
                             .filter(|c| match c.port {
                                 Port::Data(p) => node_var || p == t.port,
                                 Port::Control => false,
@@ -431,7 +457,7 @@ impl Guard<'_> {
 /// A tensor's shape when the graph says it statically: a Const's value, a
 /// placeholder's `shape`, or the producer's `_output_shapes`. Unknown
 /// dimensions are -1.
-pub fn static_shape(graph: &Graph, t: Tensor) -> Option<Vec<i64>> {
+pub fn static_shape(graph: &Work, t: Tensor) -> Option<Vec<i64>> {
     let dims = |s: &crate::proto::TensorShapeProto| -> Option<Vec<i64>> {
         (!s.unknown_rank).then(|| s.dim.iter().map(|d| d.size).collect())
     };

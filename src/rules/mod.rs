@@ -13,3 +13,4 @@ pub mod load;
 pub mod matcher;
 mod replace;
 pub mod syntax;
+mod work;

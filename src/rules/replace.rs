@@ -2,14 +2,17 @@
 //! attributes and inputs, copies of matched nodes, computed constants, and
 //! the names they get. The result is a [`Patch`]; the engine applies it.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use bytes::Bytes;
 
 use super::ast::*;
 use super::compile::RuleSet;
 use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
-use crate::graph::{Graph, NodeId, Port};
+use super::work::{Body, Work};
+use crate::graph::{NodeId, Port};
 use crate::proto::{AttrValue, DataType, NodeDef, TensorProto, attr_value};
 
 /// One rule application, computed without touching the graph.
@@ -21,6 +24,8 @@ pub(super) struct Patch {
     /// New nodes, inputs first; the one at `takes_name` gets the root's name.
     pub(super) nodes: Vec<NewNode>,
     pub(super) takes_name: Option<usize>,
+    /// The nodes the pattern matched below the root.
+    pub(super) interior: Vec<NodeId>,
 }
 
 /// A tensor in a replacement.
@@ -33,22 +38,43 @@ pub(super) enum TRef {
 }
 
 pub(super) struct NewNode {
-    pub(super) def: NodeDef,
+    pub(super) name: String,
+    pub(super) op: String,
+    pub(super) body: Body,
     pub(super) data: Vec<TRef>,
-    /// Control inputs: nodes of the old graph.
+    /// Control inputs: the rule's, then those kept from a copied node.
     pub(super) control: Vec<NodeId>,
-    /// Control inputs kept from a copied node, as written.
+    /// Control inputs of a copied node that name no node, as written.
     pub(super) control_names: Vec<String>,
 }
 
+impl NewNode {
+    fn built(mut def: NodeDef, data: Vec<TRef>, control: Vec<NodeId>) -> NewNode {
+        NewNode {
+            name: std::mem::take(&mut def.name),
+            op: def.op.clone(),
+            body: Body::Encoded(Bytes::from(prost::Message::encode_to_vec(&def))),
+            data,
+            control,
+            control_names: vec![],
+        }
+    }
+}
+
 pub(super) struct Builder<'a> {
-    pub(super) graph: &'a Graph,
-    pub(super) m: &'a Match,
+    pub(super) graph: &'a Work<'a>,
+    pub(super) m: &'a Match<'a>,
     pub(super) rule: &'a Rule,
     pub(super) rules: &'a RuleSet,
     pub(super) root: NodeId,
     pub(super) nodes: Vec<NewNode>,
-    pub(super) taken: &'a mut HashSet<String>,
+    /// Names given to this patch's nodes (names of different patches
+    /// cannot clash: each starts with its own root's name).
+    pub(super) taken: FxHashSet<String>,
+    /// The root's device, once read.
+    pub(super) device: Option<String>,
+    /// Constants read by this patch, by node (a rule often reads one twice).
+    pub(super) constants: RefCell<FxHashMap<NodeId, (crate::tensor::Array, DataType)>>,
 }
 
 impl Builder<'_> {
@@ -80,10 +106,10 @@ impl Builder<'_> {
         let rule_name = self.rule.name.name.clone();
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if Some(i) == takes_name {
-                node.def.name = root_name.clone();
+                node.name = root_name.clone();
                 continue;
             }
-            let base = format!("{root_name}/{rule_name}/{}", node.def.name);
+            let base = format!("{root_name}/{rule_name}/{}", node.name);
             let mut name = base.clone();
             let mut n = 1;
             while self.graph.id(&name).is_some() || self.taken.contains(&name) {
@@ -91,7 +117,7 @@ impl Builder<'_> {
                 n += 1;
             }
             self.taken.insert(name.clone());
-            node.def.name = name;
+            node.name = name;
         }
         Ok(Patch {
             rule,
@@ -99,6 +125,7 @@ impl Builder<'_> {
             ports,
             nodes: std::mem::take(&mut self.nodes),
             takes_name,
+            interior: self.m.nodes[1..].to_vec(),
         })
     }
 
@@ -125,7 +152,7 @@ impl Builder<'_> {
                 let mut def = NodeDef {
                     name: op.name.to_lowercase(),
                     op: op.name.clone(),
-                    device: self.root_def_device(),
+                    device: self.root_device(),
                     ..Default::default()
                 };
                 for (name, value) in attrs {
@@ -133,33 +160,46 @@ impl Builder<'_> {
                     def.attr.insert(name.name.clone(), value);
                 }
                 let (data, control) = self.inputs(inputs)?;
-                self.nodes.push(NewNode { def, data, control, control_names: vec![] });
+                self.nodes.push(NewNode::built(def, data, control));
                 Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
             }
             RExpr::Copy { of, inputs, port: p, .. } => {
                 let node =
                     self.m.node(&of.name).ok_or_else(|| format!("`{}` is not a node", of.name))?;
-                let mut def = self.graph.node_def(node).map_err(|e| e.to_string())?;
-                let control_names: Vec<String> =
-                    def.input.iter().filter(|i| i.starts_with('^')).cloned().collect();
-                def.input.clear();
-                def.name = self.graph.name(node).rsplit('/').next().unwrap_or("copy").to_string();
-                let (data, control) = self.inputs(inputs)?;
-                self.nodes.push(NewNode { def, data, control, control_names });
+                let graph = self.graph;
+                let (mut kept, mut control_names) = (Vec::new(), Vec::new());
+                for (slot, e) in graph.inputs(node).iter().enumerate() {
+                    match e.src {
+                        Some(src) if e.port == Port::Control => kept.push(src),
+                        None => control_names.extend(
+                            graph
+                                .source_input_text(node, slot as u32)
+                                .filter(|t| t.starts_with('^'))
+                                .map(str::to_string),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                let name = graph.name(node).rsplit('/').next().unwrap_or("copy").to_string();
+                let (data, mut control) = self.inputs(inputs)?;
+                control.extend(kept);
+                self.nodes.push(NewNode {
+                    name,
+                    op: graph.op(node).to_string(),
+                    body: graph.copy_body(node),
+                    data,
+                    control,
+                    control_names,
+                });
                 Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
             }
         }
     }
 
-    /// The root's device, read alone from its bytes (field 4 of NodeDef).
-    fn root_def_device(&self) -> String {
-        let raw = self.graph.node_bytes(self.root);
-        for field in crate::wire::fields(&raw).flatten() {
-            if field.number == 4 && field.wire == crate::wire::LEN {
-                return String::from_utf8_lossy(&raw[field.payload()]).into_owned();
-            }
-        }
-        String::new()
+    /// The root's device (new nodes run where the root did).
+    fn root_device(&mut self) -> String {
+        let (graph, root) = (self.graph, self.root);
+        self.device.get_or_insert_with(|| graph.device(root)).clone()
     }
 
     fn inputs(&mut self, inputs: &[RInput]) -> Result<(Vec<TRef>, Vec<NodeId>), String> {
@@ -182,7 +222,7 @@ impl Builder<'_> {
         let mut def = NodeDef {
             name: name.to_string(),
             op: "Const".into(),
-            device: self.root_def_device(),
+            device: self.root_device(),
             ..Default::default()
         };
         def.attr.insert(
@@ -191,7 +231,7 @@ impl Builder<'_> {
         );
         def.attr
             .insert("value".into(), AttrValue { value: Some(attr_value::Value::Tensor(tensor)) });
-        self.nodes.push(NewNode { def, data: vec![], control: vec![], control_names: vec![] });
+        self.nodes.push(NewNode::built(def, vec![], vec![]));
         TRef::New(self.nodes.len() - 1, 0)
     }
 
@@ -284,7 +324,15 @@ impl Builder<'_> {
                 },
                 Some(_) => {
                     let t = self.m.tensor(&var.name).ok_or("not a tensor")?;
-                    let (array, dt) = self.const_value(t.node)?;
+                    let cached = self.constants.borrow().get(&t.node).cloned();
+                    let (array, dt) = match cached {
+                        Some(c) => c,
+                        None => {
+                            let c = self.const_value(t.node)?;
+                            self.constants.borrow_mut().insert(t.node, c.clone());
+                            c
+                        }
+                    };
                     dtype.get_or_insert(dt);
                     array
                 }

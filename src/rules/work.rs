@@ -1,0 +1,465 @@
+//! The engine's working copy of a graph, edited in place.
+//!
+//! Nodes are numbered once and keep their number: the source graph's nodes
+//! first (same ids), then every node a rule adds. A removed node is only
+//! marked so. A node's inputs are the source's resolved edges until a round
+//! rewires it; then they live in this copy's own edge arena, and the node's
+//! generation goes up. Consumer lists are the source's (generation 0) plus
+//! links appended on each rewiring; an entry counts only while its consumer
+//! is alive and still at the generation it was recorded with, so removing
+//! a reader costs nothing and a producer read by a million nodes is never
+//! rescanned per edit.
+//!
+//! New nodes keep their name and body apart from their inputs: a copy of a
+//! source node is its bytes under a new name, a node a rule builds is a
+//! `NodeDef`. Bytes are written once, when the result becomes a [`Graph`];
+//! a source node no round rewired is shared with the input, not copied.
+//! Output order is the source's, each replaced root's place taken by the
+//! nodes that replaced it, then the dead-tensor marker.
+
+use bytes::Bytes;
+use prost::Message;
+use rustc_hash::FxHashMap;
+
+use crate::graph::{Consumer, Edge, Graph, NodeDecodeError, NodeId, NodeSource, Port};
+use crate::input::{InputRef, parse_input};
+use crate::proto::{AttrValue, NodeDef};
+
+/// What a node added by the engine is.
+#[derive(Clone, Debug)]
+pub enum Body {
+    /// A source node's bytes, under a new name and with new inputs.
+    Copy(NodeId),
+    /// A node a rule built, encoded without its name and inputs (they are
+    /// kept apart, and written in when the graph is).
+    Encoded(Bytes),
+    /// An input of the source that names no node, kept as written: never
+    /// written out, matched or removed.
+    Phantom,
+}
+
+#[derive(Clone, Debug)]
+struct Added {
+    name: Box<str>,
+    body: Body,
+    /// The root this node took the place of (`NodeId::MAX` for the marker
+    /// and phantoms), and its place among that root's replacements.
+    parent: NodeId,
+    index: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    node: NodeId,
+    slot: u32,
+    era: u32,
+    port: Port,
+    next: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// The working graph.
+pub struct Work<'g> {
+    src: &'g Graph,
+    n0: u32,
+    op_names: Vec<Box<str>>,
+    op_ids: FxHashMap<Box<str>, u32>,
+    ops: Vec<u32>,
+    alive: Vec<bool>,
+    era: Vec<u32>,
+    /// Start and length in `edges`; start `NONE`: the source's edges.
+    ins: Vec<(u32, u32)>,
+    edges: Vec<Edge>,
+    /// First consumer link of each node.
+    head: Vec<u32>,
+    links: Vec<Link>,
+    added: Vec<Added>,
+    /// Names of added nodes (a removed one may be shadowed by a later one).
+    names: FxHashMap<Box<str>, NodeId>,
+    /// Added nodes by op.
+    added_by_op: Vec<Vec<NodeId>>,
+    /// Each replaced root's first replacement (the others follow it, in
+    /// id order, while their parent is that root).
+    kids: Vec<u32>,
+    /// Source nodes whose definition was edited (colocation fixes), encoded
+    /// without name and inputs.
+    redefined: FxHashMap<NodeId, Bytes>,
+    /// The dead-tensor marker, once there is one.
+    pub marker: Option<NodeId>,
+    alive_count: usize,
+}
+
+impl<'g> Work<'g> {
+    /// A working copy of `src` (whose indexes are built here if they were not).
+    pub fn new(src: &'g Graph) -> Work<'g> {
+        let n = src.len();
+        let mut op_names = Vec::new();
+        let mut op_ids = FxHashMap::default();
+        for (op, _) in src.ops() {
+            op_ids.insert(op.into(), op_names.len() as u32);
+            op_names.push(op.into());
+        }
+        let ops = (0..n as NodeId).map(|id| src.op_index(id)).collect();
+        Work {
+            src,
+            n0: n as u32,
+            added_by_op: vec![Vec::new(); op_names.len()],
+            op_names,
+            op_ids,
+            ops,
+            alive: vec![true; n],
+            era: vec![0; n],
+            ins: vec![(NONE, 0); n],
+            edges: Vec::new(),
+            head: vec![NONE; n],
+            links: Vec::new(),
+            added: Vec::new(),
+            names: FxHashMap::default(),
+            kids: vec![NONE; n],
+            redefined: FxHashMap::default(),
+            marker: None,
+            alive_count: n,
+        }
+    }
+
+    /// The graph this is a copy of.
+    pub fn source(&self) -> &'g Graph {
+        self.src
+    }
+
+    /// Every id ever given out (alive or not).
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_alive(&self, id: NodeId) -> bool {
+        self.alive[id as usize]
+    }
+
+    pub fn is_phantom(&self, id: NodeId) -> bool {
+        matches!(self.added(id), Some(Added { body: Body::Phantom, .. }))
+    }
+
+    fn added(&self, id: NodeId) -> Option<&Added> {
+        id.checked_sub(self.n0).map(|i| &self.added[i as usize])
+    }
+
+    pub fn name(&self, id: NodeId) -> &str {
+        match self.added(id) {
+            Some(a) => &a.name,
+            None => self.src.name(id),
+        }
+    }
+
+    pub fn op(&self, id: NodeId) -> &str {
+        &self.op_names[self.ops[id as usize] as usize]
+    }
+
+    /// The op with this number.
+    pub fn op_name(&self, op: u32) -> &str {
+        &self.op_names[op as usize]
+    }
+
+    /// The node decoded, when its bytes hold `loc:@` (it may colocate with
+    /// others): what colocation fixes edit.
+    pub fn colocated_def(&self, id: NodeId, finder: &memchr::memmem::Finder) -> Option<NodeDef> {
+        let raw = self.bytes_of(id)?;
+        finder.find(&raw)?;
+        NodeDef::decode(raw).ok()
+    }
+
+    /// The op's number, if any node ever had it.
+    pub fn op_number(&self, op: &str) -> Option<u32> {
+        self.op_ids.get(op).copied()
+    }
+
+    pub fn op_of(&self, id: NodeId) -> u32 {
+        self.ops[id as usize]
+    }
+
+    fn intern(&mut self, op: &str) -> u32 {
+        if let Some(&i) = self.op_ids.get(op) {
+            return i;
+        }
+        let i = self.op_names.len() as u32;
+        self.op_names.push(op.into());
+        self.op_ids.insert(op.into(), i);
+        self.added_by_op.push(Vec::new());
+        i
+    }
+
+    /// Alive nodes with op number `op`, source nodes first, in id order.
+    pub fn with_op(&self, op: u32) -> impl Iterator<Item = NodeId> + '_ {
+        let source = self.src.nodes_with_op(&self.op_names[op as usize]).iter().copied();
+        let added = self.added_by_op.get(op as usize).into_iter().flatten().copied();
+        source.chain(added).filter(|&id| self.alive[id as usize])
+    }
+
+    pub fn inputs(&self, id: NodeId) -> &[Edge] {
+        let (start, len) = self.ins[id as usize];
+        if start == NONE {
+            if id < self.n0 { self.src.inputs(id) } else { &[] }
+        } else {
+            &self.edges[start as usize..][..len as usize]
+        }
+    }
+
+    /// Every current use of the node's outputs (and control edges from it).
+    pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = Consumer> + '_ {
+        let source: &[Consumer] = if id < self.n0 { self.src.consumers(id) } else { &[] };
+        let from_source = source
+            .iter()
+            .filter(|c| self.alive[c.node as usize] && self.era[c.node as usize] == 0)
+            .copied();
+        let mut at = self.head[id as usize];
+        let linked = std::iter::from_fn(move || {
+            while at != NONE {
+                let l = self.links[at as usize];
+                at = l.next;
+                if self.alive[l.node as usize] && self.era[l.node as usize] == l.era {
+                    return Some(Consumer { node: l.node, slot: l.slot, port: l.port });
+                }
+            }
+            None
+        });
+        from_source.chain(linked)
+    }
+
+    /// The alive node named `name` (phantoms have no name here).
+    pub fn id(&self, name: &str) -> Option<NodeId> {
+        if let Some(&id) = self.names.get(name) {
+            if self.alive[id as usize] {
+                return Some(id);
+            }
+        }
+        self.src.id(name).filter(|&id| self.alive[id as usize])
+    }
+
+    /// The bytes the node is written from (without name and inputs for an
+    /// added node); `None` for a phantom.
+    fn bytes_of(&self, id: NodeId) -> Option<Bytes> {
+        if let Some(bytes) = self.redefined.get(&id) {
+            return Some(bytes.clone());
+        }
+        match self.added(id) {
+            None => Some(self.src.node_bytes(id)),
+            Some(Added { body: Body::Copy(s), .. }) => Some(self.src.node_bytes(*s)),
+            Some(Added { body: Body::Encoded(bytes), .. }) => Some(bytes.clone()),
+            Some(Added { body: Body::Phantom, .. }) => None,
+        }
+    }
+
+    pub fn attr(&self, id: NodeId, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
+        match self.bytes_of(id) {
+            Some(raw) => crate::graph::attr_in(&raw, self.name(id), key),
+            None => Ok(None),
+        }
+    }
+
+    /// The node's device.
+    pub fn device(&self, id: NodeId) -> String {
+        let Some(raw) = self.bytes_of(id) else { return String::new() };
+        for field in crate::wire::fields(&raw).flatten() {
+            if field.number == 4 && field.wire == crate::wire::LEN {
+                return String::from_utf8_lossy(&raw[field.payload()]).into_owned();
+            }
+        }
+        String::new()
+    }
+
+    /// What a copy of this node is made of.
+    pub fn copy_body(&self, id: NodeId) -> Body {
+        match self.added(id) {
+            Some(a) => a.body.clone(),
+            None => Body::Copy(id),
+        }
+    }
+
+    /// The input string a source node had at `slot` (for inputs that
+    /// resolve to nothing).
+    pub fn source_input_text(&self, id: NodeId, slot: u32) -> Option<&str> {
+        (id < self.n0 && self.era[id as usize] == 0).then(|| self.src.input_str(id, slot))
+    }
+
+    /// Adds a node with no inputs yet; `parent` is the root it replaces.
+    pub fn add(
+        &mut self,
+        name: String,
+        op: &str,
+        body: Body,
+        parent: NodeId,
+        index: u32,
+    ) -> NodeId {
+        let id = self.ops.len() as NodeId;
+        let op = self.intern(op);
+        self.ops.push(op);
+        self.alive.push(true);
+        self.era.push(0);
+        self.ins.push((NONE, 0));
+        self.head.push(NONE);
+        self.kids.push(NONE);
+        if !matches!(body, Body::Phantom) {
+            self.names.insert(name.as_str().into(), id);
+            self.added_by_op[op as usize].push(id);
+        }
+        if parent != NodeId::MAX && self.kids[parent as usize] == NONE {
+            self.kids[parent as usize] = id;
+        }
+        self.added.push(Added { name: name.into(), body, parent, index });
+        self.alive_count += 1;
+        id
+    }
+
+    /// A phantom standing for an input string that names no node.
+    pub fn phantom(&mut self, text: &str) -> Edge {
+        let (name, port) = match parse_input(text) {
+            Ok(InputRef::Data { node, port }) => (node, Port::Data(port)),
+            Ok(InputRef::Control { node }) => (node, Port::Control),
+            Err(_) => match text.strip_prefix('^') {
+                Some(rest) => (rest, Port::Control),
+                None => (text, Port::Data(0)),
+            },
+        };
+        let id = self.add(name.to_string(), "", Body::Phantom, NodeId::MAX, 0);
+        Edge { src: Some(id), port }
+    }
+
+    /// Replaces the node's inputs (a new generation).
+    pub fn set_inputs(&mut self, id: NodeId, inputs: &[Edge]) {
+        let era = self.era[id as usize] + 1;
+        self.era[id as usize] = era;
+        let start = self.edges.len() as u32;
+        self.edges.extend_from_slice(inputs);
+        self.ins[id as usize] = (start, inputs.len() as u32);
+        for (slot, e) in inputs.iter().enumerate() {
+            if let Some(src) = e.src {
+                let next = self.head[src as usize];
+                self.head[src as usize] = self.links.len() as u32;
+                self.links.push(Link { node: id, slot: slot as u32, era, port: e.port, next });
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: NodeId) {
+        if std::mem::replace(&mut self.alive[id as usize], false) {
+            self.alive_count -= 1;
+        }
+    }
+
+    /// The nodes that took a replaced root's place, in order.
+    fn replacements(&self, root: NodeId) -> impl DoubleEndedIterator<Item = NodeId> + '_ {
+        let first = self.kids[root as usize];
+        let count = if first == NONE {
+            0
+        } else {
+            self.added[(first - self.n0) as usize..].iter().take_while(|a| a.parent == root).count()
+                as u32
+        };
+        (0..count).map(move |i| first + i)
+    }
+
+    /// A key that orders nodes as they will be written (the source's
+    /// order, a replaced root's place taken by its replacements in their
+    /// order, the marker last): the source position, then the place among
+    /// replacements at each level, 16 bits each. `None` when the chain of
+    /// replacements is too deep or wide for that.
+    pub fn position(&self, mut id: NodeId) -> Option<u128> {
+        let mut places = [0u16; 6];
+        let mut depth = 0;
+        while let Some(a) = self.added(id) {
+            if a.parent == NodeId::MAX {
+                return Some(u128::MAX); // the marker (phantoms are never asked)
+            }
+            if depth == places.len() || a.index > u32::from(u16::MAX - 1) {
+                return None;
+            }
+            places[depth] = a.index as u16 + 1;
+            depth += 1;
+            id = a.parent;
+        }
+        let mut key = u128::from(id) << 96;
+        for (level, place) in places[..depth].iter().rev().enumerate() {
+            key |= u128::from(*place) << (80 - 16 * level);
+        }
+        Some(key)
+    }
+
+    /// Every alive node's rank in output order (`u32::MAX` for the others).
+    pub fn ranks(&self) -> Vec<u32> {
+        let mut rank = vec![u32::MAX; self.len()];
+        for (i, id) in self.order().into_iter().enumerate() {
+            rank[id as usize] = i as u32;
+        }
+        rank
+    }
+
+    /// Alive nodes in output order (phantoms left out).
+    pub fn order(&self) -> Vec<NodeId> {
+        let mut out = Vec::with_capacity(self.alive_count);
+        let mut stack = Vec::new();
+        for root in (0..self.n0).chain(self.marker) {
+            stack.push(root);
+            while let Some(id) = stack.pop() {
+                if self.alive[id as usize] && !self.is_phantom(id) {
+                    out.push(id);
+                }
+                stack.extend(self.replacements(id).rev());
+            }
+        }
+        out
+    }
+
+    /// The input strings of a node, as written.
+    fn input_strings(&self, id: NodeId) -> Vec<String> {
+        self.inputs(id)
+            .iter()
+            .map(|e| {
+                let node = self.name(e.src.expect("edges of rewired nodes resolve"));
+                match e.port {
+                    Port::Data(port) => InputRef::Data { node, port }.to_string(),
+                    Port::Control => InputRef::Control { node }.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The node encoded, or `None` for a source node written as it was.
+    pub fn encoded(&self, id: NodeId) -> Option<Bytes> {
+        let as_read = id < self.n0 && !self.redefined.contains_key(&id);
+        if as_read && self.era[id as usize] == 0 {
+            return None;
+        }
+        let raw = self.bytes_of(id)?;
+        let name = (!as_read).then(|| self.name(id));
+        let bytes = crate::wire::replace_name_and_inputs(&raw, name, &self.input_strings(id))
+            .expect("nodes read or encoded here are well formed");
+        Some(Bytes::from(bytes))
+    }
+
+    /// Replaces a node's definition (not its name or inputs).
+    pub fn redefine(&mut self, id: NodeId, mut def: NodeDef) {
+        def.name.clear();
+        def.input.clear();
+        let bytes = Bytes::from(def.encode_to_vec());
+        match id.checked_sub(self.n0) {
+            Some(i) => self.added[i as usize].body = Body::Encoded(bytes),
+            None => {
+                self.redefined.insert(id, bytes);
+            }
+        }
+    }
+
+    /// The graph, written.
+    pub fn to_graph(&self) -> Graph {
+        let nodes: Vec<NodeSource> = self
+            .order()
+            .into_iter()
+            .map(|id| match self.encoded(id) {
+                Some(bytes) => NodeSource::Encoded(bytes),
+                None => NodeSource::Existing(id),
+            })
+            .collect();
+        self.src.rebuilt(nodes).expect("written nodes are well formed")
+    }
+}
