@@ -11,6 +11,10 @@ use graphrw::rules::compile::compile;
 use graphrw::rules::engine::{Options, apply};
 use graphrw::rules::load::{Origin, load, load_text};
 
+// The allocator the `graphrw` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RULES: &str = r#"
 param flag = ["training", "is_training"]
 rule lock: t = Placeholder{dtype: DT_BOOL}() where name(t) in flag => Const{dtype: DT_BOOL, value: false}()

@@ -524,11 +524,13 @@ fn text_report(report: &Report) -> String {
         out.push_str(&format!("{rule:<36} {count:>5}\n"));
     }
     out.push_str(&format!(
-        "nodes: {} -> {} in {} rounds, {:.3} s (matching {:.3}, applying {:.3}, pruning {:.3}, checking {:.3})\nop                               before  after\n",
+        "nodes: {} -> {} in {} rounds, {:.3} s (indexing the input {:.3}, setting up and writing out {:.3}, matching {:.3}, applying {:.3}, pruning {:.3}, checking {:.3})\nop                               before  after\n",
         report.nodes_before,
         report.nodes_after,
         report.rounds,
         report.seconds,
+        report.phases.index,
+        report.phases.write,
         report.phases.find,
         report.phases.apply,
         report.phases.settle,

@@ -723,3 +723,37 @@ fn a_half_precision_batch_norm_with_float_statistics_is_left_alone() {
         assert_eq!(after.op(after.id("bn").unwrap()), "FusedBatchNormV3", "conv: {with_conv}");
     }
 }
+
+#[test]
+fn inference_on_a_graph_large_enough_to_match_on_every_core_keeps_its_outputs() {
+    // 3000 blocks: every rule has thousands of candidates, so matching is
+    // split over the cores and the matches merged in candidate order.
+    let before = graphrw::synth::synth(60_000);
+    let after = apply_packs(&before, &["inference"]);
+    let again = apply_packs(&before, &["inference"]);
+    let encode = |g: &Graph| {
+        let mut out = Vec::new();
+        g.encode(&mut out).unwrap();
+        out
+    };
+    assert_eq!(encode(&after), encode(&again), "the same bytes every time");
+    for op in ["Switch", "Merge", "FusedBatchNormV3"] {
+        assert!(after.nodes_with_op(op).is_empty(), "{op} left");
+    }
+    // Every block's batch norm folded into its conv: one BiasAdd per block.
+    assert_eq!(after.nodes_with_op("BiasAdd").len(), before.nodes_with_op("Conv2D").len());
+    let training = graphrw::proto::TensorProto {
+        dtype: graphrw::proto::DataType::DtBool as i32,
+        bool_val: vec![false],
+        ..Default::default()
+    };
+    let feeds: HashMap<String, Tensor> = [
+        ("input".to_string(), ramp(vec![1, 8, 8, 4])),
+        ("training".to_string(), Tensor::from_proto(&training).unwrap()),
+    ]
+    .into();
+    let verdict =
+        graphrw::eval::verify::verify(&before, &after, &["output:0".into()], &feeds, 1e-4, 1e-5)
+            .unwrap();
+    assert!(verdict.mismatch.is_none(), "{verdict:?}");
+}

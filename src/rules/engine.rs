@@ -71,6 +71,9 @@ pub struct Report {
 /// Seconds per phase of rewriting, summed over rounds.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Phases {
+    /// Indexing the input (names, ops, edges, consumers), unless it was
+    /// indexed before: what reading any model for queries costs.
+    pub index: f64,
     /// Finding matches and building their patches (constants computed here).
     pub find: f64,
     /// Writing the patches into a new graph.
@@ -79,6 +82,8 @@ pub struct Phases {
     pub settle: f64,
     /// Validity checks after each round.
     pub check: f64,
+    /// Setting up the working graph, and writing the result as a graph.
+    pub write: f64,
 }
 
 /// Why a rule set could not be applied.
@@ -134,6 +139,8 @@ pub fn apply(
     options: &Options,
 ) -> Result<(Graph, Report), ApplyError> {
     let start = Instant::now();
+    graph.id(""); // builds the indexes, if they were not
+    let indexed = start.elapsed().as_secs_f64();
     let mut report = Report {
         fired: rules.rules.iter().map(|r| (r.rule.name.name.clone(), 0)).collect(),
         nodes_before: graph.len(),
@@ -159,7 +166,9 @@ pub fn apply(
             .collect::<Result<_, _>>()?
     };
     let protected: HashSet<String> = outputs.iter().cloned().collect();
+    let t = Instant::now();
     let mut work = Work::new(graph);
+    report.phases.write += t.elapsed().as_secs_f64();
     // Whether the input has a cycle is only asked when a round could have
     // made one.
     let mut cyclic_before: Option<bool> = None;
@@ -247,6 +256,7 @@ pub fn apply(
         }
         work.remove(marker);
     }
+    let t = Instant::now();
     drop_dangling_colocation(&mut work);
     let order = work.order();
     let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
@@ -256,6 +266,8 @@ pub fn apply(
     report.ops_after = histogram(counts.iter().map(|(&op, &n)| (work.op_name(op), n)));
     let current = work.to_graph();
     report.nodes_after = current.len();
+    report.phases.write += t.elapsed().as_secs_f64();
+    report.phases.index = indexed;
     report.seconds = start.elapsed().as_secs_f64();
     Ok((current, report))
 }
@@ -312,6 +324,11 @@ fn near(work: &Work, seeds: &[NodeId], reach: usize) -> Vec<NodeId> {
         frontier = next;
     }
     out.append(&mut frontier);
+    // Many candidates: one walk over the graph in output order picks them
+    // in order; few: their positions are sorted.
+    if out.len() > work.len() / 16 {
+        return work.order().into_iter().filter(|&id| seen[id as usize]).collect();
+    }
     let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
     match keys {
         Some(keys) => {
