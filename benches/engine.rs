@@ -70,12 +70,13 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
         );
         let p = &r.phases;
         println!(
-            "          last run: matching {:.1} ms, applying {:.1}, dead + pruning {:.1}, checking {:.1}, other {:.1}",
+            "          last run: matching {:.1} ms, applying {:.1}, dead + pruning {:.1}, checking {:.1}, setting up and writing out {:.1}, other {:.1}",
             p.find * 1e3,
             p.apply * 1e3,
             p.settle * 1e3,
             p.check * 1e3,
-            (r.seconds - p.find - p.apply - p.settle - p.check) * 1e3
+            p.write * 1e3,
+            (r.seconds - p.index - p.find - p.apply - p.settle - p.check - p.write) * 1e3
         );
         previous = Some((graph.len(), best));
     }

@@ -1,15 +1,17 @@
 //! The interpreter: applies a rule set to a graph until no rule matches.
 //!
-//! Each round reads the current graph only. For every rule in priority
-//! order, candidates come from the op index; a match whose guard holds and
-//! whose root is not already part of another patch of the round becomes a
-//! patch. The round's patches are then applied together, in file order of their roots,
-//! into a new graph: roots give way to their replacements, consumers are
-//! rewired (through chains of replacements), control edges move to the
-//! producer of the replacement. Dead tensors then propagate as TensorFlow's
-//! executor defines them, unreachable nodes are collected, and the graph is
-//! checked before the next round. A cap on rewrites stops rule sets that
-//! never end.
+//! The graph is copied into a [`Work`] graph, edited in place. Each round
+//! reads it only: for every rule in priority order, candidates come from the
+//! op index (first round) or from the nodes near the last round's changes
+//! (later rounds); they are matched, on several cores when there are many,
+//! and a match whose guard holds and whose root is not already part of
+//! another patch of the round becomes a patch. The round's patches are then
+//! applied together: new nodes take their roots' places, roots are removed,
+//! their readers rewired (through chains of replacements), control edges
+//! move to the producer of the replacement. Dead tensors then propagate as
+//! TensorFlow's executor defines them, unreachable nodes are collected, and
+//! the graph is checked before the next round. A cap on rewrites stops rule
+//! sets that never end. The result is written as a [`Graph`] once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
