@@ -1,6 +1,6 @@
 //! The interpreter: applies a rule set to a graph until no rule matches.
 //!
-//! The graph is copied into a [`Work`] graph, edited in place. Each round
+//! The graph is copied into a working graph (`work.rs`), edited in place. Each round
 //! reads it only: for every rule in priority order, candidates come from the
 //! op index (first round) or from the nodes near the last round's changes
 //! (later rounds); they are matched, on several cores when there are many,
