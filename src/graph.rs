@@ -127,30 +127,21 @@ pub fn attr_in(raw: &Bytes, node: &str, key: &str) -> Result<Option<AttrValue>, 
         reason,
     };
     let mut found = None;
-    for field in wire::fields(raw) {
+    'entries: for field in wire::fields(raw) {
         let field = field.map_err(|e| err(e.to_string()))?;
         if field.number != 5 || field.wire != LEN {
             continue;
         }
         let payload = field.payload();
-        // Encoders write the key first: an entry for another key is passed
-        // over without being sliced or parsed further.
-        if let Some(Ok(first)) = wire::fields(&raw[payload.clone()]).next() {
-            let start = payload.start;
-            if first.number == 1
-                && first.wire == LEN
-                && raw[start + first.payload().start..start + first.payload().end]
-                    != *key.as_bytes()
-            {
-                continue;
-            }
-        }
-        let entry = raw.slice(payload);
+        let entry = &raw[payload.clone()];
         let mut entry_key: &[u8] = b"";
         let mut value = None;
-        for part in wire::fields(&entry) {
+        for part in wire::fields(entry) {
             let part = part.map_err(|e| err(e.to_string()))?;
             match (part.number, part.wire) {
+                // An entry for another key is passed over as soon as its
+                // key is read (encoders write it first).
+                (1, LEN) if entry[part.payload()] != *key.as_bytes() => continue 'entries,
                 (1, LEN) => entry_key = &entry[part.payload()],
                 (2, LEN) => value = Some(part.payload()),
                 _ => {}
@@ -158,9 +149,10 @@ pub fn attr_in(raw: &Bytes, node: &str, key: &str) -> Result<Option<AttrValue>, 
         }
         if entry_key == key.as_bytes() {
             found = Some(match value {
-                Some(range) => {
-                    AttrValue::decode(entry.slice(range)).map_err(|e| err(e.to_string()))?
-                }
+                Some(range) => AttrValue::decode(
+                    raw.slice(payload.start + range.start..payload.start + range.end),
+                )
+                .map_err(|e| err(e.to_string()))?,
                 None => AttrValue::default(),
             });
         }

@@ -24,7 +24,7 @@ use super::matcher::{Guard, Match, Matcher};
 use super::replace::{Builder, Patch, TRef};
 use super::work::{Body, Work};
 use crate::graph::{Edge, Graph, NodeId, Port};
-use crate::proto::{NodeDef, attr_value};
+use crate::proto::attr_value;
 
 /// The op of the marker node that dead tensors come from while rewriting.
 pub const DEAD_OP: &str = "_GraphrwDead";
@@ -252,21 +252,21 @@ pub fn apply(
     }
     // A dead marker nothing reaches is gone; one that is still read means a
     // node reads a branch that never runs, which must not be written.
-    if let Some(marker) = work.marker.filter(|&m| work.is_alive(m)) {
+    if let Some(marker) = work.live_marker() {
         if let Some(reader) = work.consumers(marker).next() {
             return Err(ApplyError::DeadLeft { node: work.name(reader.node).to_string() });
         }
         work.remove(marker);
     }
     let t = Instant::now();
-    drop_dangling_colocation(&mut work);
     let order = work.order();
+    drop_dangling_colocation(&mut work, &order);
     let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
     for &id in &order {
         *counts.entry(work.op_of(id)).or_default() += 1;
     }
     report.ops_after = histogram(counts.iter().map(|(&op, &n)| (work.op_name(op), n)));
-    let current = work.to_graph();
+    let current = work.written(&order);
     report.nodes_after = current.len();
     report.phases.write += t.elapsed().as_secs_f64();
     report.phases.index = indexed;
@@ -350,10 +350,10 @@ fn near(work: &Work, seeds: &[NodeId], reach: usize) -> Vec<NodeId> {
 /// removed are dropped (and `_class` with them when none is left):
 /// TensorFlow refuses to import a graph that colocates with a missing node.
 /// Only nodes whose bytes hold `loc:@` are decoded.
-fn drop_dangling_colocation(work: &mut Work) {
+fn drop_dangling_colocation(work: &mut Work, order: &[NodeId]) {
     let finder = memchr::memmem::Finder::new(b"loc:@");
     let mut changed = Vec::new();
-    for id in work.order() {
+    for &id in order {
         let Some(mut def) = work.colocated_def(id, &finder) else { continue };
         let dangling = crate::validate::colocated_with(&def).any(|w| work.id(w).is_none());
         if !dangling {
@@ -418,6 +418,9 @@ fn find_patches(
             by_op.entry(work.op_of(id)).or_default().push(id);
         }
     }
+    // A node's place among the round's candidates (the first round: its id,
+    // which is its place in the input).
+    let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
@@ -428,10 +431,7 @@ fn find_patches(
             }
         };
         if ops.len() > 1 {
-            match candidates {
-                None => roots.sort_unstable(),
-                Some(_) => roots.sort_unstable_by_key(|&id| rank[id as usize]),
-            }
+            roots.sort_unstable_by_key(|&id| place(id));
         }
         roots.retain(|&r| !is_root[r as usize] && !is_interior[r as usize]);
         // Every candidate is tried against the round's graph alone (on
@@ -479,11 +479,7 @@ fn find_patches(
             }
         }
     }
-    if candidates.is_none() {
-        patches.sort_by_key(|p| p.root);
-    } else {
-        patches.sort_by_key(|p| rank[p.root as usize]);
-    }
+    patches.sort_by_key(|p| place(p.root));
     patches
 }
 
@@ -497,7 +493,7 @@ fn try_rule<'r>(
     m: &mut Match<'r>,
 ) -> Tried {
     let rule = &rules.rules[index];
-    let matcher = Matcher { graph: work, dead: work.marker.filter(|&d| work.is_alive(d)) };
+    let matcher = Matcher { graph: work, dead: work.live_marker() };
     if !matcher.match_root(&rule.rule.pattern, root, m) {
         return None;
     }
@@ -681,7 +677,7 @@ impl Planned {
 /// Applies a round's patches: new nodes in their roots' places, roots
 /// removed, their readers rewired.
 fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes) {
-    let dead_name = match work.marker.filter(|&m| work.is_alive(m)) {
+    let dead_name = match work.live_marker() {
         Some(m) => work.name(m).to_string(),
         None => {
             let mut name = "graphrw_dead".to_string();
@@ -747,15 +743,9 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
         }
     }
     let needs_marker = plans.iter().any(|(_, p)| p.reads_dead());
-    let marker = match work.marker.filter(|&m| work.is_alive(m)) {
+    let marker = match work.live_marker() {
         Some(m) => m,
-        None if needs_marker => {
-            let def = NodeDef { op: DEAD_OP.into(), ..Default::default() };
-            let body = Body::Encoded(bytes::Bytes::from(prost::Message::encode_to_vec(&def)));
-            let m = work.add(dead_name, DEAD_OP, body, NodeId::MAX, 0);
-            work.marker = Some(m);
-            m
-        }
+        None if needs_marker => work.add_marker(dead_name, DEAD_OP),
         None => DEAD,
     };
     for (id, plan) in plans {
@@ -785,7 +775,7 @@ fn settle(
     rules: &str,
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
-    let marker = work.marker.filter(|&m| work.is_alive(m));
+    let marker = work.live_marker();
     let mut dead = vec![false; work.len()];
     let mut dead_nodes = Vec::new();
     if let Some(marker) = marker {
@@ -898,13 +888,17 @@ fn check_round(
     rules: &str,
 ) -> Result<(), ApplyError> {
     let dangling = changes.removed.iter().any(|&id| work.consumers(id).next().is_some());
-    let new_cycle = cycle_risk && {
-        let before = *cyclic_before
-            .get_or_insert_with(|| !crate::validate::topological_order(work.source()).1);
-        !before && !crate::validate::topological_order(&work.to_graph()).1
+    // Written once, only when there may be something to find in it.
+    let written = (dangling || cycle_risk).then(|| work.to_graph());
+    let new_cycle = match &written {
+        Some(graph) if cycle_risk => {
+            let before = *cyclic_before
+                .get_or_insert_with(|| !crate::validate::topological_order(work.source()).1);
+            !before && !crate::validate::topological_order(graph).1
+        }
+        _ => false,
     };
-    if dangling || new_cycle {
-        let graph = work.to_graph();
+    if let Some(graph) = written.filter(|_| dangling || new_cycle) {
         let problem = crate::validate::validate(&graph)
             .into_iter()
             .next()

@@ -85,8 +85,8 @@ pub struct Work<'g> {
     /// Source nodes whose definition was edited (colocation fixes), encoded
     /// without name and inputs.
     redefined: FxHashMap<NodeId, Bytes>,
-    /// The dead-tensor marker, once there is one.
-    pub marker: Option<NodeId>,
+    /// The dead-tensor marker, once there is one (it may since be removed).
+    marker: Option<NodeId>,
     alive_count: usize,
 }
 
@@ -450,12 +450,30 @@ impl<'g> Work<'g> {
         }
     }
 
+    /// The dead-tensor marker, while it is in the graph.
+    pub fn live_marker(&self) -> Option<NodeId> {
+        self.marker.filter(|&m| self.alive[m as usize])
+    }
+
+    /// Adds the dead-tensor marker (written after every other node).
+    pub fn add_marker(&mut self, name: String, op: &str) -> NodeId {
+        let def = NodeDef { op: op.into(), ..Default::default() };
+        let body = Body::Encoded(Bytes::from(def.encode_to_vec()));
+        let id = self.add(name, op, body, NodeId::MAX, 0);
+        self.marker = Some(id);
+        id
+    }
+
     /// The graph, written.
     pub fn to_graph(&self) -> Graph {
-        let nodes: Vec<NodeSource> = self
-            .order()
-            .into_iter()
-            .map(|id| match self.encoded(id) {
+        self.written(&self.order())
+    }
+
+    /// The graph with these nodes (alive ones, in output order), written.
+    pub fn written(&self, order: &[NodeId]) -> Graph {
+        let nodes: Vec<NodeSource> = order
+            .iter()
+            .map(|&id| match self.encoded(id) {
                 Some(bytes) => NodeSource::Encoded(bytes),
                 None => NodeSource::Existing(id),
             })
