@@ -26,20 +26,29 @@ rule merge_second_live: Merge(dead, x) => [x, 1]
 "#;
 
 fn main() {
-    let core = compile(&load_text("bench.rules", RULES), &[]).expect("valid rules");
-    println!("cond folding (the rules above):");
-    bench(&core);
-    let pack = load(&[Origin::Pack("inference".into())]);
-    let inference = compile(&pack, &[]).expect("the inference pack compiles");
-    println!("the whole inference pack:");
-    bench(&inference);
+    // `GRAPHRW_BENCH_ONLY=core` or `=inference` runs one of the two.
+    let only = std::env::var("GRAPHRW_BENCH_ONLY").unwrap_or_default();
+    if only != "inference" {
+        let core = compile(&load_text("bench.rules", RULES), &[]).expect("valid rules");
+        println!("cond folding (the rules above):");
+        bench(&core);
+    }
+    if only != "core" {
+        let pack = load(&[Origin::Pack("inference".into())]);
+        let inference = compile(&pack, &[]).expect("the inference pack compiles");
+        println!("the whole inference pack:");
+        bench(&inference);
+    }
 }
 
 fn bench(rules: &graphrw::rules::compile::RuleSet) {
     let mut previous: Option<(usize, f64)> = None;
     for n in sizes() {
         let graph = graphrw::synth::synth(n);
-        let runs = if n >= 1_000_000 { 2 } else { 5 };
+        let runs = std::env::var("GRAPHRW_BENCH_RUNS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(if n >= 1_000_000 { 2 } else { 5 });
         let mut best = f64::MAX;
         let mut report = None;
         for _ in 0..runs {

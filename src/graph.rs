@@ -117,6 +117,18 @@ struct NodeRec {
     inputs: u32,
 }
 
+impl NodeRec {
+    /// A place held for a node not scanned yet.
+    const STAND_IN: NodeRec = NodeRec {
+        buf: 0,
+        raw: Span { start: 0, len: 0 },
+        name: Span { start: 0, len: 0 },
+        op: Span { start: 0, len: 0 },
+        first_input: 0,
+        inputs: 0,
+    };
+}
+
 /// The value of attribute `key` in an encoded NodeDef named `node`, decoded
 /// alone (the last entry wins if the key repeats, as protobuf maps do).
 /// Tensor contents share `raw`.
@@ -126,35 +138,40 @@ pub fn attr_in(raw: &Bytes, node: &str, key: &str) -> Result<Option<AttrValue>, 
         what: format!("attribute `{key}`"),
         reason,
     };
+    match attr_raw(raw, key).map_err(|e| err(e.to_string()))? {
+        Some(value) => {
+            AttrValue::decode(raw.slice_ref(value)).map(Some).map_err(|e| err(e.to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The encoded `AttrValue` of attribute `key` in an encoded NodeDef (empty
+/// for an entry without a value; the last entry wins if the key repeats),
+/// found by walking the node's fields, without decoding anything else.
+pub fn attr_raw<'a>(raw: &'a [u8], key: &str) -> Result<Option<&'a [u8]>, wire::WireError> {
     let mut found = None;
     'entries: for field in wire::fields(raw) {
-        let field = field.map_err(|e| err(e.to_string()))?;
+        let field = field?;
         if field.number != 5 || field.wire != LEN {
             continue;
         }
-        let payload = field.payload();
-        let entry = &raw[payload.clone()];
+        let entry = &raw[field.payload()];
         let mut entry_key: &[u8] = b"";
-        let mut value = None;
+        let mut value: &[u8] = &entry[entry.len()..];
         for part in wire::fields(entry) {
-            let part = part.map_err(|e| err(e.to_string()))?;
+            let part = part?;
             match (part.number, part.wire) {
                 // An entry for another key is passed over as soon as its
                 // key is read (encoders write it first).
                 (1, LEN) if entry[part.payload()] != *key.as_bytes() => continue 'entries,
                 (1, LEN) => entry_key = &entry[part.payload()],
-                (2, LEN) => value = Some(part.payload()),
+                (2, LEN) => value = &entry[part.payload()],
                 _ => {}
             }
         }
         if entry_key == key.as_bytes() {
-            found = Some(match value {
-                Some(range) => AttrValue::decode(
-                    raw.slice(payload.start + range.start..payload.start + range.end),
-                )
-                .map_err(|e| err(e.to_string()))?,
-                None => AttrValue::default(),
-            });
+            found = Some(value);
         }
     }
     Ok(found)
@@ -167,6 +184,9 @@ pub enum NodeSource {
     Existing(NodeId),
     /// A new or changed node, encoded.
     Encoded(Bytes),
+    /// A new or changed node, encoded at this range of the buffer given to
+    /// [`Graph::rebuilt_with`].
+    Written(std::ops::Range<usize>),
 }
 
 /// A GraphDef with its indexes. Immutable: rewriting builds a new graph.
@@ -309,16 +329,29 @@ impl Graph {
         &self,
         nodes: impl IntoIterator<Item = NodeSource>,
     ) -> Result<Graph, FormatError> {
+        self.rebuilt_with(nodes, Vec::new())
+    }
+
+    /// [`Graph::rebuilt`], where nodes may also be ranges of `fresh`, a
+    /// buffer of nodes encoded by the caller (which then becomes the new
+    /// graph's, uncopied).
+    pub fn rebuilt_with(
+        &self,
+        nodes: impl IntoIterator<Item = NodeSource>,
+        mut fresh: Vec<u8>,
+    ) -> Result<Graph, FormatError> {
+        let nodes = nodes.into_iter();
         let mut graph = Graph::empty(self.tail.clone());
         graph.bufs = self.bufs.clone();
-        let mut fresh = Vec::new();
         let mut large: Vec<Bytes> = Vec::new();
         let mut pending = Vec::new();
-        let mut origin = Vec::new();
-        for (position, source) in nodes.into_iter().enumerate() {
+        let mut origin = Vec::with_capacity(nodes.size_hint().0);
+        graph.nodes.reserve(nodes.size_hint().0);
+        graph.input_spans.reserve(self.input_spans.len());
+        for (position, source) in nodes.enumerate() {
             origin.push(match &source {
                 NodeSource::Existing(id) => *id,
-                NodeSource::Encoded(_) => NodeId::MAX,
+                _ => NodeId::MAX,
             });
             match source {
                 NodeSource::Existing(id) => {
@@ -341,15 +374,11 @@ impl Graph {
                         (None, start..fresh.len())
                     };
                     pending.push((graph.nodes.len(), buf, range, position));
-                    // A stand-in, replaced once the new buffer exists.
-                    graph.nodes.push(NodeRec {
-                        buf: 0,
-                        raw: Span::default(),
-                        name: Span::default(),
-                        op: Span::default(),
-                        first_input: 0,
-                        inputs: 0,
-                    });
+                    graph.nodes.push(NodeRec::STAND_IN);
+                }
+                NodeSource::Written(range) => {
+                    pending.push((graph.nodes.len(), None, range, position));
+                    graph.nodes.push(NodeRec::STAND_IN);
                 }
             }
         }
@@ -682,6 +711,11 @@ impl Graph {
     pub fn input_str(&self, id: NodeId, slot: u32) -> &str {
         let rec = &self.nodes[id as usize];
         str_at(self.raw(id), self.input_spans[(rec.first_input + slot) as usize])
+    }
+
+    /// The node's encoded `NodeDef`, borrowed.
+    pub fn node_raw(&self, id: NodeId) -> &[u8] {
+        self.raw(id)
     }
 
     /// The node's encoded `NodeDef`, sharing the graph's buffer.

@@ -199,15 +199,33 @@ pub fn replace_name_and_inputs(
     let extra: usize =
         inputs.iter().map(|i| i.len() + 6).sum::<usize>() + name.map_or(0, |n| n.len() + 6);
     let mut out = Vec::with_capacity(node.len() + extra);
-    let mut written = false;
-    let emit = |out: &mut Vec<u8>, written: &mut bool| {
-        if !*written {
-            for input in inputs {
-                out.push(0x1a); // field 3, wire type LEN
-                write_varint(input.len() as u64, out);
-                out.extend_from_slice(input.as_bytes());
-            }
-            *written = true;
+    write_with_name_and_inputs(&mut out, node, name, |out| {
+        for input in inputs {
+            write_bytes_field(3, input.as_bytes(), out);
+        }
+    })?;
+    Ok(out)
+}
+
+/// Appends a LEN field.
+pub fn write_bytes_field(number: u32, payload: &[u8], out: &mut Vec<u8>) {
+    write_varint(u64::from(number) << 3 | u64::from(LEN), out);
+    write_varint(payload.len() as u64, out);
+    out.extend_from_slice(payload);
+}
+
+/// [`replace_name_and_inputs`], appending to `out`, with the input fields
+/// written by `inputs` (called once, where they go).
+pub fn write_with_name_and_inputs(
+    out: &mut Vec<u8>,
+    node: &[u8],
+    name: Option<&str>,
+    inputs: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), WireError> {
+    let mut inputs = Some(inputs);
+    let mut emit = |out: &mut Vec<u8>| {
+        if let Some(write) = inputs.take() {
+            write(out);
         }
     };
     // A name without a field to replace (prost leaves an empty one out)
@@ -215,32 +233,26 @@ pub fn replace_name_and_inputs(
     let mut named = name.is_none();
     let write_name = |out: &mut Vec<u8>, named: &mut bool| {
         if let (Some(name), false) = (name, *named) {
-            out.push(0x0a); // field 1, wire type LEN
-            write_varint(name.len() as u64, out);
-            out.extend_from_slice(name.as_bytes());
+            write_bytes_field(1, name.as_bytes(), out);
             *named = true;
         }
     };
     for field in fields(node) {
         let field = field?;
-        if field.number == 1 {
-            write_name(&mut out, &mut named);
-            if name.is_some() {
-                continue;
-            }
-        } else {
-            write_name(&mut out, &mut named);
+        write_name(out, &mut named);
+        if field.number == 1 && name.is_some() {
+            continue;
         }
         if field.number == 3 {
-            emit(&mut out, &mut written);
+            emit(out);
             continue;
         }
         if field.number > 3 {
-            emit(&mut out, &mut written);
+            emit(out);
         }
         out.extend_from_slice(&node[field.start..field.end]);
     }
-    write_name(&mut out, &mut named);
-    emit(&mut out, &mut written);
-    Ok(out)
+    write_name(out, &mut named);
+    emit(out);
+    Ok(())
 }

@@ -517,7 +517,6 @@ fn try_rule<'r>(
         rules,
         root,
         nodes: Vec::new(),
-        taken: FxHashSet::default(),
         device: None,
         constants: Default::default(),
     };
@@ -687,7 +686,9 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
             name
         }
     };
+    work.reserve(patches.iter().map(|p| p.nodes.len()).sum());
     let mut patch_of: FxHashMap<NodeId, usize> = FxHashMap::default();
+    patch_of.reserve(patches.len());
     let mut base = Vec::with_capacity(patches.len());
     for (p, patch) in patches.iter_mut().enumerate() {
         patch_of.insert(patch.root, p);

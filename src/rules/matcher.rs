@@ -7,6 +7,7 @@ use super::ast::*;
 use super::work::Work;
 use crate::graph::{NodeId, Port};
 use crate::proto::{AttrValue, DataType, attr_value};
+use prost::Message;
 
 /// A tensor: an output port of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -204,26 +205,51 @@ impl Matcher<'_> {
 
     fn attrs<'r>(&self, attrs: &'r [AttrPattern], id: NodeId, m: &mut Match<'r>) -> bool {
         for attr in attrs {
-            let Ok(Some(value)) = self.graph.attr(id, &attr.name.name) else {
+            let Ok(Some(raw)) = self.graph.attr_raw(id, &attr.name.name) else {
                 return false;
             };
             match &attr.value {
-                AttrPatternValue::Literal(lit) => {
-                    if !literal_matches_attr(lit, &value) {
-                        return false;
+                AttrPatternValue::Literal(lit) => match raw_attr_value(raw) {
+                    Some(value) if literal_value(lit).equals(&value) => {}
+                    _ => return false,
+                },
+                AttrPatternValue::Bind(var) => {
+                    let Ok(value) = AttrValue::decode(raw) else { return false };
+                    match m.vars.get(&var.name) {
+                        Some(Bound::Attr(bound)) if **bound == value => {}
+                        Some(_) => return false,
+                        None => {
+                            m.vars.insert(&var.name, Bound::Attr(Box::new(value)));
+                        }
                     }
                 }
-                AttrPatternValue::Bind(var) => match m.vars.get(&var.name) {
-                    Some(Bound::Attr(bound)) if **bound == value => {}
-                    Some(_) => return false,
-                    None => {
-                        m.vars.insert(&var.name, Bound::Attr(Box::new(value)));
-                    }
-                },
             }
         }
         true
     }
+}
+
+/// The guard value of an encoded `AttrValue`: a single scalar field is read
+/// from the wire, anything else decoded; `None` when it does not decode.
+pub fn raw_attr_value(raw: &[u8]) -> Option<GValue> {
+    use crate::wire::{FIXED32, LEN, VARINT};
+    let mut fields = crate::wire::fields(raw);
+    if let (Some(Ok(f)), None) = (fields.next(), fields.next()) {
+        match (f.number, f.wire) {
+            (2, LEN) => {
+                return Some(GValue::Str(String::from_utf8_lossy(&raw[f.payload()]).into_owned()));
+            }
+            (3, VARINT) => return Some(GValue::Num(f.value as i64 as f64)),
+            (4, FIXED32) => {
+                let bytes: [u8; 4] = raw[f.end - 4..f.end].try_into().ok()?;
+                return Some(GValue::Num(f64::from(f32::from_le_bytes(bytes))));
+            }
+            (5, VARINT) => return Some(GValue::Bool(f.value != 0)),
+            (6, VARINT) => return Some(GValue::DType(f.value as i32)),
+            _ => {}
+        }
+    }
+    AttrValue::decode(raw).ok().map(|a| attr_value_of(&a))
 }
 
 /// A value in a guard.
@@ -385,8 +411,14 @@ impl Guard<'_> {
                     .m
                     .node(&var.name)
                     .ok_or_else(|| format!("`{}` is not a node", var.name))?;
-                match graph.attr(node, &attr.name).map_err(|e| e.to_string())? {
-                    Some(a) => attr_value_of(&a),
+                match graph.attr_raw(node, &attr.name).map_err(|e| e.to_string())? {
+                    Some(raw) => raw_attr_value(raw).ok_or_else(|| {
+                        format!(
+                            "attribute `{}` of `{}` does not decode",
+                            attr.name,
+                            graph.name(node)
+                        )
+                    })?,
                     None => GValue::Missing,
                 }
             }
@@ -417,8 +449,8 @@ impl Guard<'_> {
                     "dtype" => {
                         let mut found = GValue::Missing;
                         for key in ["T", "dtype", "out_type", "DstT"] {
-                            if let Ok(Some(a)) = graph.attr(t.node, key) {
-                                found = attr_value_of(&a);
+                            if let Ok(Some(raw)) = graph.attr_raw(t.node, key) {
+                                found = raw_attr_value(raw).unwrap_or(GValue::Missing);
                                 break;
                             }
                         }
@@ -462,12 +494,27 @@ pub fn static_shape(graph: &Work, t: Tensor) -> Option<Vec<i64>> {
         (!s.unknown_rank).then(|| s.dim.iter().map(|d| d.size).collect())
     };
     match graph.op(t.node) {
-        "Const" => match graph.attr(t.node, "value").ok()??.value? {
-            attr_value::Value::Tensor(tp) => {
-                Some(tp.tensor_shape.as_ref().map_or(Some(vec![]), dims)?)
+        "Const" => {
+            // Only the tensor's shape is decoded, not its values.
+            use crate::wire::{LEN, fields};
+            let raw = graph.attr_raw(t.node, "value").ok()??;
+            let tensor = fields(raw)
+                .filter_map(Result::ok)
+                .filter(|f| f.number == 8 && f.wire == LEN)
+                .last()
+                .map(|f| &raw[f.payload()])?;
+            let mut shape = None;
+            for f in fields(tensor) {
+                let f = f.ok()?;
+                if f.number == 2 && f.wire == LEN {
+                    shape = Some(&tensor[f.payload()]);
+                }
             }
-            _ => None,
-        },
+            match shape {
+                None => Some(vec![]),
+                Some(s) => dims(&crate::proto::TensorShapeProto::decode(s).ok()?),
+            }
+        }
         "Placeholder" | "PlaceholderWithDefault" => match graph.attr(t.node, "shape").ok()??.value?
         {
             attr_value::Value::Shape(s) => dims(&s),
@@ -512,4 +559,36 @@ fn glob(text: &[u8], pattern: &[u8]) -> bool {
         p += 1;
     }
     p == pattern.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{TensorShapeProto, attr_value::ListValue, attr_value::Value as V};
+
+    /// Reading an attribute from the wire gives what decoding it gives.
+    #[test]
+    fn raw_attribute_values_are_the_decoded_ones() {
+        let values = [
+            V::S("NHWC".into()),
+            V::S(bytes::Bytes::from_static(b"\xff\xfe")),
+            V::I(-3),
+            V::I(1 << 40),
+            V::F(0.001),
+            V::F(-2.5),
+            V::B(true),
+            V::B(false),
+            V::Type(DataType::DtHalf as i32),
+            V::Type(0),
+            V::Shape(TensorShapeProto::default()),
+            V::List(ListValue { i: vec![1, 2, 2, 1], ..Default::default() }),
+        ];
+        for v in values {
+            let a = AttrValue { value: Some(v) };
+            let raw = a.encode_to_vec();
+            assert_eq!(raw_attr_value(&raw), Some(attr_value_of(&a)), "{a:?}");
+        }
+        assert_eq!(raw_attr_value(&[]), Some(GValue::Missing));
+        assert_eq!(raw_attr_value(&[0x2a, 0x05, 0x01]), None, "a cut-off field does not decode");
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use bytes::Bytes;
 
@@ -68,9 +68,6 @@ pub(super) struct Builder<'a> {
     pub(super) rules: &'a RuleSet,
     pub(super) root: NodeId,
     pub(super) nodes: Vec<NewNode>,
-    /// Names given to this patch's nodes (names of different patches
-    /// cannot clash: each starts with its own root's name).
-    pub(super) taken: FxHashSet<String>,
     /// The root's device, once read.
     pub(super) device: Option<String>,
     /// Constants read by this patch, by node (a rule often reads one twice).
@@ -104,6 +101,7 @@ impl Builder<'_> {
         };
         let root_name = self.graph.name(self.root).to_string();
         let rule_name = self.rule.name.name.clone();
+        let mut taken: Vec<&str> = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if Some(i) == takes_name {
                 node.name = root_name.clone();
@@ -112,12 +110,14 @@ impl Builder<'_> {
             let base = format!("{root_name}/{rule_name}/{}", node.name);
             let mut name = base.clone();
             let mut n = 1;
-            while self.graph.id(&name).is_some() || self.taken.contains(&name) {
+            // Names of different patches cannot clash (each starts with its
+            // own root's name); within the patch, the earlier nodes' names.
+            while self.graph.id(&name).is_some() || taken.iter().any(|t| **t == name) {
                 name = format!("{base}_{n}");
                 n += 1;
             }
-            self.taken.insert(name.clone());
             node.name = name;
+            taken.push(&node.name);
         }
         Ok(Patch {
             rule,
@@ -219,19 +219,15 @@ impl Builder<'_> {
     }
 
     fn constant(&mut self, name: &str, tensor: TensorProto) -> TRef {
-        let mut def = NodeDef {
+        let device = self.root_device();
+        self.nodes.push(NewNode {
             name: name.to_string(),
             op: "Const".into(),
-            device: self.root_device(),
-            ..Default::default()
-        };
-        def.attr.insert(
-            "dtype".into(),
-            AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
-        );
-        def.attr
-            .insert("value".into(), AttrValue { value: Some(attr_value::Value::Tensor(tensor)) });
-        self.nodes.push(NewNode::built(def, vec![], vec![]));
+            body: Body::Encoded(encode_const(&device, &tensor)),
+            data: vec![],
+            control: vec![],
+            control_names: vec![],
+        });
         TRef::New(self.nodes.len() - 1, 0)
     }
 
@@ -465,6 +461,44 @@ impl Builder<'_> {
     }
 }
 
+/// A Const node without name or inputs, encoded as prost encodes the
+/// `NodeDef` (op, device, then the `dtype` and `value` attributes), without
+/// building one.
+fn encode_const(device: &str, tensor: &TensorProto) -> Bytes {
+    use crate::wire::{write_bytes_field, write_varint};
+    use prost::Message;
+    let dtype = AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) };
+    let tensor_len = tensor.encoded_len();
+    // AttrValue { tensor }: field 8, then the tensor.
+    let value_len = 1 + prost::encoding::encoded_len_varint(tensor_len as u64) + tensor_len;
+    let entry_len = |key: &str, value: usize| {
+        2 + key.len() + 1 + prost::encoding::encoded_len_varint(value as u64) + value
+    };
+    let dtype_entry = entry_len("dtype", dtype.encoded_len());
+    let value_entry = entry_len("value", value_len);
+    let mut out = Vec::with_capacity(32 + device.len() + dtype_entry + value_entry);
+    write_bytes_field(2, b"Const", &mut out);
+    if !device.is_empty() {
+        write_bytes_field(4, device.as_bytes(), &mut out);
+    }
+    for (key, len) in [("dtype", dtype_entry), ("value", value_entry)] {
+        out.push(0x2a); // field 5 (attr), an entry of the map
+        write_varint(len as u64, &mut out);
+        write_bytes_field(1, key.as_bytes(), &mut out);
+        out.push(0x12); // the entry's value
+        if key == "dtype" {
+            write_varint(dtype.encoded_len() as u64, &mut out);
+            dtype.encode_raw(&mut out);
+        } else {
+            write_varint(value_len as u64, &mut out);
+            out.push(0x42); // AttrValue.tensor
+            write_varint(tensor_len as u64, &mut out);
+            tensor.encode_raw(&mut out);
+        }
+    }
+    Bytes::from(out)
+}
+
 /// The factors of a chain of `*`, in order.
 fn product_factors<'e>(expr: &'e TExpr, out: &mut Vec<&'e TExpr>) {
     match &expr.kind {
@@ -501,4 +535,32 @@ fn lit_attr(lit: &Literal) -> Result<attr_value::Value, String> {
             V::List(list)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// The Const nodes written by hand are the bytes prost writes.
+    #[test]
+    fn constants_are_encoded_as_prost_encodes_them() {
+        let array = crate::tensor::Array { shape: vec![2, 3], data: vec![0.5; 6] };
+        for (device, dtype) in
+            [("", DataType::DtFloat), ("/device:CPU:0", DataType::DtHalf), ("", DataType::DtInt32)]
+        {
+            let tensor = crate::tensor::to_proto(&array, dtype).unwrap();
+            let mut def =
+                NodeDef { op: "Const".into(), device: device.into(), ..Default::default() };
+            def.attr.insert(
+                "dtype".into(),
+                AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
+            );
+            def.attr.insert(
+                "value".into(),
+                AttrValue { value: Some(attr_value::Value::Tensor(tensor.clone())) },
+            );
+            assert_eq!(encode_const(device, &tensor), def.encode_to_vec(), "{device} {dtype:?}");
+        }
+    }
 }

@@ -164,9 +164,8 @@ impl<'g> Work<'g> {
     /// The node decoded, when its bytes hold `loc:@` (it may colocate with
     /// others): what colocation fixes edit.
     pub fn colocated_def(&self, id: NodeId, finder: &memchr::memmem::Finder) -> Option<NodeDef> {
-        let raw = self.bytes_of(id)?;
-        finder.find(&raw)?;
-        NodeDef::decode(raw).ok()
+        finder.find(self.raw(id)?)?;
+        NodeDef::decode(self.bytes_of(id)?).ok()
     }
 
     /// The op's number, if any node ever had it.
@@ -250,17 +249,54 @@ impl<'g> Work<'g> {
         }
     }
 
+    /// The bytes the node is written from, borrowed (see `bytes_of`).
+    fn raw(&self, id: NodeId) -> Option<&[u8]> {
+        if let Some(bytes) = self.redefined.get(&id) {
+            return Some(bytes);
+        }
+        match self.added(id) {
+            None => Some(self.src.node_raw(id)),
+            Some(Added { body: Body::Copy(s), .. }) => Some(self.src.node_raw(*s)),
+            Some(Added { body: Body::Encoded(bytes), .. }) => Some(bytes),
+            Some(Added { body: Body::Phantom, .. }) => None,
+        }
+    }
+
+    /// The node's attribute `key`, decoded (a large tensor's contents
+    /// share the graph's bytes).
     pub fn attr(&self, id: NodeId, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
-        match self.bytes_of(id) {
-            Some(raw) => crate::graph::attr_in(&raw, self.name(id), key),
+        let Some(value) = self.attr_raw(id, key)? else { return Ok(None) };
+        let decoded = if value.len() < 4096 {
+            AttrValue::decode(value)
+        } else {
+            let bytes = self.bytes_of(id).expect("a node with attributes has bytes");
+            AttrValue::decode(bytes.slice_ref(value))
+        };
+        decoded.map(Some).map_err(|e| self.decode_error(id, key, e.to_string()))
+    }
+
+    /// The node's attribute `key`, encoded (empty for an entry without a
+    /// value), borrowed from the node's bytes.
+    pub fn attr_raw(&self, id: NodeId, key: &str) -> Result<Option<&[u8]>, NodeDecodeError> {
+        match self.raw(id) {
+            Some(raw) => crate::graph::attr_raw(raw, key)
+                .map_err(|e| self.decode_error(id, key, e.to_string())),
             None => Ok(None),
+        }
+    }
+
+    fn decode_error(&self, id: NodeId, key: &str, reason: String) -> NodeDecodeError {
+        NodeDecodeError {
+            node: self.name(id).to_string(),
+            what: format!("attribute `{key}`"),
+            reason,
         }
     }
 
     /// The node's device.
     pub fn device(&self, id: NodeId) -> String {
-        let Some(raw) = self.bytes_of(id) else { return String::new() };
-        for field in crate::wire::fields(&raw).flatten() {
+        let Some(raw) = self.raw(id) else { return String::new() };
+        for field in crate::wire::fields(raw).flatten() {
             if field.number == 4 && field.wire == crate::wire::LEN {
                 return String::from_utf8_lossy(&raw[field.payload()]).into_owned();
             }
@@ -280,6 +316,18 @@ impl<'g> Work<'g> {
     /// resolve to nothing).
     pub fn source_input_text(&self, id: NodeId, slot: u32) -> Option<&str> {
         (id < self.n0 && self.era[id as usize] == 0).then(|| self.src.input_str(id, slot))
+    }
+
+    /// Makes room for `more` nodes.
+    pub fn reserve(&mut self, more: usize) {
+        self.ops.reserve(more);
+        self.alive.reserve(more);
+        self.era.reserve(more);
+        self.ins.reserve(more);
+        self.head.reserve(more);
+        self.kids.reserve(more);
+        self.added.reserve(more);
+        self.names.reserve(more);
     }
 
     /// Adds a node with no inputs yet; `parent` is the root it replaces.
@@ -410,31 +458,38 @@ impl<'g> Work<'g> {
         out
     }
 
-    /// The input strings of a node, as written.
-    fn input_strings(&self, id: NodeId) -> Vec<String> {
-        self.inputs(id)
-            .iter()
-            .map(|e| {
-                let node = self.name(e.src.expect("edges of rewired nodes resolve"));
-                match e.port {
-                    Port::Data(port) => InputRef::Data { node, port }.to_string(),
-                    Port::Control => InputRef::Control { node }.to_string(),
-                }
-            })
-            .collect()
-    }
-
-    /// The node encoded, or `None` for a source node written as it was.
-    pub fn encoded(&self, id: NodeId) -> Option<Bytes> {
+    /// Appends the node, encoded, to `out`; `false` (nothing appended) for
+    /// a source node written as it was read.
+    fn write_node(&self, id: NodeId, out: &mut Vec<u8>) -> bool {
         let as_read = id < self.n0 && !self.redefined.contains_key(&id);
         if as_read && self.era[id as usize] == 0 {
-            return None;
+            return false;
         }
-        let raw = self.bytes_of(id)?;
+        let Some(raw) = self.raw(id) else { return false };
         let name = (!as_read).then(|| self.name(id));
-        let bytes = crate::wire::replace_name_and_inputs(&raw, name, &self.input_strings(id))
-            .expect("nodes read or encoded here are well formed");
-        Some(Bytes::from(bytes))
+        crate::wire::write_with_name_and_inputs(out, raw, name, |out| {
+            for e in self.inputs(id) {
+                let node = self.name(e.src.expect("edges of rewired nodes resolve"));
+                let mut digits = [0u8; 10];
+                let (prefix, suffix): (&[u8], &[u8]) = match e.port {
+                    Port::Control => (b"^", b""),
+                    Port::Data(0) => (b"", b""),
+                    Port::Data(p) => (b"", decimal(p, &mut digits)),
+                };
+                let colon = usize::from(!suffix.is_empty());
+                let len = prefix.len() + node.len() + colon + suffix.len();
+                out.push(0x1a); // field 3, wire type LEN
+                crate::wire::write_varint(len as u64, out);
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(node.as_bytes());
+                if colon == 1 {
+                    out.push(b':');
+                    out.extend_from_slice(suffix);
+                }
+            }
+        })
+        .expect("nodes read or encoded here are well formed");
+        true
     }
 
     /// Replaces a node's definition (not its name or inputs).
@@ -469,15 +524,40 @@ impl<'g> Work<'g> {
         self.written(&self.order())
     }
 
-    /// The graph with these nodes (alive ones, in output order), written.
+    /// The graph with these nodes (alive ones, in output order), written:
+    /// nodes no round rewired are shared with the source, the others are
+    /// encoded into one new buffer.
     pub fn written(&self, order: &[NodeId]) -> Graph {
+        let mut fresh = Vec::with_capacity(self.fresh_estimate());
         let nodes: Vec<NodeSource> = order
             .iter()
-            .map(|&id| match self.encoded(id) {
-                Some(bytes) => NodeSource::Encoded(bytes),
-                None => NodeSource::Existing(id),
+            .map(|&id| {
+                let start = fresh.len();
+                match self.write_node(id, &mut fresh) {
+                    true => NodeSource::Written(start..fresh.len()),
+                    false => NodeSource::Existing(id),
+                }
             })
             .collect();
-        self.src.rebuilt(nodes).expect("written nodes are well formed")
+        self.src.rebuilt_with(nodes, fresh).expect("written nodes are well formed")
+    }
+
+    /// About how many bytes the rewired and added nodes take.
+    fn fresh_estimate(&self) -> usize {
+        let rewired = self.era[..self.n0 as usize].iter().filter(|&&e| e > 0).count();
+        (rewired + self.added.len()) * 160
+    }
+}
+
+/// `n` in decimal, in `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
     }
 }
