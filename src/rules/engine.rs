@@ -629,47 +629,157 @@ impl Resolver<'_> {
     }
 }
 
-/// A node's new input list, planned while the round's graph is read:
-/// data edges, then control edges; inputs that name no node keep their
-/// text (data ones by position, control ones after the controls).
+/// New input lists, planned while the round's graph is read, kept flat:
+/// per node its data edges, then its control edges. Inputs that name no
+/// node keep their text (data ones by position, control ones after the
+/// controls).
 #[derive(Default)]
-struct Planned {
-    data: Vec<Edge>,
-    data_texts: Vec<(usize, String)>,
-    control: Vec<NodeId>,
-    control_texts: Vec<String>,
+struct Plans {
+    /// Node, start in `edges`, count.
+    nodes: Vec<(NodeId, u32, u32)>,
+    edges: Vec<Edge>,
+    /// Plan, data slot (`None`: a control input), text.
+    texts: Vec<(u32, Option<u32>, String)>,
 }
 
-impl Planned {
-    /// The edges, with phantoms for the texts and the marker for `DEAD`;
-    /// controls without repeats or self-edges.
-    fn edges(self, work: &mut Work, id: NodeId, marker: NodeId) -> Vec<Edge> {
-        let fix = |n: NodeId| if n == DEAD { marker } else { n };
-        let mut edges = self.data;
-        for e in &mut edges {
-            e.src = e.src.map(fix);
+impl Plans {
+    fn with_capacity(nodes: usize) -> Plans {
+        Plans {
+            nodes: Vec::with_capacity(nodes),
+            edges: Vec::with_capacity(nodes * 3),
+            texts: Vec::new(),
         }
-        for (at, text) in self.data_texts {
-            edges[at] = work.phantom(&text);
-        }
-        let mut seen = FxHashSet::default();
-        for c in self.control {
-            let c = fix(c);
-            if c != id && seen.insert(c) {
-                edges.push(Edge { src: Some(c), port: Port::Control });
-            }
-        }
-        let mut texts = FxHashSet::default();
-        for text in self.control_texts {
-            if texts.insert(text.clone()) {
-                edges.push(work.phantom(&text));
-            }
-        }
-        edges
+    }
+
+    /// Starts the plan of `id`.
+    fn start(&mut self, id: NodeId) {
+        self.nodes.push((id, self.edges.len() as u32, 0));
+    }
+
+    fn push(&mut self, edge: Edge) {
+        self.edges.push(edge);
+        self.nodes.last_mut().expect("a plan was started").2 += 1;
+    }
+
+    fn data(&mut self, edge: Edge) {
+        self.push(edge);
+    }
+
+    fn control(&mut self, node: NodeId) {
+        self.push(Edge { src: Some(node), port: Port::Control });
+    }
+
+    /// A data input that names no node (at the next data slot).
+    fn data_text(&mut self, text: &str) {
+        let plan = self.nodes.len() as u32 - 1;
+        let slot = self.nodes[plan as usize].2;
+        self.texts.push((plan, Some(slot), text.to_string()));
+        self.push(Edge { src: None, port: Port::Data(0) });
+    }
+
+    /// A control input that names no node.
+    fn control_text(&mut self, text: &str) {
+        self.texts.push((self.nodes.len() as u32 - 1, None, text.to_string()));
     }
 
     fn reads_dead(&self) -> bool {
-        self.data.iter().any(|e| e.src == Some(DEAD)) || self.control.contains(&DEAD)
+        self.edges.iter().any(|e| e.src == Some(DEAD))
+    }
+
+    /// Plans a rewired reader: its data inputs through `data`, its control
+    /// inputs through `control` (`None`: dropped), inputs that name no node
+    /// as they are written.
+    fn reader(
+        &mut self,
+        work: &Work,
+        id: NodeId,
+        data: impl Fn(NodeId, u32) -> Edge,
+        control: impl Fn(NodeId) -> Option<NodeId>,
+    ) {
+        self.start(id);
+        let inputs = work.inputs(id);
+        let text = |slot: usize| work.source_input_text(id, slot as u32).unwrap_or("");
+        for (slot, edge) in inputs.iter().enumerate() {
+            match (edge.src, edge.port) {
+                (Some(src), Port::Data(port)) => self.data(data(src, port)),
+                (None, _) if !text(slot).starts_with('^') => self.data_text(text(slot)),
+                _ => {}
+            }
+        }
+        for (slot, edge) in inputs.iter().enumerate() {
+            match (edge.src, edge.port) {
+                (Some(src), Port::Control) => {
+                    if let Some(c) = control(src) {
+                        self.control(c);
+                    }
+                }
+                (None, _) if text(slot).starts_with('^') => self.control_text(text(slot)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Gives every planned node its inputs: phantoms for the texts, the
+    /// marker for `DEAD`, controls without repeats or self-edges. Each node
+    /// is a seed of the next round, and so are its inputs' producers when
+    /// `producers_too`.
+    fn install(
+        self,
+        work: &mut Work,
+        marker: NodeId,
+        seeds: &mut Vec<NodeId>,
+        producers_too: bool,
+    ) {
+        let fix = |n: NodeId| if n == DEAD { marker } else { n };
+        work.reserve_edges(self.edges.len());
+        seeds.reserve(self.nodes.len() + self.edges.len());
+        let mut texts = self.texts.into_iter().peekable();
+        let mut edges: Vec<Edge> = Vec::new();
+        let mut seen: FxHashSet<NodeId> = FxHashSet::default();
+        let mut seen_texts: FxHashSet<String> = FxHashSet::default();
+        for (plan, &(id, start, len)) in self.nodes.iter().enumerate() {
+            let planned = &self.edges[start as usize..][..len as usize];
+            edges.clear();
+            edges.extend(
+                planned
+                    .iter()
+                    .filter(|e| e.port != Port::Control)
+                    .map(|e| Edge { src: e.src.map(fix), port: e.port }),
+            );
+            let data = edges.len();
+            // Controls without repeats: a scan while they are few.
+            let controls = planned.iter().filter(|e| e.port == Port::Control);
+            seen.clear();
+            for c in controls.filter_map(|e| e.src).map(fix) {
+                let repeat = if edges.len() - data < 16 {
+                    edges[data..].iter().any(|e| e.src == Some(c))
+                } else {
+                    if seen.is_empty() {
+                        seen.extend(edges[data..].iter().filter_map(|e| e.src));
+                    }
+                    !seen.insert(c)
+                };
+                if c != id && !repeat {
+                    edges.push(Edge { src: Some(c), port: Port::Control });
+                }
+            }
+            seen_texts.clear();
+            while let Some((_, slot, text)) = texts.next_if(|t| t.0 == plan as u32) {
+                match slot {
+                    Some(slot) => edges[slot as usize] = work.phantom(&text),
+                    None => {
+                        if seen_texts.insert(text.clone()) {
+                            edges.push(work.phantom(&text));
+                        }
+                    }
+                }
+            }
+            seeds.push(id);
+            if producers_too {
+                seeds.extend(edges.iter().filter_map(|e| e.src));
+            }
+            work.set_inputs(id, &edges);
+        }
     }
 }
 
@@ -686,7 +796,9 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
             name
         }
     };
-    work.reserve(patches.iter().map(|p| p.nodes.len()).sum());
+    let new_nodes: usize = patches.iter().map(|p| p.nodes.len()).sum();
+    work.reserve(new_nodes);
+    changes.seeds.reserve(new_nodes);
     let mut patch_of: FxHashMap<NodeId, usize> = FxHashMap::default();
     patch_of.reserve(patches.len());
     let mut base = Vec::with_capacity(patches.len());
@@ -695,23 +807,26 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
         base.push(work.len() as NodeId);
         for (i, node) in patch.nodes.iter_mut().enumerate() {
             let body = std::mem::replace(&mut node.body, Body::Phantom);
-            let id = work.add(node.name.clone(), &node.op, body, patch.root, i as u32);
+            let id = work.add(std::mem::take(&mut node.name), &node.op, body, patch.root, i as u32);
             changes.seeds.push(id);
         }
     }
     // Plan every new input list while the round's graph is intact.
-    let mut plans: Vec<(NodeId, Planned)> = Vec::new();
+    let mut plans = Plans::with_capacity(new_nodes + patches.len());
     {
         let r = Resolver { work, patches: &patches, patch_of: &patch_of, base: &base };
         for (p, patch) in patches.iter().enumerate() {
             for (i, node) in patch.nodes.iter().enumerate() {
-                let plan = Planned {
-                    data: node.data.iter().map(|t| r.data(*t, p)).collect(),
-                    data_texts: vec![],
-                    control: node.control.iter().filter_map(|&c| r.control(c)).collect(),
-                    control_texts: node.control_names.clone(),
-                };
-                plans.push((base[p] + i as NodeId, plan));
+                plans.start(base[p] + i as NodeId);
+                for t in &node.data {
+                    plans.data(r.data(*t, p));
+                }
+                for c in node.control.iter().filter_map(|&c| r.control(c)) {
+                    plans.control(c);
+                }
+                for text in &node.control_names {
+                    plans.control_text(text);
+                }
             }
         }
         let mut readers: Vec<NodeId> = patches
@@ -722,39 +837,20 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
         readers.sort_unstable();
         readers.dedup();
         for id in readers {
-            let mut plan = Planned::default();
-            for (slot, edge) in work.inputs(id).iter().enumerate() {
-                match (edge.src, edge.port) {
-                    (Some(src), Port::Data(port)) => plan
-                        .data
-                        .push(r.data(TRef::Old(super::matcher::Tensor { node: src, port }), 0)),
-                    (Some(src), Port::Control) => plan.control.extend(r.control(src)),
-                    (None, _) => {
-                        let text = work.source_input_text(id, slot as u32).unwrap_or("");
-                        if text.starts_with('^') {
-                            plan.control_texts.push(text.to_string());
-                        } else {
-                            plan.data_texts.push((plan.data.len(), text.to_string()));
-                            plan.data.push(Edge { src: None, port: Port::Data(0) });
-                        }
-                    }
-                }
-            }
-            plans.push((id, plan));
+            plans.reader(
+                work,
+                id,
+                |src, port| r.data(TRef::Old(super::matcher::Tensor { node: src, port }), 0),
+                |src| r.control(src),
+            );
         }
     }
-    let needs_marker = plans.iter().any(|(_, p)| p.reads_dead());
     let marker = match work.live_marker() {
         Some(m) => m,
-        None if needs_marker => work.add_marker(dead_name, DEAD_OP),
+        None if plans.reads_dead() => work.add_marker(dead_name, DEAD_OP),
         None => DEAD,
     };
-    for (id, plan) in plans {
-        let edges = plan.edges(work, id, marker);
-        changes.seeds.push(id);
-        changes.seeds.extend(edges.iter().filter_map(|e| e.src));
-        work.set_inputs(id, &edges);
-    }
+    plans.install(work, marker, &mut changes.seeds, true);
     for patch in &patches {
         changes.seeds.extend(work.inputs(patch.root).iter().filter_map(|e| e.src));
         changes.seeds.extend(&patch.interior);
@@ -843,23 +939,20 @@ fn settle(
     readers.sort_unstable();
     readers.dedup();
     if let Some(marker) = marker {
+        let mut plans = Plans::with_capacity(readers.len());
+        let live = |n: NodeId| if dead[n as usize] { marker } else { n };
         for id in readers {
-            let mut plan = Planned::default();
-            for edge in work.inputs(id) {
-                let to_dead = edge.src.is_some_and(|s| dead[s as usize]);
-                match (edge.port, to_dead) {
-                    (Port::Data(_), true) => {
-                        plan.data.push(Edge { src: Some(marker), port: Port::Data(0) })
-                    }
-                    (Port::Control, true) => plan.control.push(marker),
-                    (Port::Data(_), false) => plan.data.push(*edge),
-                    (Port::Control, false) => plan.control.extend(edge.src),
-                }
-            }
-            let edges = plan.edges(work, id, marker);
-            changes.seeds.push(id);
-            work.set_inputs(id, &edges);
+            plans.reader(
+                work,
+                id,
+                |src, port| match dead[src as usize] {
+                    true => Edge { src: Some(marker), port: Port::Data(0) },
+                    false => Edge { src: Some(src), port: Port::Data(port) },
+                },
+                |src| Some(live(src)),
+            );
         }
+        plans.install(work, marker, &mut changes.seeds, false);
     }
     let doomed: Vec<NodeId> = match &keep {
         Some(keep) => (0..work.len() as NodeId)

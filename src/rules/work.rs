@@ -373,6 +373,12 @@ impl<'g> Work<'g> {
         Edge { src: Some(id), port }
     }
 
+    /// Makes room for `more` rewired inputs.
+    pub fn reserve_edges(&mut self, more: usize) {
+        self.edges.reserve(more);
+        self.links.reserve(more);
+    }
+
     /// Replaces the node's inputs (a new generation).
     pub fn set_inputs(&mut self, id: NodeId, inputs: &[Edge]) {
         let era = self.era[id as usize] + 1;
