@@ -163,6 +163,87 @@ impl Array {
     }
 }
 
+/// The values of tensor_content: `count` values of `dtype`.
+fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, String> {
+    let size =
+        dtype.byte_size().ok_or(format!("{} constants are not numeric", dtype.short_name()))?;
+    if c.len() != count * size {
+        return Err(format!(
+            "tensor_content has {} bytes, the shape needs {}",
+            c.len(),
+            count * size
+        ));
+    }
+    // One loop per type, so each is a tight conversion loop.
+    fn each<const N: usize>(c: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+        c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))).collect()
+    }
+    Ok(match dtype {
+        DataType::DtFloat => each(c, |b| f64::from(f32::from_le_bytes(b))),
+        DataType::DtDouble => each(c, f64::from_le_bytes),
+        DataType::DtHalf => each(c, |b| f16_to_f64(u16::from_le_bytes(b))),
+        DataType::DtBfloat16 => {
+            each(c, |b: [u8; 2]| f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)))
+        }
+        DataType::DtInt32 => each(c, |b| f64::from(i32::from_le_bytes(b))),
+        DataType::DtInt64 => each(c, |b| i64::from_le_bytes(b) as f64),
+        DataType::DtBool | DataType::DtUint8 => each(c, |b: [u8; 1]| f64::from(b[0])),
+        DataType::DtInt8 => each(c, |b: [u8; 1]| f64::from(b[0] as i8)),
+        other => return Err(format!("{} constants are not supported", other.short_name())),
+    })
+}
+
+/// The values and dtype of an encoded TensorProto whose values are in
+/// `tensor_content` (how TensorFlow writes any constant of more than one
+/// value), read from the wire; `None` for any other form, which
+/// [`from_proto`] reads once decoded.
+pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
+    use crate::wire::{LEN, VARINT, fields};
+    let (mut dtype, mut shape, mut content) = (0i32, None, None);
+    for f in fields(raw) {
+        let f = f.ok()?;
+        match (f.number, f.wire) {
+            (1, VARINT) => dtype = f.value as i32,
+            (2, LEN) if shape.is_none() => shape = Some(&raw[f.payload()]),
+            (4, LEN) => content = Some(&raw[f.payload()]),
+            (3, VARINT) if f.value == 0 => {}
+            _ => return None,
+        }
+    }
+    let content = content.filter(|c| !c.is_empty())?;
+    let mut dims = Vec::new();
+    for f in fields(shape.unwrap_or(&[])) {
+        let f = f.ok()?;
+        match (f.number, f.wire) {
+            (2, LEN) => {
+                let dim = &shape?[f.payload()];
+                let mut size = 0i64;
+                for d in fields(dim) {
+                    let d = d.ok()?;
+                    match (d.number, d.wire) {
+                        (1, VARINT) => size = d.value as i64,
+                        (2, LEN) => {}
+                        _ => return None,
+                    }
+                }
+                dims.push(size);
+            }
+            _ => return None, // unknown rank, or anything else: decode it
+        }
+    }
+    let Ok(dtype) = DataType::try_from(dtype) else {
+        return Some(Err(format!("unknown dtype {dtype}")));
+    };
+    Some((|| {
+        let shape: Vec<usize> = dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| "the tensor has an unknown dimension"))
+            .collect::<Result<_, _>>()?;
+        let data = content_values(dtype, content, shape.iter().product())?;
+        Ok((Array { shape, data }, dtype))
+    })())
+}
+
 /// The values of a constant tensor.
 pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
     let dtype = DataType::try_from(t.dtype).map_err(|_| format!("unknown dtype {}", t.dtype))?;
@@ -177,33 +258,7 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
     };
     let count: usize = shape.iter().product();
     let data: Vec<f64> = if !t.tensor_content.is_empty() {
-        let c = &t.tensor_content;
-        let size =
-            dtype.byte_size().ok_or(format!("{} constants are not numeric", dtype.short_name()))?;
-        if c.len() != count * size {
-            return Err(format!(
-                "tensor_content has {} bytes, the shape needs {}",
-                c.len(),
-                count * size
-            ));
-        }
-        // One loop per type, so each is a tight conversion loop.
-        fn each<const N: usize>(c: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
-            c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))).collect()
-        }
-        match dtype {
-            DataType::DtFloat => each(c, |b| f64::from(f32::from_le_bytes(b))),
-            DataType::DtDouble => each(c, f64::from_le_bytes),
-            DataType::DtHalf => each(c, |b| f16_to_f64(u16::from_le_bytes(b))),
-            DataType::DtBfloat16 => each(c, |b: [u8; 2]| {
-                f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16))
-            }),
-            DataType::DtInt32 => each(c, |b| f64::from(i32::from_le_bytes(b))),
-            DataType::DtInt64 => each(c, |b| i64::from_le_bytes(b) as f64),
-            DataType::DtBool | DataType::DtUint8 => each(c, |b: [u8; 1]| f64::from(b[0])),
-            DataType::DtInt8 => each(c, |b: [u8; 1]| f64::from(b[0] as i8)),
-            other => return Err(format!("{} constants are not supported", other.short_name())),
-        }
+        content_values(dtype, &t.tensor_content, count)?
     } else {
         let values: Vec<f64> = match dtype {
             DataType::DtFloat => t.float_val.iter().map(|&v| f64::from(v)).collect(),
@@ -312,4 +367,33 @@ fn f64_to_f16(v: f64) -> u16 {
         return sign | 0x7c00;
     }
     sign | ((exp as u16) << 10) | mant as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    /// Reading tensor_content from the wire gives what decoding gives, and
+    /// other forms are left to decoding.
+    #[test]
+    fn tensors_read_from_the_wire_are_the_decoded_ones() {
+        let array = Array { shape: vec![2, 1, 3], data: vec![0.5, -1.0, 2.25, 3.0, 0.0, 1e3] };
+        for dtype in [DataType::DtFloat, DataType::DtHalf, DataType::DtDouble, DataType::DtInt32] {
+            let t = to_proto(&array, dtype).unwrap();
+            let (read, read_dtype) = from_raw(&t.encode_to_vec()).unwrap().unwrap();
+            assert_eq!(read, from_proto(&t).unwrap());
+            assert_eq!(read_dtype, dtype);
+        }
+        let mut short = to_proto(&array, DataType::DtFloat).unwrap();
+        short.tensor_content = Bytes::from_static(&[0, 0, 0, 0]);
+        assert_eq!(from_raw(&short.encode_to_vec()), Some(Err(from_proto(&short).unwrap_err())));
+        let listed = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto::default()),
+            float_val: vec![0.5],
+            ..Default::default()
+        };
+        assert_eq!(from_raw(&listed.encode_to_vec()), None);
+    }
 }

@@ -423,6 +423,7 @@ fn find_patches(
     let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
+        let tprof = Instant::now();
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
         let mut roots: Vec<NodeId> = match candidates {
             None => ops.iter().flat_map(|&op| work.with_op(op)).collect(),
@@ -459,6 +460,15 @@ fn find_patches(
         } else {
             try_all(&roots)
         };
+        if std::env::var_os("GRAPHRW_PROF").is_some() {
+            eprintln!(
+                "PROF {} roots {} matched {} {:.1} ms",
+                rule.rule.name.name,
+                roots.len(),
+                tried.len(),
+                tprof.elapsed().as_secs_f64() * 1e3
+            );
+        }
         for (root, outcome) in tried {
             let Some((interior, outcome)) = outcome else { continue };
             if is_root[root as usize]
