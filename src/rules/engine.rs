@@ -174,14 +174,21 @@ pub fn apply(
     // Whether the input has a cycle is only asked when a round could have
     // made one.
     let mut cyclic_before: Option<bool> = None;
-    // A match reads nodes at most this many edges upstream of its root.
-    let reach = rules.rules.iter().map(|r| pattern_depth(&r.rule.pattern)).max().unwrap_or(0) + 1;
-    let mut candidates: Option<Vec<NodeId>> = None;
+    // A rule's match reads nodes at most this many edges upstream of its
+    // root (its pattern's depth, and the consumers of what it matched).
+    let reaches: Vec<u8> = rules
+        .rules
+        .iter()
+        .map(|r| u8::try_from(pattern_depth(&r.rule.pattern) + 1).unwrap_or(u8::MAX - 1))
+        .collect();
+    let reach = reaches.iter().copied().max().unwrap_or(0);
+    let mut candidates: Option<Near> = None;
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
     loop {
         let t = Instant::now();
-        let patches = find_patches(&work, rules, candidates.as_deref(), &protected, &mut report);
+        let patches =
+            find_patches(&work, rules, candidates.as_ref(), &reaches, &protected, &mut report);
         report.phases.find += t.elapsed().as_secs_f64();
         if patches.is_empty() {
             break;
@@ -299,25 +306,37 @@ struct Changes {
     removed: Vec<NodeId>,
 }
 
+/// The candidates of a round after the first.
+struct Near {
+    /// Alive nodes at most the largest reach downstream of a change, in
+    /// output order.
+    ids: Vec<NodeId>,
+    /// Each node's distance downstream of the nearest change (`u8::MAX`
+    /// beyond the reach).
+    distance: Vec<u8>,
+}
+
 /// The candidates of the next round: alive nodes at most `reach` edges
-/// downstream of a change, in output order. Any other node's match reads
-/// only what did not change, so it is what it was, and it did not fire.
-fn near(work: &Work, seeds: &[NodeId], reach: usize) -> Vec<NodeId> {
-    let mut seen = vec![false; work.len()];
+/// downstream of a change, in output order, with their distances. Any
+/// other node's match reads only what did not change, so it is what it
+/// was, and it did not fire; a rule whose pattern reaches less far needs
+/// only the nodes at most its own reach away.
+fn near(work: &Work, seeds: &[NodeId], reach: u8) -> Near {
+    let mut distance = vec![u8::MAX; work.len()];
     let mut frontier: Vec<NodeId> = Vec::new();
     let mut out = Vec::new();
     for &id in seeds {
-        if work.is_alive(id) && !work.is_phantom(id) && !seen[id as usize] {
-            seen[id as usize] = true;
+        if work.is_alive(id) && !work.is_phantom(id) && distance[id as usize] == u8::MAX {
+            distance[id as usize] = 0;
             frontier.push(id);
         }
     }
-    for _ in 0..reach {
+    for level in 1..=reach {
         let mut next = Vec::new();
         for &id in &frontier {
             for c in work.consumers(id) {
-                if !seen[c.node as usize] {
-                    seen[c.node as usize] = true;
+                if distance[c.node as usize] == u8::MAX {
+                    distance[c.node as usize] = level;
                     next.push(c.node);
                 }
             }
@@ -326,24 +345,27 @@ fn near(work: &Work, seeds: &[NodeId], reach: usize) -> Vec<NodeId> {
         frontier = next;
     }
     out.append(&mut frontier);
+    let seen = |id: NodeId| distance[id as usize] != u8::MAX;
     // Many candidates: one walk over the graph in output order picks them
     // in order; few: their positions are sorted.
-    if out.len() > work.len() / 16 {
-        return work.order().into_iter().filter(|&id| seen[id as usize]).collect();
-    }
-    let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
-    match keys {
-        Some(keys) => {
-            let mut keyed: Vec<(u128, NodeId)> = keys.into_iter().zip(out).collect();
-            keyed.sort_unstable();
-            keyed.into_iter().map(|(_, id)| id).collect()
+    let ids = if out.len() > work.len() / 16 {
+        work.order().into_iter().filter(|&id| seen(id)).collect()
+    } else {
+        let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
+        match keys {
+            Some(keys) => {
+                let mut keyed: Vec<(u128, NodeId)> = keys.into_iter().zip(out).collect();
+                keyed.sort_unstable();
+                keyed.into_iter().map(|(_, id)| id).collect()
+            }
+            None => {
+                let rank = work.ranks();
+                out.sort_unstable_by_key(|&id| rank[id as usize]);
+                out
+            }
         }
-        None => {
-            let rank = work.ranks();
-            out.sort_unstable_by_key(|&id| rank[id as usize]);
-            out
-        }
-    }
+    };
+    Near { ids, distance }
 }
 
 /// Colocation entries (`_class: "loc:@name"`) naming a node the rewrite
@@ -397,7 +419,8 @@ const PARALLEL_MIN: usize = 4096;
 fn find_patches(
     work: &Work,
     rules: &RuleSet,
-    candidates: Option<&[NodeId]>,
+    candidates: Option<&Near>,
+    reaches: &[u8],
     protected: &HashSet<String>,
     report: &mut Report,
 ) -> Vec<Patch> {
@@ -411,9 +434,9 @@ fn find_patches(
     // node, by op from the index).
     let mut by_op: FxHashMap<u32, Vec<NodeId>> = FxHashMap::default();
     let mut rank: Vec<u32> = Vec::new();
-    if let Some(list) = candidates {
+    if let Some(near) = candidates {
         rank = vec![u32::MAX; work.len()];
-        for (i, &id) in list.iter().enumerate() {
+        for (i, &id) in near.ids.iter().enumerate() {
             rank[id as usize] = i as u32;
             by_op.entry(work.op_of(id)).or_default().push(id);
         }
@@ -421,20 +444,31 @@ fn find_patches(
     // A node's place among the round's candidates (the first round: its id,
     // which is its place in the input).
     let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
+    let mut by_ops: FxHashMap<Vec<u32>, Vec<NodeId>> = FxHashMap::default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
         let tprof = Instant::now();
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
-        let mut roots: Vec<NodeId> = match candidates {
-            None => ops.iter().flat_map(|&op| work.with_op(op)).collect(),
-            Some(_) => {
-                ops.iter().flat_map(|op| by_op.get(op).into_iter().flatten()).copied().collect()
+        // Candidates by op set, in order (cached: many rules share one).
+        let all = by_ops.entry(ops.clone()).or_insert_with(|| {
+            let mut all: Vec<NodeId> = match candidates {
+                None => ops.iter().flat_map(|&op| work.with_op(op)).collect(),
+                Some(_) => {
+                    ops.iter().flat_map(|op| by_op.get(op).into_iter().flatten()).copied().collect()
+                }
+            };
+            if ops.len() > 1 {
+                all.sort_unstable_by_key(|&id| place(id));
             }
-        };
-        if ops.len() > 1 {
-            roots.sort_unstable_by_key(|&id| place(id));
-        }
-        roots.retain(|&r| !is_root[r as usize] && !is_interior[r as usize]);
+            all
+        });
+        let near_enough =
+            |id: NodeId| candidates.is_none_or(|near| near.distance[id as usize] <= reaches[index]);
+        let roots: Vec<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|&r| !is_root[r as usize] && !is_interior[r as usize] && near_enough(r))
+            .collect();
         // Every candidate is tried against the round's graph alone (on
         // several threads when there are many); then, in candidate order, a
         // match is kept unless an earlier match of this rule took its root
