@@ -840,7 +840,7 @@ impl Graph {
 }
 
 /// The hash names are indexed by.
-fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     use std::hash::BuildHasher;
     #[cfg(test)]
     if tests::COLLIDE.with(std::cell::Cell::get) {

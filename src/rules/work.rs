@@ -40,7 +40,7 @@ pub enum Body {
 
 #[derive(Clone, Debug)]
 struct Added {
-    name: Box<str>,
+    name: String,
     body: Body,
     /// The root this node took the place of (`NodeId::MAX` for the marker
     /// and phantoms), and its place among that root's replacements.
@@ -75,8 +75,11 @@ pub struct Work<'g> {
     head: Vec<u32>,
     links: Vec<Link>,
     added: Vec<Added>,
-    /// Names of added nodes (a removed one may be shadowed by a later one).
-    names: FxHashMap<Box<str>, NodeId>,
+    /// Added nodes by the hash of their name (a removed one may be shadowed
+    /// by a later one); names whose hashes collide with another's are in
+    /// `collisions`.
+    names: FxHashMap<u64, NodeId>,
+    collisions: FxHashMap<Box<str>, NodeId>,
     /// Added nodes by op.
     added_by_op: Vec<Vec<NodeId>>,
     /// Each replaced root's first replacement (the others follow it, in
@@ -101,7 +104,7 @@ impl<'g> Work<'g> {
             op_names.push(op.into());
         }
         let ops = (0..n as NodeId).map(|id| src.op_index(id)).collect();
-        Work {
+        let mut work = Work {
             src,
             n0: n as u32,
             added_by_op: vec![Vec::new(); op_names.len()],
@@ -116,11 +119,16 @@ impl<'g> Work<'g> {
             links: Vec::new(),
             added: Vec::new(),
             names: FxHashMap::default(),
+            collisions: FxHashMap::default(),
             kids: vec![NONE; n],
             redefined: FxHashMap::default(),
             marker: None,
             alive_count: n,
-        }
+        };
+        // Room for the nodes rules add, so the vectors are not copied as
+        // they grow in the first rounds.
+        work.reserve(n / 2);
+        work
     }
 
     /// The graph this is a copy of.
@@ -227,10 +235,13 @@ impl<'g> Work<'g> {
 
     /// The alive node named `name` (phantoms have no name here).
     pub fn id(&self, name: &str) -> Option<NodeId> {
-        if let Some(&id) = self.names.get(name) {
-            if self.alive[id as usize] {
-                return Some(id);
-            }
+        let added = match self.names.get(&crate::graph::name_hash(name)) {
+            Some(&id) if self.name(id) == name => Some(id),
+            Some(_) => self.collisions.get(name).copied(),
+            None => None,
+        };
+        if let Some(id) = added.filter(|&id| self.alive[id as usize]) {
+            return Some(id);
         }
         self.src.id(name).filter(|&id| self.alive[id as usize])
     }
@@ -348,13 +359,24 @@ impl<'g> Work<'g> {
         self.head.push(NONE);
         self.kids.push(NONE);
         if !matches!(body, Body::Phantom) {
-            self.names.insert(name.as_str().into(), id);
+            match self.names.entry(crate::graph::name_hash(&name)) {
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if self.added[(*e.get() - self.n0) as usize].name == name {
+                        e.insert(id);
+                    } else {
+                        self.collisions.insert(name.as_str().into(), id);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(id);
+                }
+            }
             self.added_by_op[op as usize].push(id);
         }
         if parent != NodeId::MAX && self.kids[parent as usize] == NONE {
             self.kids[parent as usize] = id;
         }
-        self.added.push(Added { name: name.into(), body, parent, index });
+        self.added.push(Added { name, body, parent, index });
         self.alive_count += 1;
         id
     }
