@@ -803,6 +803,11 @@ impl Graph {
         self.index().by_op.iter().map(|(op, ids)| (&**op, ids.as_slice()))
     }
 
+    /// How many inputs all nodes have together.
+    pub fn edge_count(&self) -> usize {
+        self.input_spans.len()
+    }
+
     /// The node's inputs, resolved, in `NodeDef.input` order.
     pub fn inputs(&self, id: NodeId) -> &[Edge] {
         let index = self.index();

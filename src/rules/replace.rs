@@ -4,8 +4,6 @@
 
 use std::cell::RefCell;
 
-use rustc_hash::FxHashMap;
-
 use bytes::Bytes;
 
 use super::ast::*;
@@ -70,8 +68,9 @@ pub(super) struct Builder<'a> {
     pub(super) nodes: Vec<NewNode>,
     /// The root's device, once read.
     pub(super) device: Option<String>,
-    /// Constants read by this patch, by node (a rule often reads one twice).
-    pub(super) constants: RefCell<FxHashMap<NodeId, (crate::tensor::Array, DataType)>>,
+    /// Constants read by this patch, with their node (a rule often reads
+    /// one twice; a patch reads a few).
+    pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType)>>,
 }
 
 impl Builder<'_> {
@@ -320,12 +319,17 @@ impl Builder<'_> {
                 },
                 Some(_) => {
                     let t = self.m.tensor(&var.name).ok_or("not a tensor")?;
-                    let cached = self.constants.borrow().get(&t.node).cloned();
+                    let cached = self
+                        .constants
+                        .borrow()
+                        .iter()
+                        .find(|c| c.0 == t.node)
+                        .map(|c| (c.1.clone(), c.2));
                     let (array, dt) = match cached {
                         Some(c) => c,
                         None => {
                             let c = self.const_value(t.node)?;
-                            self.constants.borrow_mut().insert(t.node, c.clone());
+                            self.constants.borrow_mut().push((t.node, c.0.clone(), c.1));
                             c
                         }
                     };

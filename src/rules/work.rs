@@ -128,6 +128,8 @@ impl<'g> Work<'g> {
         // Room for the nodes rules add, so the vectors are not copied as
         // they grow in the first rounds.
         work.reserve(n / 2);
+        // And for rewired inputs: their memory is only touched as they come.
+        work.reserve_edges(src.edge_count());
         work
     }
 
