@@ -184,9 +184,9 @@ pub enum NodeSource {
     Existing(NodeId),
     /// A new or changed node, encoded.
     Encoded(Bytes),
-    /// A new or changed node, encoded at this range of the buffer given to
-    /// [`Graph::rebuilt_with`].
-    Written(std::ops::Range<usize>),
+    /// A new or changed node, encoded at this range of one of the buffers
+    /// given to [`Graph::rebuilt_with`].
+    Written(u32, std::ops::Range<usize>),
 }
 
 /// A GraphDef with its indexes. Immutable: rewriting builds a new graph.
@@ -332,14 +332,22 @@ impl Graph {
         self.rebuilt_with(nodes, Vec::new())
     }
 
-    /// [`Graph::rebuilt`], where nodes may also be ranges of `fresh`, a
-    /// buffer of nodes encoded by the caller (which then becomes the new
-    /// graph's, uncopied).
+    /// [`Graph::rebuilt`], where nodes may also be ranges of `parts`,
+    /// buffers of nodes encoded by the caller (which become the new graph's,
+    /// uncopied).
     pub fn rebuilt_with(
         &self,
         nodes: impl IntoIterator<Item = NodeSource>,
-        mut fresh: Vec<u8>,
+        parts: Vec<Vec<u8>>,
     ) -> Result<Graph, FormatError> {
+        // Where a node not in the old buffers is: the buffer gathering the
+        // small encoded nodes, a part, or a large node's own buffer.
+        enum In {
+            Gathered,
+            Part(u32),
+            Large(usize),
+        }
+        let mut fresh = Vec::new();
         let nodes = nodes.into_iter();
         let mut graph = Graph::empty(self.tail.clone());
         graph.bufs = self.bufs.clone();
@@ -367,36 +375,39 @@ impl Graph {
                     // (a computed weight) becomes a buffer of its own, uncopied.
                     let (buf, range) = if bytes.len() >= 1 << 16 {
                         large.push(bytes);
-                        (Some(large.len() - 1), 0..0)
+                        (In::Large(large.len() - 1), 0..0)
                     } else {
                         let start = fresh.len();
                         fresh.extend_from_slice(&bytes);
-                        (None, start..fresh.len())
+                        (In::Gathered, start..fresh.len())
                     };
                     pending.push((graph.nodes.len(), buf, range, position));
                     graph.nodes.push(NodeRec::STAND_IN);
                 }
-                NodeSource::Written(range) => {
-                    pending.push((graph.nodes.len(), None, range, position));
+                NodeSource::Written(part, range) => {
+                    pending.push((graph.nodes.len(), In::Part(part), range, position));
                     graph.nodes.push(NodeRec::STAND_IN);
                 }
             }
         }
         if !pending.is_empty() {
-            let buf = graph.bufs.len() as u32;
+            let gathered = graph.bufs.len() as u32;
             graph.bufs.push(Bytes::from(fresh));
+            let first_part = graph.bufs.len() as u32;
+            graph.bufs.extend(parts.into_iter().map(Bytes::from));
             let first_large = graph.bufs.len() as u32;
             graph.bufs.extend(large);
             let mut scanned = Graph::empty(Vec::new());
             scanned.bufs = graph.bufs.clone();
             for (slot, own, range, position) in pending {
                 match own {
-                    Some(i) => {
+                    In::Large(i) => {
                         let b = first_large + i as u32;
                         let len = scanned.bufs[b as usize].len();
                         scanned.push_scanned(b, 0..len, position)?;
                     }
-                    None => scanned.push_scanned(buf, range, position)?,
+                    In::Gathered => scanned.push_scanned(gathered, range, position)?,
+                    In::Part(p) => scanned.push_scanned(first_part + p, range, position)?,
                 }
                 let rec = *scanned.nodes.last().expect("just pushed");
                 let first_input = graph.input_spans.len() as u32;

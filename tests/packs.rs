@@ -727,7 +727,8 @@ fn a_half_precision_batch_norm_with_float_statistics_is_left_alone() {
 #[test]
 fn inference_on_a_graph_large_enough_to_match_on_every_core_keeps_its_outputs() {
     // 3000 blocks: every rule has thousands of candidates, so matching is
-    // split over the cores and the matches merged in candidate order.
+    // split over the cores and the matches merged in candidate order; the
+    // result is large enough to be encoded on every core too.
     let before = graphrw::synth::synth(60_000);
     let after = apply_packs(&before, &["inference"]);
     let again = apply_packs(&before, &["inference"]);

@@ -558,18 +558,48 @@ impl<'g> Work<'g> {
     /// nodes no round rewired are shared with the source, the others are
     /// encoded into one new buffer.
     pub fn written(&self, order: &[NodeId]) -> Graph {
-        let mut fresh = Vec::with_capacity(self.fresh_estimate());
-        let nodes: Vec<NodeSource> = order
-            .iter()
-            .map(|&id| {
-                let start = fresh.len();
-                match self.write_node(id, &mut fresh) {
-                    true => NodeSource::Written(start..fresh.len()),
-                    false => NodeSource::Existing(id),
-                }
+        // Large results are encoded on several threads, each into its own
+        // buffer (their fresh memory is first touched in parallel too).
+        let threads = if order.len() >= 1 << 14 {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+        } else {
+            1
+        };
+        let chunk = order.len().div_ceil(threads).max(1);
+        let per_part = self.fresh_estimate() / threads;
+        let encode = |part: u32, ids: &[NodeId]| {
+            let mut fresh = Vec::with_capacity(per_part);
+            let nodes: Vec<NodeSource> = ids
+                .iter()
+                .map(|&id| {
+                    let start = fresh.len();
+                    match self.write_node(id, &mut fresh) {
+                        true => NodeSource::Written(part, start..fresh.len()),
+                        false => NodeSource::Existing(id),
+                    }
+                })
+                .collect();
+            (fresh, nodes)
+        };
+        let parts: Vec<(Vec<u8>, Vec<NodeSource>)> = if threads == 1 {
+            vec![encode(0, order)]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = order
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(i, ids)| scope.spawn(move || encode(i as u32, ids)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("encoding does not panic")).collect()
             })
-            .collect();
-        self.src.rebuilt_with(nodes, fresh).expect("written nodes are well formed")
+        };
+        let mut nodes = Vec::with_capacity(order.len());
+        let mut buffers = Vec::with_capacity(parts.len());
+        for (buffer, part) in parts {
+            buffers.push(buffer);
+            nodes.extend(part);
+        }
+        self.src.rebuilt_with(nodes, buffers).expect("written nodes are well formed")
     }
 
     /// About how many bytes the rewired and added nodes take.
