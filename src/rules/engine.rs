@@ -447,7 +447,6 @@ fn find_patches(
     let mut by_ops: FxHashMap<Vec<u32>, Vec<NodeId>> = FxHashMap::default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
-        let tprof = Instant::now();
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
         // Candidates by op set, in order (cached: many rules share one).
         let all = by_ops.entry(ops.clone()).or_insert_with(|| {
@@ -494,15 +493,6 @@ fn find_patches(
         } else {
             try_all(&roots)
         };
-        if std::env::var_os("GRAPHRW_PROF").is_some() {
-            eprintln!(
-                "PROF {} roots {} matched {} {:.1} ms",
-                rule.rule.name.name,
-                roots.len(),
-                tried.len(),
-                tprof.elapsed().as_secs_f64() * 1e3
-            );
-        }
         for (root, outcome) in tried {
             let Some((interior, outcome)) = outcome else { continue };
             if is_root[root as usize]
