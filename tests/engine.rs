@@ -643,3 +643,25 @@ fn control_edges_onto_a_source_const_are_dropped() {
         ]
     );
 }
+
+#[test]
+fn many_control_edges_moved_onto_the_same_producers_are_kept_once() {
+    // 40 Merges over 20 inputs, all ordering one NoOp: once each Merge is
+    // replaced by its input, the NoOp's 40 control edges land on 20 nodes
+    // (past the first 16 they are told apart by a set, not a scan).
+    let mut nodes: Vec<NodeDef> =
+        (0..20).map(|k| node(&format!("x{k}"), "Placeholder", &[], &[])).collect();
+    nodes.push(node("y", "Placeholder", &[], &[]));
+    let mut controls = Vec::new();
+    for k in 0..40 {
+        nodes.push(node(&format!("m{k}"), "Merge", &[&format!("x{}", k % 20), "y"], &[]));
+        controls.push(format!("^m{k}"));
+    }
+    let controls: Vec<&str> = controls.iter().map(String::as_str).collect();
+    nodes.push(node("sink", "NoOp", &controls, &[]));
+    let (g, report) = run(&graph(nodes), "rule merge_first: Merge(a, _) => a");
+    assert_eq!(fired(&report, "merge_first"), 40);
+    let sink = g.id("sink").unwrap();
+    let expected: Vec<String> = (0..20).map(|k| format!("^x{k}")).collect();
+    assert_eq!(g.input_strs(sink).collect::<Vec<_>>(), expected);
+}
