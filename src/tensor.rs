@@ -211,26 +211,7 @@ pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
         }
     }
     let content = content.filter(|c| !c.is_empty())?;
-    let mut dims = Vec::new();
-    for f in fields(shape.unwrap_or(&[])) {
-        let f = f.ok()?;
-        match (f.number, f.wire) {
-            (2, LEN) => {
-                let dim = &shape?[f.payload()];
-                let mut size = 0i64;
-                for d in fields(dim) {
-                    let d = d.ok()?;
-                    match (d.number, d.wire) {
-                        (1, VARINT) => size = d.value as i64,
-                        (2, LEN) => {}
-                        _ => return None,
-                    }
-                }
-                dims.push(size);
-            }
-            _ => return None, // unknown rank, or anything else: decode it
-        }
-    }
+    let dims = shape_from_raw(shape.unwrap_or(&[]))?;
     let Ok(dtype) = DataType::try_from(dtype) else {
         return Some(Err(format!("unknown dtype {dtype}")));
     };
@@ -242,6 +223,31 @@ pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
         let data = content_values(dtype, content, shape.iter().product())?;
         Ok((Array { shape, data }, dtype))
     })())
+}
+
+/// The dimensions of an encoded TensorShapeProto read from the wire
+/// (unknown ones are -1); `None` for an unknown rank or anything unusual.
+pub fn shape_from_raw(shape: &[u8]) -> Option<Vec<i64>> {
+    use crate::wire::{LEN, VARINT, fields};
+    let mut dims = Vec::new();
+    for f in fields(shape) {
+        let f = f.ok()?;
+        if (f.number, f.wire) != (2, LEN) {
+            return None; // unknown rank, or anything else: decode it
+        }
+        let dim = &shape[f.payload()];
+        let mut size = 0i64;
+        for d in fields(dim) {
+            let d = d.ok()?;
+            match (d.number, d.wire) {
+                (1, VARINT) => size = d.value as i64,
+                (2, LEN) => {}
+                _ => return None,
+            }
+        }
+        dims.push(size);
+    }
+    Some(dims)
 }
 
 /// The values of a constant tensor.
@@ -395,5 +401,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(from_raw(&listed.encode_to_vec()), None);
+    }
+
+    #[test]
+    fn shapes_read_from_the_wire_are_the_decoded_ones() {
+        for dims in [vec![], vec![3], vec![-1, 8, 8, 4], vec![0, 1]] {
+            let shape = TensorShapeProto {
+                dim: dims.iter().map(|&size| Dim { size, name: "d".into() }).collect(),
+                unknown_rank: false,
+            };
+            assert_eq!(shape_from_raw(&shape.encode_to_vec()), Some(dims));
+        }
+        let unknown = TensorShapeProto { dim: vec![], unknown_rank: true };
+        assert_eq!(shape_from_raw(&unknown.encode_to_vec()), None);
     }
 }

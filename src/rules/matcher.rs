@@ -512,7 +512,8 @@ pub fn static_shape(graph: &Work, t: Tensor) -> Option<Vec<i64>> {
             }
             match shape {
                 None => Some(vec![]),
-                Some(s) => dims(&crate::proto::TensorShapeProto::decode(s).ok()?),
+                Some(s) => crate::tensor::shape_from_raw(s)
+                    .or_else(|| dims(&crate::proto::TensorShapeProto::decode(s).ok()?)),
             }
         }
         "Placeholder" | "PlaceholderWithDefault" => match graph.attr(t.node, "shape").ok()??.value?
