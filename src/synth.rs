@@ -1,8 +1,12 @@
 //! Synthetic training-style graphs for benchmarks: repeated blocks of a conv
-//! with bias, a fused batch norm under a `training` cond (Switch/Merge),
-//! relu, residual adds and control edges, with the attributes TensorFlow
-//! puts on such nodes. Nodes are encoded as they are made, so a million of
-//! them stay small.
+//! with bias, a fused batch norm under a `training` cond built as TF1's
+//! `tf.cond` builds one (the predicate's own Switch and `switch_t`, every
+//! outside tensor entering through its own Switch, the true branch reading
+//! port 1 and the false branch port 0, the true branch's empty statistics
+//! as Consts under `^switch_t`, a Merge of the two; `switch_f` has no
+//! reader, so freezing dropped it), relu, residual adds and control edges,
+//! with the attributes TensorFlow puts on such nodes. Nodes are encoded as they are made, so a
+//! million of them stay small.
 
 use crate::Graph;
 use crate::proto::{
@@ -51,7 +55,7 @@ fn constant(name: String, dims: &[i64]) -> NodeDef {
     )
 }
 
-/// A graph of about `target` nodes (at least one block); every block adds 20.
+/// A graph of about `target` nodes (at least one block); every block adds 28.
 pub fn synth(target: usize) -> Graph {
     let float = Value::Type(DataType::DtFloat as i32);
     let nhwc = Value::S(Bytes::from_static(b"NHWC"));
@@ -74,7 +78,7 @@ pub fn synth(target: usize) -> Graph {
     }
     let mut x = "input".to_string();
     let mut block = 0;
-    while nodes.len() + 20 <= target.max(22) {
+    while nodes.len() + BLOCK <= target.max(BLOCK + 2) {
         let p = format!("block_{block}");
         let conv = |s: &str| format!("{p}/{s}");
         nodes.push(constant(conv("kernel"), &[3, 3, 4, 4]));
@@ -104,11 +108,24 @@ pub fn synth(target: usize) -> Graph {
             vec![conv("Conv2D"), conv("bias")],
             &[("T", float.clone()), ("data_format", nhwc.clone())],
         ));
+        let boolean = Value::Type(DataType::DtBool as i32);
+        nodes.push(node(
+            conv("cond/Switch"),
+            "Switch",
+            vec!["training".into(), "training".into()],
+            &[("T", boolean.clone())],
+        ));
+        nodes.push(node(
+            conv("cond/switch_t"),
+            "Identity",
+            vec![conv("cond/Switch:1")],
+            &[("T", boolean.clone())],
+        ));
         nodes.push(node(
             conv("cond/pred_id"),
             "Identity",
             vec!["training".into()],
-            &[("T", Value::Type(DataType::DtBool as i32))],
+            &[("T", boolean)],
         ));
         nodes.push(node(
             conv("cond/Switch_1"),
@@ -116,8 +133,15 @@ pub fn synth(target: usize) -> Graph {
             vec![conv("BiasAdd"), conv("cond/pred_id")],
             &[("T", float.clone())],
         ));
-        for s in ["gamma", "beta", "mean", "variance"] {
+        // Each statistic enters the cond through its own Switch.
+        for (i, s) in ["gamma", "beta", "mean", "variance"].into_iter().enumerate() {
             nodes.push(constant(conv(s), &[4]));
+            nodes.push(node(
+                conv(&format!("cond/Switch_{}", i + 2)),
+                "Switch",
+                vec![conv(s), conv("cond/pred_id")],
+                &[("T", float.clone())],
+            ));
         }
         let bn_attrs = |training: bool| {
             vec![
@@ -129,28 +153,26 @@ pub fn synth(target: usize) -> Graph {
                 ("is_training", Value::B(training)),
             ]
         };
+        // The training branch computes its own statistics: it reads empty
+        // Consts in their place.
+        for c in ["cond/Const", "cond/Const_1"] {
+            let mut empty = constant(conv(c), &[0]);
+            empty.input.push(format!("^{}", conv("cond/switch_t")));
+            nodes.push(empty);
+        }
+        let switched = |i: usize, port: &str| conv(&format!("cond/Switch_{i}{port}"));
+        let mut training: Vec<String> = (1..4).map(|i| switched(i, ":1")).collect();
+        training.extend([conv("cond/Const"), conv("cond/Const_1")]);
         nodes.push(node(
             conv("cond/FusedBatchNormV3"),
             "FusedBatchNormV3",
-            vec![
-                conv("cond/Switch_1:1"),
-                conv("gamma"),
-                conv("beta"),
-                conv("mean"),
-                conv("variance"),
-            ],
+            training,
             &bn_attrs(true),
         ));
         nodes.push(node(
             conv("cond/FusedBatchNormV3_1"),
             "FusedBatchNormV3",
-            vec![
-                conv("cond/Switch_1"),
-                conv("gamma"),
-                conv("beta"),
-                conv("mean"),
-                conv("variance"),
-            ],
+            (1..6).map(|i| switched(i, "")).collect(),
             &bn_attrs(false),
         ));
         nodes.push(node(
@@ -206,6 +228,9 @@ pub fn synth(target: usize) -> Graph {
     };
     Graph::from_nodes(nodes.0, vec![Bytes::from(header.encode_to_vec())]).expect("valid nodes")
 }
+
+/// Nodes per block.
+const BLOCK: usize = 28;
 
 /// Encoded nodes.
 struct Nodes(Vec<Bytes>);
