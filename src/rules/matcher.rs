@@ -36,6 +36,43 @@ pub struct Match<'r> {
     pub vars: Vars<'r>,
     /// Every node an op pattern matched, root first.
     pub nodes: Vec<NodeId>,
+    /// Attribute values decoded by earlier tries with this match (kept
+    /// across tries, never across changes of the graph).
+    pub decoded: Decoded,
+}
+
+/// Attribute values that needed decoding (tensors, lists...), by where
+/// their bytes are. The graph does not change while a round matches, so
+/// the same bytes are the same value: a Const predicate that thousands of
+/// Switches read is decoded once per thread, not once per Switch.
+#[derive(Clone, Debug, Default)]
+pub struct Decoded {
+    entries: Vec<(usize, usize, Option<GValue>)>,
+    next: usize,
+}
+
+impl Decoded {
+    const SIZE: usize = 16;
+
+    /// The guard value of the encoded attribute `raw` (see
+    /// [`raw_attr_value`]).
+    pub fn value(&mut self, raw: &[u8]) -> Option<GValue> {
+        if let Some(v) = scalar_attr_value(raw) {
+            return Some(v);
+        }
+        let key = (raw.as_ptr() as usize, raw.len());
+        if let Some(e) = self.entries.iter().find(|e| (e.0, e.1) == key) {
+            return e.2.clone();
+        }
+        let value = AttrValue::decode(raw).ok().map(|a| attr_value_of(&a));
+        if self.entries.len() < Self::SIZE {
+            self.entries.push((key.0, key.1, value.clone()));
+        } else {
+            self.entries[self.next] = (key.0, key.1, value.clone());
+            self.next = (self.next + 1) % Self::SIZE;
+        }
+        value
+    }
 }
 
 /// A rule's few variables with what they are bound to (a list: matching
@@ -209,7 +246,7 @@ impl Matcher<'_> {
                 return false;
             };
             match &attr.value {
-                AttrPatternValue::Literal(lit) => match raw_attr_value(raw) {
+                AttrPatternValue::Literal(lit) => match m.decoded.value(raw) {
                     Some(value) if literal_value(lit).equals(&value) => {}
                     _ => return false,
                 },
@@ -232,24 +269,26 @@ impl Matcher<'_> {
 /// The guard value of an encoded `AttrValue`: a single scalar field is read
 /// from the wire, anything else decoded; `None` when it does not decode.
 pub fn raw_attr_value(raw: &[u8]) -> Option<GValue> {
+    scalar_attr_value(raw).or_else(|| AttrValue::decode(raw).ok().map(|a| attr_value_of(&a)))
+}
+
+/// The guard value of an encoded `AttrValue` that is a single scalar field,
+/// read from the wire; `None` for anything else.
+fn scalar_attr_value(raw: &[u8]) -> Option<GValue> {
     use crate::wire::{FIXED32, LEN, VARINT};
     let mut fields = crate::wire::fields(raw);
-    if let (Some(Ok(f)), None) = (fields.next(), fields.next()) {
-        match (f.number, f.wire) {
-            (2, LEN) => {
-                return Some(GValue::Str(String::from_utf8_lossy(&raw[f.payload()]).into_owned()));
-            }
-            (3, VARINT) => return Some(GValue::Num(f.value as i64 as f64)),
-            (4, FIXED32) => {
-                let bytes: [u8; 4] = raw[f.end - 4..f.end].try_into().ok()?;
-                return Some(GValue::Num(f64::from(f32::from_le_bytes(bytes))));
-            }
-            (5, VARINT) => return Some(GValue::Bool(f.value != 0)),
-            (6, VARINT) => return Some(GValue::DType(f.value as i32)),
-            _ => {}
+    let (Some(Ok(f)), None) = (fields.next(), fields.next()) else { return None };
+    match (f.number, f.wire) {
+        (2, LEN) => Some(GValue::Str(String::from_utf8_lossy(&raw[f.payload()]).into_owned())),
+        (3, VARINT) => Some(GValue::Num(f.value as i64 as f64)),
+        (4, FIXED32) => {
+            let bytes: [u8; 4] = raw[f.end - 4..f.end].try_into().ok()?;
+            Some(GValue::Num(f64::from(f32::from_le_bytes(bytes))))
         }
+        (5, VARINT) => Some(GValue::Bool(f.value != 0)),
+        (6, VARINT) => Some(GValue::DType(f.value as i32)),
+        _ => None,
     }
-    AttrValue::decode(raw).ok().map(|a| attr_value_of(&a))
 }
 
 /// A value in a guard.
@@ -590,6 +629,28 @@ mod tests {
             assert_eq!(raw_attr_value(&raw), Some(attr_value_of(&a)), "{a:?}");
         }
         assert_eq!(raw_attr_value(&[]), Some(GValue::Missing));
+        // Decoded values are remembered by where their bytes are.
+        let tensor = crate::tensor::to_proto(
+            &crate::tensor::Array::scalar(1.0),
+            crate::proto::DataType::DtBool,
+        )
+        .unwrap();
+        let raw = AttrValue { value: Some(V::Tensor(tensor)) }.encode_to_vec();
+        let mut decoded = Decoded::default();
+        for _ in 0..3 {
+            assert_eq!(decoded.value(&raw), Some(GValue::Num(1.0)));
+        }
+        assert_eq!(decoded.entries.len(), 1);
+        let others: Vec<Vec<u8>> = (0..40)
+            .map(|i| {
+                AttrValue { value: Some(V::List(ListValue { i: vec![i], ..Default::default() })) }
+                    .encode_to_vec()
+            })
+            .collect();
+        for (i, raw) in others.iter().enumerate() {
+            assert_eq!(decoded.value(raw), Some(GValue::List(vec![GValue::Num(i as f64)])));
+        }
+        assert_eq!(decoded.entries.len(), Decoded::SIZE);
         assert_eq!(raw_attr_value(&[0x2a, 0x05, 0x01]), None, "a cut-off field does not decode");
     }
 }
