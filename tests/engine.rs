@@ -665,3 +665,29 @@ fn many_control_edges_moved_onto_the_same_producers_are_kept_once() {
     let expected: Vec<String> = (0..20).map(|k| format!("^x{k}")).collect();
     assert_eq!(g.input_strs(sink).collect::<Vec<_>>(), expected);
 }
+
+#[test]
+fn a_port_replacement_is_built_only_when_the_port_is_read() {
+    // A Merge's value_index read by a node: it becomes a constant 1 (the
+    // second input was the live one).
+    let pred = constant("pred", vec![], &[1.0], DataType::DtBool);
+    let mut nodes: Vec<NodeDef> = vec![];
+    let g = cond_graph(pred);
+    for id in g.ids() {
+        nodes.push(g.node_def(id).unwrap());
+    }
+    nodes.push(node("which", "Identity", &["cond/Merge:1"], &[]));
+    let (after, _) = run(&graph(nodes), DEAD_RULES);
+    let which = after.id("which").unwrap();
+    let index = after.input_strs(which).next().unwrap().to_string();
+    assert_eq!(index, "cond/Merge/merge_live_second/const");
+    let value = after.attr(after.id(&index).unwrap(), "value").unwrap().unwrap();
+    let Some(Value::Tensor(t)) = value.value else { panic!("{value:?}") };
+    assert_eq!(t.dtype, DataType::DtInt32 as i32);
+    assert_eq!(from_proto(&t).unwrap().data, [1.0]);
+    // Nothing reads it: no constant is made, even when nothing is pruned.
+    let pred = constant("pred", vec![], &[1.0], DataType::DtBool);
+    let options = Options { prune: false, ..Options::default() };
+    let (after, _) = apply(&cond_graph(pred), &rules(DEAD_RULES, &[]), &options).unwrap();
+    assert!(after.ids().all(|id| after.op(id) != "Const" || after.name(id) == "pred"));
+}

@@ -86,11 +86,31 @@ impl Builder<'_> {
                 ports[port as usize] = Some(self.expr(expr, port)?);
                 ports
             }
-            Replacement::Ports(exprs, _) => exprs
-                .iter()
-                .enumerate()
-                .map(|(port, e)| self.expr(e, port as u32).map(Some))
-                .collect::<Result<_, _>>()?,
+            // Port 0 always (its replacement takes the root's name); another
+            // port only when something reads it: what nothing reads is not
+            // built (a Merge's `value_index` constant, mostly).
+            Replacement::Ports(exprs, _) => {
+                let mut read = vec![false; exprs.len()];
+                if let Some(first) = read.first_mut() {
+                    *first = true;
+                }
+                for c in self.graph.consumers(self.root) {
+                    if let Port::Data(p) = c.port {
+                        if let Some(r) = read.get_mut(p as usize) {
+                            *r = true;
+                        }
+                    }
+                }
+                exprs
+                    .iter()
+                    .zip(read)
+                    .enumerate()
+                    .map(|(port, (e, read))| match read {
+                        true => self.expr(e, port as u32).map(Some),
+                        false => Ok(None),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
         };
         // The node that replaces port 0 takes the root's name, so consumers
         // and outputs naming the root keep working.
