@@ -13,7 +13,7 @@
 //! the graph is checked before the next round. A cap on rewrites stops rule
 //! sets that never end. The result is written as a [`Graph`] once.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -167,7 +167,7 @@ pub fn apply(
             })
             .collect::<Result<_, _>>()?
     };
-    let protected: HashSet<String> = outputs.iter().cloned().collect();
+    let protected: FxHashSet<String> = outputs.iter().cloned().collect();
     let t = Instant::now();
     let mut work = Work::new(graph);
     report.phases.write += t.elapsed().as_secs_f64();
@@ -421,7 +421,7 @@ fn find_patches(
     rules: &RuleSet,
     candidates: Option<&Near>,
     reaches: &[u8],
-    protected: &HashSet<String>,
+    protected: &FxHashSet<String>,
     report: &mut Report,
 ) -> Vec<Patch> {
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
@@ -523,7 +523,7 @@ fn try_rule<'r>(
     rules: &'r RuleSet,
     index: usize,
     root: NodeId,
-    protected: &HashSet<String>,
+    protected: &FxHashSet<String>,
     m: &mut Match<'r>,
 ) -> Tried {
     let rule = &rules.rules[index];
@@ -901,7 +901,7 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
 fn settle(
     work: &mut Work,
     outputs: &[String],
-    protected: &HashSet<String>,
+    protected: &FxHashSet<String>,
     prune: bool,
     rules: &str,
     changes: &mut Changes,
