@@ -593,15 +593,15 @@ const DEAD: NodeId = NodeId::MAX - 1;
 struct Resolver<'a> {
     work: &'a Work<'a>,
     patches: &'a [Patch],
-    /// Root to the index of its patch.
-    patch_of: &'a FxHashMap<NodeId, usize>,
+    /// Each root's patch, by node id (`u32::MAX`: not a root of the round).
+    patch_of: &'a [u32],
     /// Each patch's first new node.
     base: &'a [NodeId],
 }
 
 impl Resolver<'_> {
     fn patch_of(&self, node: NodeId) -> Option<usize> {
-        self.patch_of.get(&node).copied()
+        self.patch_of.get(node as usize).filter(|&&p| p != u32::MAX).map(|&p| p as usize)
     }
 
     /// Follows a replacement through the round's patches (a root's port
@@ -833,11 +833,10 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
     let new_nodes: usize = patches.iter().map(|p| p.nodes.len()).sum();
     work.reserve(new_nodes);
     changes.seeds.reserve(new_nodes);
-    let mut patch_of: FxHashMap<NodeId, usize> = FxHashMap::default();
-    patch_of.reserve(patches.len());
+    let mut patch_of: Vec<u32> = vec![u32::MAX; work.len()];
     let mut base = Vec::with_capacity(patches.len());
     for (p, patch) in patches.iter_mut().enumerate() {
-        patch_of.insert(patch.root, p);
+        patch_of[patch.root as usize] = p as u32;
         base.push(work.len() as NodeId);
         for (i, node) in patch.nodes.iter_mut().enumerate() {
             let body = std::mem::replace(&mut node.body, Body::Phantom);
@@ -866,7 +865,7 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
         let mut readers: Vec<NodeId> = patches
             .iter()
             .flat_map(|p| work.consumers(p.root).map(|c| c.node))
-            .filter(|n| !patch_of.contains_key(n))
+            .filter(|&n| patch_of.get(n as usize).is_none_or(|&p| p == u32::MAX))
             .collect();
         readers.sort_unstable();
         readers.dedup();
