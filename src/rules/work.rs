@@ -566,9 +566,8 @@ impl<'g> Work<'g> {
             1
         };
         let chunk = order.len().div_ceil(threads).max(1);
-        let per_part = self.fresh_estimate() / threads;
         let encode = |part: u32, ids: &[NodeId]| {
-            let mut fresh = Vec::with_capacity(per_part);
+            let mut fresh = Vec::with_capacity(self.written_size(ids));
             let nodes: Vec<NodeSource> = ids
                 .iter()
                 .map(|&id| {
@@ -602,10 +601,18 @@ impl<'g> Work<'g> {
         self.src.rebuilt_with(nodes, buffers).expect("written nodes are well formed")
     }
 
-    /// About how many bytes the rewired and added nodes take.
-    fn fresh_estimate(&self) -> usize {
-        let rewired = self.era[..self.n0 as usize].iter().filter(|&&e| e > 0).count();
-        (rewired + self.added.len()) * 160
+    /// About how many bytes these nodes take once written (those written
+    /// as read take none): their bodies, names and inputs.
+    fn written_size(&self, ids: &[NodeId]) -> usize {
+        ids.iter()
+            .filter(|&&id| {
+                id >= self.n0 || self.era[id as usize] > 0 || self.redefined.contains_key(&id)
+            })
+            .map(|&id| {
+                let body = self.raw(id).map_or(0, <[u8]>::len);
+                body + self.name(id).len() + 8 + self.inputs(id).len() * 48
+            })
+            .sum()
     }
 }
 
