@@ -413,6 +413,72 @@ fn histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> BTreeMap<Str
 /// pattern matched below the root with the patch (or why it is not applied).
 type Tried = Option<(Vec<NodeId>, Result<Patch, String>)>;
 
+/// What a rule's root needs of its direct data inputs, checked by op
+/// number before the matcher runs (most candidates fail here): how many
+/// there are, and the ops their producers may have. Never rejects a node
+/// the matcher would accept.
+struct Quick {
+    want: usize,
+    open: bool,
+    /// Input position and the op numbers its producer may have.
+    slots: Vec<(usize, Vec<u32>)>,
+}
+
+impl Quick {
+    /// `None` when the pattern needs an op no node has: nothing matches.
+    fn of(pattern: &Pattern, work: &Work) -> Option<Quick> {
+        let PatternKind::Node(node) = &pattern.kind else {
+            return Some(Quick { want: 0, open: true, slots: vec![] });
+        };
+        let mut quick = Quick {
+            want: 0,
+            open: node.args.iter().any(|a| matches!(a, Arg::Rest(_))),
+            slots: vec![],
+        };
+        for arg in &node.args {
+            let Arg::Pattern(p) = arg else { continue };
+            let ops = match &p.kind {
+                PatternKind::Node(n) => Some(&n.ops),
+                PatternKind::Var { producer: Some(producer), .. } => Some(&producer.ops),
+                _ => None,
+            };
+            if let Some(ops) = ops {
+                let ids: Vec<u32> = ops.iter().filter_map(|op| work.op_number(&op.name)).collect();
+                if ids.is_empty() {
+                    return None;
+                }
+                quick.slots.push((quick.want, ids));
+            }
+            quick.want += 1;
+        }
+        Some(quick)
+    }
+
+    /// Whether `id` may match: a cheap test of its data inputs.
+    fn admits(&self, work: &Work, id: NodeId) -> bool {
+        let inputs = work.inputs(id);
+        let mut data = inputs.iter().filter(|e| e.port != Port::Control);
+        // An input that names no node is left to the matcher (it skips it).
+        let have = data.clone().count();
+        if data.clone().any(|e| e.src.is_none()) {
+            return true;
+        }
+        if have < self.want || (!self.open && have != self.want) {
+            return false;
+        }
+        let mut at = 0;
+        for (slot, ops) in &self.slots {
+            let Some(e) = data.nth(slot - at) else { return false };
+            at = slot + 1;
+            let src = e.src.expect("checked above");
+            if !ops.contains(&work.op_of(src)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Candidates a rule is tried at on one thread before the work is split.
 const PARALLEL_MIN: usize = 4096;
 
@@ -461,6 +527,7 @@ fn find_patches(
             }
             all
         });
+        let Some(quick) = Quick::of(&rule.rule.pattern, work) else { continue };
         let near_enough =
             |id: NodeId| candidates.is_none_or(|near| near.distance[id as usize] <= reaches[index]);
         let roots: Vec<NodeId> = all
@@ -476,6 +543,7 @@ fn find_patches(
             let mut m = Match::default();
             roots
                 .iter()
+                .filter(|&&root| quick.admits(work, root))
                 .map(|&root| (root, try_rule(work, rules, index, root, protected, &mut m)))
                 .filter(|(_, t)| t.is_some())
                 .collect()
