@@ -411,7 +411,7 @@ fn histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> BTreeMap<Str
 
 /// What trying one rule at one candidate gave: nothing, or the nodes the
 /// pattern matched below the root with the patch (or why it is not applied).
-type Tried = Option<(Vec<NodeId>, Result<Patch, String>)>;
+type Tried = Option<Result<Patch, (Vec<NodeId>, String)>>;
 
 /// What a rule's root needs of its direct data inputs, checked by op
 /// number before the matcher runs (most candidates fail here): how many
@@ -562,7 +562,11 @@ fn find_patches(
             try_all(&roots)
         };
         for (root, outcome) in tried {
-            let Some((interior, outcome)) = outcome else { continue };
+            let Some(outcome) = outcome else { continue };
+            let interior = match &outcome {
+                Ok(patch) => &patch.interior,
+                Err((interior, _)) => interior,
+            };
             if is_root[root as usize]
                 || is_interior[root as usize]
                 || interior.iter().any(|&n| is_root[n as usize])
@@ -570,10 +574,10 @@ fn find_patches(
                 continue;
             }
             match outcome {
-                Err(warning) => report.warnings.push(warning),
+                Err((_, warning)) => report.warnings.push(warning),
                 Ok(patch) => {
                     is_root[root as usize] = true;
-                    for &n in &interior {
+                    for &n in &patch.interior {
                         is_interior[n as usize] = true;
                     }
                     patches.push(patch);
@@ -599,17 +603,16 @@ fn try_rule<'r>(
     if !matcher.match_root(&rule.rule.pattern, root, m) {
         return None;
     }
-    let interior = m.nodes[1..].to_vec();
-    // Warnings about this match: "rule `r` at `node`" and what happened.
+    // Warnings about this match, with the nodes it matched below its root:
+    // "rule `r` at `node`" and what happened.
+    let warn = |m: &Match, what: String| Some(Err((m.nodes[1..].to_vec(), what)));
     let at = |what: &str| format!("rule `{}` at `{}`{what}", rule.rule.name.name, work.name(root));
     if let Some(guard) = &rule.rule.guard {
         let g = Guard { graph: work, m, params: &rules.params };
         match g.holds(guard) {
             Ok(true) => {}
             Ok(false) => return None,
-            Err(reason) => {
-                return Some((interior, Err(at(&format!(": guard not evaluated: {reason}")))));
-            }
+            Err(reason) => return warn(m, at(&format!(": guard not evaluated: {reason}"))),
         }
     }
     let mut builder = Builder {
@@ -624,7 +627,7 @@ fn try_rule<'r>(
     };
     let patch = match builder.patch(index) {
         Ok(patch) => patch,
-        Err(reason) => return Some((interior, Err(at(&format!(" not applied: {reason}"))))),
+        Err(reason) => return warn(m, at(&format!(" not applied: {reason}"))),
     };
     // Every consumed port of the root needs a replacement.
     let uncovered = work.consumers(root).find_map(|c| match c.port {
@@ -632,24 +635,24 @@ fn try_rule<'r>(
         _ => None,
     });
     if let Some(port) = uncovered {
-        return Some((
-            interior,
-            Err(at(&format!(
+        return warn(
+            m,
+            at(&format!(
                 " not applied: output port {port} is read, and the rule gives no replacement for it"
-            ))),
-        ));
+            )),
+        );
     }
     if protected.contains(work.name(root)) && patch.takes_name.is_none() {
-        return Some((
-            interior,
-            Err(format!(
+        return warn(
+            m,
+            format!(
                 "rule `{}` not applied to `{}`: it is a graph output, and the rule would remove it",
                 rule.rule.name.name,
                 work.name(root)
-            )),
-        ));
+            ),
+        );
     }
-    Some((interior, Ok(patch)))
+    Some(Ok(patch))
 }
 
 /// Stands for the dead-tensor marker while a round is planned, before the

@@ -118,12 +118,12 @@ impl Builder<'_> {
             Some(Some(TRef::New(i, 0))) => Some(*i),
             _ => None,
         };
-        let root_name = self.graph.name(self.root).to_string();
-        let rule_name = self.rule.name.name.clone();
+        let root_name = self.graph.name(self.root);
+        let rule_name = &self.rule.name.name;
         let mut taken: Vec<&str> = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if Some(i) == takes_name {
-                node.name = root_name.clone();
+                node.name = root_name.to_string();
                 continue;
             }
             let base = format!("{root_name}/{rule_name}/{}", node.name);
