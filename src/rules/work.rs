@@ -11,9 +11,11 @@
 //! rescanned per edit.
 //!
 //! New nodes keep their name and body apart from their inputs: a copy of a
-//! source node is its bytes under a new name, a node a rule builds is a
-//! `NodeDef`. Bytes are written once, when the result becomes a [`Graph`];
-//! a source node no round rewired is shared with the input, not copied.
+//! source node is its bytes under a new name, a node a rule builds is
+//! encoded once without name and inputs. A node's whole bytes are written
+//! once, when the result becomes a [`Graph`] (on every core, for a large
+//! one); a source node no round rewired is shared with the input, not
+//! copied. Attributes are read where they lie in those bytes.
 //! Output order is the source's, each replaced root's place taken by the
 //! nodes that replaced it, then the dead-tensor marker.
 
