@@ -490,34 +490,34 @@ impl<'g> Work<'g> {
         out
     }
 
+    /// Whether the node is a source node to be written exactly as it was
+    /// read (no round rewired or redefined it).
+    fn as_read(&self, id: NodeId) -> bool {
+        id < self.n0 && self.era[id as usize] == 0 && !self.redefined.contains_key(&id)
+    }
+
     /// Appends the node, encoded, to `out`; `false` (nothing appended) for
-    /// a source node written as it was read.
-    fn write_node(&self, id: NodeId, out: &mut Vec<u8>) -> bool {
-        let as_read = id < self.n0 && !self.redefined.contains_key(&id);
-        if as_read && self.era[id as usize] == 0 {
+    /// a node written as it was read. `text` is a scratch buffer.
+    fn write_node(&self, id: NodeId, out: &mut Vec<u8>, text: &mut String) -> bool {
+        if self.as_read(id) {
             return false;
         }
         let Some(raw) = self.raw(id) else { return false };
-        let name = (!as_read).then(|| self.name(id));
+        // A source node's bytes hold its name, unless it was redefined
+        // (kept without name and inputs, as added nodes are).
+        let bare = id >= self.n0 || self.redefined.contains_key(&id);
+        let name = bare.then(|| self.name(id));
         crate::wire::write_with_name_and_inputs(out, raw, name, |out| {
+            use std::fmt::Write;
             for e in self.inputs(id) {
                 let node = self.name(e.src.expect("edges of rewired nodes resolve"));
-                let mut digits = [0u8; 10];
-                let (prefix, suffix): (&[u8], &[u8]) = match e.port {
-                    Port::Control => (b"^", b""),
-                    Port::Data(0) => (b"", b""),
-                    Port::Data(p) => (b"", decimal(p, &mut digits)),
+                let input = match e.port {
+                    Port::Data(port) => InputRef::Data { node, port },
+                    Port::Control => InputRef::Control { node },
                 };
-                let colon = usize::from(!suffix.is_empty());
-                let len = prefix.len() + node.len() + colon + suffix.len();
-                out.push(0x1a); // field 3, wire type LEN
-                crate::wire::write_varint(len as u64, out);
-                out.extend_from_slice(prefix);
-                out.extend_from_slice(node.as_bytes());
-                if colon == 1 {
-                    out.push(b':');
-                    out.extend_from_slice(suffix);
-                }
+                text.clear();
+                write!(text, "{input}").expect("writing to a String");
+                crate::wire::write_bytes_field(3, text.as_bytes(), out);
             }
         })
         .expect("nodes read or encoded here are well formed");
@@ -558,7 +558,7 @@ impl<'g> Work<'g> {
 
     /// The graph with these nodes (alive ones, in output order), written:
     /// nodes no round rewired are shared with the source, the others are
-    /// encoded into one new buffer.
+    /// encoded into new buffers, one per thread.
     pub fn written(&self, order: &[NodeId]) -> Graph {
         // Large results are encoded on several threads, each into its own
         // buffer (their fresh memory is first touched in parallel too).
@@ -570,11 +570,12 @@ impl<'g> Work<'g> {
         let chunk = order.len().div_ceil(threads).max(1);
         let encode = |part: u32, ids: &[NodeId]| {
             let mut fresh = Vec::with_capacity(self.written_size(ids));
+            let mut text = String::new();
             let nodes: Vec<NodeSource> = ids
                 .iter()
                 .map(|&id| {
                     let start = fresh.len();
-                    match self.write_node(id, &mut fresh) {
+                    match self.write_node(id, &mut fresh, &mut text) {
                         true => NodeSource::Written(part, start..fresh.len()),
                         false => NodeSource::Existing(id),
                     }
@@ -607,26 +608,11 @@ impl<'g> Work<'g> {
     /// as read take none): their bodies, names and inputs.
     fn written_size(&self, ids: &[NodeId]) -> usize {
         ids.iter()
-            .filter(|&&id| {
-                id >= self.n0 || self.era[id as usize] > 0 || self.redefined.contains_key(&id)
-            })
+            .filter(|&&id| !self.as_read(id))
             .map(|&id| {
                 let body = self.raw(id).map_or(0, <[u8]>::len);
                 body + self.name(id).len() + 8 + self.inputs(id).len() * 48
             })
             .sum()
-    }
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
     }
 }
