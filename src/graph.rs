@@ -129,23 +129,6 @@ impl NodeRec {
     };
 }
 
-/// The value of attribute `key` in an encoded NodeDef named `node`, decoded
-/// alone (the last entry wins if the key repeats, as protobuf maps do).
-/// Tensor contents share `raw`.
-pub fn attr_in(raw: &Bytes, node: &str, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
-    let err = |reason: String| NodeDecodeError {
-        node: node.to_string(),
-        what: format!("attribute `{key}`"),
-        reason,
-    };
-    match attr_raw(raw, key).map_err(|e| err(e.to_string()))? {
-        Some(value) => {
-            AttrValue::decode(raw.slice_ref(value)).map(Some).map_err(|e| err(e.to_string()))
-        }
-        None => Ok(None),
-    }
-}
-
 /// The encoded `AttrValue` of attribute `key` in an encoded NodeDef (empty
 /// for an entry without a value; the last entry wins if the key repeats),
 /// found by walking the node's fields, without decoding anything else.
@@ -748,7 +731,18 @@ impl Graph {
     /// entry wins if the key repeats, as protobuf maps do). Tensor contents
     /// share the graph's buffer.
     pub fn attr(&self, id: NodeId, key: &str) -> Result<Option<AttrValue>, NodeDecodeError> {
-        attr_in(&self.node_bytes(id), self.name(id), key)
+        let raw = self.node_bytes(id);
+        let err = |reason: String| NodeDecodeError {
+            node: self.name(id).to_string(),
+            what: format!("attribute `{key}`"),
+            reason,
+        };
+        match attr_raw(&raw, key).map_err(|e| err(e.to_string()))? {
+            Some(value) => {
+                AttrValue::decode(raw.slice_ref(value)).map(Some).map_err(|e| err(e.to_string()))
+            }
+            None => Ok(None),
+        }
     }
 
     /// The top-level fields other than nodes, encoded with their keys.

@@ -184,22 +184,9 @@ impl Fields<'_> {
 /// every other field copied byte for byte. The new inputs stand where the
 /// old ones did (or after the name and op, if there were none).
 pub fn replace_inputs(node: &[u8], inputs: &[String]) -> Result<Vec<u8>, WireError> {
-    replace_name_and_inputs(node, None, inputs)
-}
-
-/// An encoded NodeDef with its `input` list (field 3) replaced by `inputs`
-/// and, when given, its `name` (field 1) by `name`; every other field is
-/// copied as it is. The inputs go where the old ones were (or before the
-/// first field numbered above 3).
-pub fn replace_name_and_inputs(
-    node: &[u8],
-    name: Option<&str>,
-    inputs: &[String],
-) -> Result<Vec<u8>, WireError> {
-    let extra: usize =
-        inputs.iter().map(|i| i.len() + 6).sum::<usize>() + name.map_or(0, |n| n.len() + 6);
+    let extra: usize = inputs.iter().map(|i| i.len() + 6).sum();
     let mut out = Vec::with_capacity(node.len() + extra);
-    write_with_name_and_inputs(&mut out, node, name, |out| {
+    write_with_name_and_inputs(&mut out, node, None, |out| {
         for input in inputs {
             write_bytes_field(3, input.as_bytes(), out);
         }
@@ -214,8 +201,10 @@ pub fn write_bytes_field(number: u32, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// [`replace_name_and_inputs`], appending to `out`, with the input fields
-/// written by `inputs` (called once, where they go).
+/// Appends an encoded NodeDef with its `input` list (field 3) replaced by
+/// what `inputs` writes (called once, where the old inputs were or before
+/// the first field numbered above 3) and, when given, its `name` (field 1)
+/// by `name`; every other field is copied as it is.
 pub fn write_with_name_and_inputs(
     out: &mut Vec<u8>,
     node: &[u8],

@@ -409,8 +409,9 @@ fn histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> BTreeMap<Str
     h
 }
 
-/// What trying one rule at one candidate gave: nothing, or the nodes the
-/// pattern matched below the root with the patch (or why it is not applied).
+/// What trying one rule at one candidate gave: nothing, a patch (which
+/// holds the nodes the pattern matched below the root), or why the match
+/// is not applied, with those nodes.
 type Tried = Option<Result<Patch, (Vec<NodeId>, String)>>;
 
 /// What a rule's root needs of its direct data inputs, checked by op
@@ -513,6 +514,7 @@ fn find_patches(
     let mut by_ops: FxHashMap<Vec<u32>, Vec<NodeId>> = FxHashMap::default();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
+        let Some(quick) = Quick::of(&rule.rule.pattern, work) else { continue };
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
         // Candidates by op set, in order (cached: many rules share one).
         let all = by_ops.entry(ops.clone()).or_insert_with(|| {
@@ -527,7 +529,6 @@ fn find_patches(
             }
             all
         });
-        let Some(quick) = Quick::of(&rule.rule.pattern, work) else { continue };
         let near_enough =
             |id: NodeId| candidates.is_none_or(|near| near.distance[id as usize] <= reaches[index]);
         let roots: Vec<NodeId> = all

@@ -364,11 +364,6 @@ pub fn attr_value_of(value: &AttrValue) -> GValue {
     }
 }
 
-/// Whether an attribute equals a literal of a pattern.
-pub fn literal_matches_attr(lit: &Literal, value: &AttrValue) -> bool {
-    literal_value(lit).equals(&attr_value_of(value))
-}
-
 /// Evaluates guards for one match.
 pub struct Guard<'a> {
     /// The graph.
@@ -533,28 +528,29 @@ pub fn static_shape(graph: &Work, t: Tensor) -> Option<Vec<i64>> {
         (!s.unknown_rank).then(|| s.dim.iter().map(|d| d.size).collect())
     };
     match graph.op(t.node) {
-        "Const" => {
-            // Only the tensor's shape is decoded, not its values.
-            use crate::wire::{LEN, fields};
-            let raw = graph.attr_raw(t.node, "value").ok()??;
-            let tensor = fields(raw)
-                .filter_map(Result::ok)
-                .filter(|f| f.number == 8 && f.wire == LEN)
-                .last()
-                .map(|f| &raw[f.payload()])?;
-            let mut shape = None;
-            for f in fields(tensor) {
-                let f = f.ok()?;
-                if f.number == 2 && f.wire == LEN {
-                    shape = Some(&tensor[f.payload()]);
+        "Const" => match const_tensor_raw(graph, t.node) {
+            // Only the tensor's shape is read, not its values.
+            Some(tensor) => {
+                let mut shape = None;
+                for f in crate::wire::fields(tensor) {
+                    let f = f.ok()?;
+                    if f.number == 2 && f.wire == crate::wire::LEN {
+                        shape = Some(&tensor[f.payload()]);
+                    }
+                }
+                match shape {
+                    None => Some(vec![]),
+                    Some(s) => crate::tensor::shape_from_raw(s)
+                        .or_else(|| dims(&crate::proto::TensorShapeProto::decode(s).ok()?)),
                 }
             }
-            match shape {
-                None => Some(vec![]),
-                Some(s) => crate::tensor::shape_from_raw(s)
-                    .or_else(|| dims(&crate::proto::TensorShapeProto::decode(s).ok()?)),
-            }
-        }
+            None => match graph.attr(t.node, "value").ok()??.value? {
+                attr_value::Value::Tensor(tp) => {
+                    Some(tp.tensor_shape.as_ref().map_or(Some(vec![]), dims)?)
+                }
+                _ => None,
+            },
+        },
         "Placeholder" | "PlaceholderWithDefault" => match graph.attr(t.node, "shape").ok()??.value?
         {
             attr_value::Value::Shape(s) => dims(&s),
@@ -565,6 +561,17 @@ pub fn static_shape(graph: &Work, t: Tensor) -> Option<Vec<i64>> {
             _ => None,
         },
     }
+}
+
+/// The encoded TensorProto of a Const whose `value` attribute is that
+/// tensor alone (how every encoder writes it); `None` otherwise, for the
+/// caller to decode the attribute.
+pub(super) fn const_tensor_raw<'w>(graph: &'w Work, id: NodeId) -> Option<&'w [u8]> {
+    use crate::wire::{LEN, fields};
+    let raw = graph.attr_raw(id, "value").ok()??;
+    let mut fields = fields(raw);
+    let (Some(Ok(f)), None) = (fields.next(), fields.next()) else { return None };
+    ((f.number, f.wire) == (8, LEN)).then(|| &raw[f.payload()])
 }
 
 /// `~`: a glob (`*` any run of characters, `?` one), or a regular

@@ -460,7 +460,9 @@ impl Builder<'_> {
             match self.graph.op(node) {
                 "Const" => {
                     // Most constants are read from the wire; others decoded.
-                    if let Some(read) = self.const_raw(node) {
+                    if let Some(read) = super::matcher::const_tensor_raw(self.graph, node)
+                        .and_then(crate::tensor::from_raw)
+                    {
                         return read;
                     }
                     let Some(AttrValue { value: Some(attr_value::Value::Tensor(t)) }) =
@@ -525,21 +527,6 @@ fn encode_const(device: &str, tensor: &TensorProto) -> Bytes {
         }
     }
     Bytes::from(out)
-}
-
-impl Builder<'_> {
-    /// A Const's value read from its bytes, when its `value` is a lone
-    /// tensor with `tensor_content`.
-    fn const_raw(&self, node: NodeId) -> Option<Result<(crate::tensor::Array, DataType), String>> {
-        use crate::wire::{LEN, fields};
-        let raw = self.graph.attr_raw(node, "value").ok()??;
-        let mut fields = fields(raw);
-        let (Some(Ok(f)), None) = (fields.next(), fields.next()) else { return None };
-        if (f.number, f.wire) != (8, LEN) {
-            return None;
-        }
-        crate::tensor::from_raw(&raw[f.payload()])
-    }
 }
 
 /// The factors of a chain of `*`, in order.
