@@ -691,3 +691,60 @@ fn a_port_replacement_is_built_only_when_the_port_is_read() {
     let (after, _) = apply(&cond_graph(pred), &rules(DEAD_RULES, &[]), &options).unwrap();
     assert!(after.ids().all(|id| after.op(id) != "Const" || after.name(id) == "pred"));
 }
+
+/// Round 1 turns the Sigmoid into a Tanh, round 2 drops the add that read
+/// it: what only the add needed goes, up the chain, and what another output
+/// reads stays.
+fn two_round_graph(extra: Vec<NodeDef>, chain_input: &str) -> Graph {
+    let mut nodes = vec![node("x", "Placeholder", &[], &[]), node("s", "Placeholder", &[], &[])];
+    nodes.extend(extra);
+    nodes.extend([
+        node("c1", "Relu", &[chain_input], &[]),
+        node("c2", "Relu", &["c1"], &[]),
+        node("g", "Sigmoid", &["c2"], &[]),
+        node("h", "AddV2", &["g", "s"], &[]),
+        node("out", "Identity", &["h"], &[]),
+        node("other", "Identity", &["c1"], &[]),
+    ]);
+    graph(nodes)
+}
+
+const TWO_ROUNDS: &str = "
+rule to_tanh: Sigmoid(a) => Tanh(a)
+rule drop: AddV2(Tanh(_), b) => b
+";
+
+#[test]
+fn what_a_later_round_leaves_unread_is_pruned_up_the_chain() {
+    let (after, report) = run(&two_round_graph(vec![], "x"), TWO_ROUNDS);
+    assert_eq!(report.rounds, 2);
+    assert_eq!(
+        shape_of(&after),
+        [
+            "x: Placeholder()",
+            "s: Placeholder()",
+            "c1: Relu(x)",
+            "out: Identity(s)",
+            "other: Identity(c1)"
+        ]
+    );
+}
+
+#[test]
+fn a_loop_left_unread_by_a_later_round_is_pruned_whole() {
+    // c1 reads the loop's exit; once nothing reads c1's chain but `other`,
+    // drop `other` too: the loop (a cycle through NextIteration) is then
+    // read only by itself, and must go with everything before it.
+    let looped = vec![
+        node("enter", "Enter", &["x"], &[]),
+        node("merge", "Merge", &["enter", "next"], &[]),
+        node("body", "Relu", &["merge"], &[]),
+        node("next", "NextIteration", &["body"], &[]),
+        node("exit", "Exit", &["merge"], &[]),
+    ];
+    let g = two_round_graph(looped, "exit");
+    let options = Options { outputs: vec!["out".into()], ..Options::default() };
+    let (after, report) = apply(&g, &rules(TWO_ROUNDS, &[]), &options).unwrap();
+    assert_eq!(report.rounds, 2);
+    assert_eq!(shape_of(&after), ["s: Placeholder()", "out: Identity(s)"]);
+}

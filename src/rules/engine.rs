@@ -185,6 +185,9 @@ pub fn apply(
     let mut candidates: Option<Near> = None;
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
+    // Whether a round pruned the graph: from then on every node reaches an
+    // output, which pruning by orphans relies on.
+    let mut pruned = false;
     loop {
         let t = Instant::now();
         let patches =
@@ -228,7 +231,13 @@ pub fn apply(
         apply_patches(&mut work, patches, &mut changes);
         report.phases.apply += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        settle(&mut work, &outputs, &protected, options.prune, &rule_names, &mut changes)?;
+        let prune = match options.prune {
+            false => Prune::No,
+            true if pruned && !has_loops(&work) => Prune::Orphans,
+            true => Prune::Walk,
+        };
+        settle(&mut work, &outputs, &protected, prune, &rule_names, &mut changes)?;
+        pruned = true;
         report.phases.settle += t.elapsed().as_secs_f64();
         let t = Instant::now();
         check_round(&work, &changes, cycle_risk, &mut cyclic_before, &rule_names)?;
@@ -304,6 +313,9 @@ fn pattern_depth(pattern: &Pattern) -> usize {
 struct Changes {
     seeds: Vec<NodeId>,
     removed: Vec<NodeId>,
+    /// Nodes that may have lost their last reader: the new nodes, the
+    /// inputs of removed roots and what the patterns matched below them.
+    orphans: Vec<NodeId>,
 }
 
 /// The candidates of a round after the first.
@@ -952,16 +964,50 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
     }
     let marker = match work.live_marker() {
         Some(m) => m,
-        None if plans.reads_dead() => work.add_marker(dead_name, DEAD_OP),
+        None if plans.reads_dead() => {
+            let marker = work.add_marker(dead_name, DEAD_OP);
+            changes.orphans.push(marker);
+            marker
+        }
         None => DEAD,
     };
     plans.install(work, marker, &mut changes.seeds, true);
+    if let Some(&first) = base.first() {
+        changes.orphans.extend(first..first + new_nodes as NodeId);
+    }
     for patch in &patches {
+        let before = changes.seeds.len();
         changes.seeds.extend(work.inputs(patch.root).iter().filter_map(|e| e.src));
         changes.seeds.extend(&patch.interior);
+        changes.orphans.extend_from_slice(&changes.seeds[before..]);
         work.remove(patch.root);
         changes.removed.push(patch.root);
     }
+}
+
+/// How a round prunes what the outputs no longer reach.
+#[derive(Clone, Copy, PartialEq)]
+enum Prune {
+    /// Not at all (`--no-prune`): only dead nodes go.
+    No,
+    /// A walk from the outputs over the whole graph.
+    Walk,
+    /// In a graph without loops whose every node reached an output before
+    /// the round: a node reaches one when it is one or when a node that
+    /// reaches one reads it, so what goes is a node no one reads any more,
+    /// then its inputs when that was their last reader, and so on, from the
+    /// nodes the round took readers from. The same nodes as the walk, at
+    /// the cost of the round's changes instead of the graph.
+    Orphans,
+}
+
+/// Whether the graph has a loop (TensorFlow's only cycles; a cycle without
+/// `NextIteration` is not a graph TensorFlow runs): then a node may be read
+/// only by nodes no output reaches, and pruning walks.
+fn has_loops(work: &Work) -> bool {
+    ["NextIteration", "RefNextIteration"]
+        .iter()
+        .any(|op| work.op_number(op).is_some_and(|op| work.with_op(op).next().is_some()))
 }
 
 /// Ends a round: dead tensors propagate, as TensorFlow's executor defines
@@ -973,7 +1019,7 @@ fn settle(
     work: &mut Work,
     outputs: &[String],
     protected: &FxHashSet<String>,
-    prune: bool,
+    prune: Prune,
     rules: &str,
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
@@ -1014,7 +1060,7 @@ fn settle(
     }
     // What the outputs reach, not walking into dead nodes (their readers
     // read the marker instead).
-    let keep: Option<Vec<bool>> = prune.then(|| {
+    let keep: Option<Vec<bool>> = (prune == Prune::Walk).then(|| {
         let mut keep = vec![false; work.len()];
         let mut stack: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
         for &id in &stack {
@@ -1069,11 +1115,33 @@ fn settle(
             .collect(),
         None => dead_nodes,
     };
+    let mut orphans = std::mem::take(&mut changes.orphans);
     for &id in &doomed {
+        let before = changes.seeds.len();
         changes.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
+        if prune == Prune::Orphans {
+            orphans.extend_from_slice(&changes.seeds[before..]);
+        }
         work.remove(id);
     }
     changes.removed.extend(doomed);
+    if prune == Prune::Orphans {
+        let outputs: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
+        while let Some(id) = orphans.pop() {
+            if !work.is_alive(id)
+                || work.is_phantom(id)
+                || outputs.contains(&id)
+                || work.consumers(id).next().is_some()
+            {
+                continue;
+            }
+            let before = changes.seeds.len();
+            changes.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
+            orphans.extend_from_slice(&changes.seeds[before..]);
+            work.remove(id);
+            changes.removed.push(id);
+        }
+    }
     Ok(())
 }
 
