@@ -552,29 +552,33 @@ fn find_patches(
         // several threads when there are many); then, in candidate order, a
         // match is kept unless an earlier match of this rule took its root
         // or one of its nodes: what trying them one by one would keep.
+        // Sized for every root to match (the pages of what is not used are
+        // never touched): growing would copy the outcomes into fresh memory.
         let try_all = |roots: &[NodeId]| -> Vec<(NodeId, Tried)> {
             let mut m = Match::default();
-            roots
-                .iter()
-                .filter(|&&root| quick.admits(work, root))
-                .map(|&root| (root, try_rule(work, rules, index, root, protected, &mut m)))
-                .filter(|(_, t)| t.is_some())
-                .collect()
+            let mut tried = Vec::with_capacity(roots.len());
+            tried.extend(
+                roots
+                    .iter()
+                    .filter(|&&root| quick.admits(work, root))
+                    .map(|&root| (root, try_rule(work, rules, index, root, protected, &mut m)))
+                    .filter(|(_, t)| t.is_some()),
+            );
+            tried
         };
-        let tried: Vec<(NodeId, Tried)> = if threads > 1 && roots.len() >= PARALLEL_MIN {
+        // Each thread's outcomes, in candidate order.
+        let parts: Vec<Vec<(NodeId, Tried)>> = if threads > 1 && roots.len() >= PARALLEL_MIN {
             let chunk = roots.len().div_ceil(threads);
             std::thread::scope(|scope| {
                 let handles: Vec<_> =
                     roots.chunks(chunk).map(|part| scope.spawn(move || try_all(part))).collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().expect("matching does not panic"))
-                    .collect()
+                handles.into_iter().map(|h| h.join().expect("matching does not panic")).collect()
             })
         } else {
-            try_all(&roots)
+            vec![try_all(&roots)]
         };
-        for (root, outcome) in tried {
+        patches.reserve(parts.iter().map(Vec::len).sum());
+        for (root, outcome) in parts.into_iter().flatten() {
             let Some(outcome) = outcome else { continue };
             let interior = match &outcome {
                 Ok(patch) => &patch.interior,
