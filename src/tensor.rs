@@ -303,26 +303,8 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
 
 /// A TensorProto holding `array` in `dtype`, as `tensor_content`.
 pub fn to_proto(array: &Array, dtype: DataType) -> Result<TensorProto, String> {
-    fn each<const N: usize>(data: &[f64], f: impl Fn(f64) -> [u8; N]) -> Vec<u8> {
-        let mut out = vec![0u8; data.len() * N];
-        for (dst, &v) in out.chunks_exact_mut(N).zip(data) {
-            dst.copy_from_slice(&f(v));
-        }
-        out
-    }
-    let data = &array.data;
-    let content = match dtype {
-        DataType::DtFloat => each(data, |v| (v as f32).to_le_bytes()),
-        DataType::DtDouble => each(data, f64::to_le_bytes),
-        DataType::DtHalf => each(data, |v| f64_to_f16(v).to_le_bytes()),
-        DataType::DtBfloat16 => each(data, |v| f32_to_bf16(v as f32).to_le_bytes()),
-        DataType::DtInt32 => each(data, |v| (v as i32).to_le_bytes()),
-        DataType::DtInt64 => each(data, |v| (v as i64).to_le_bytes()),
-        DataType::DtBool => each(data, |v| [u8::from(v != 0.0)]),
-        other => {
-            return Err(format!("cannot store a computed constant as {}", other.short_name()));
-        }
-    };
+    let mut content = Vec::new();
+    write_content(&array.data, dtype, &mut content)?;
     Ok(TensorProto {
         dtype: dtype as i32,
         tensor_shape: Some(TensorShapeProto {
@@ -332,6 +314,42 @@ pub fn to_proto(array: &Array, dtype: DataType) -> Result<TensorProto, String> {
         tensor_content: Bytes::from(content),
         ..Default::default()
     })
+}
+
+/// Bytes per element of a type computed constants can be stored as.
+pub fn stored_size(dtype: DataType) -> Result<usize, String> {
+    Ok(match dtype {
+        DataType::DtDouble | DataType::DtInt64 => 8,
+        DataType::DtFloat | DataType::DtInt32 => 4,
+        DataType::DtHalf | DataType::DtBfloat16 => 2,
+        DataType::DtBool => 1,
+        other => {
+            return Err(format!("cannot store a computed constant as {}", other.short_name()));
+        }
+    })
+}
+
+/// Appends `data` stored as `dtype`, as `tensor_content` holds it
+/// (little-endian, row-major).
+pub fn write_content(data: &[f64], dtype: DataType, out: &mut Vec<u8>) -> Result<(), String> {
+    fn each<const N: usize>(data: &[f64], out: &mut Vec<u8>, f: impl Fn(f64) -> [u8; N]) {
+        out.reserve(data.len() * N);
+        for &v in data {
+            out.extend_from_slice(&f(v));
+        }
+    }
+    stored_size(dtype)?;
+    match dtype {
+        DataType::DtFloat => each(data, out, |v| (v as f32).to_le_bytes()),
+        DataType::DtDouble => each(data, out, f64::to_le_bytes),
+        DataType::DtHalf => each(data, out, |v| f64_to_f16(v).to_le_bytes()),
+        DataType::DtBfloat16 => each(data, out, |v| f32_to_bf16(v as f32).to_le_bytes()),
+        DataType::DtInt32 => each(data, out, |v| (v as i32).to_le_bytes()),
+        DataType::DtInt64 => each(data, out, |v| (v as i64).to_le_bytes()),
+        DataType::DtBool => each(data, out, |v| [u8::from(v != 0.0)]),
+        _ => unreachable!("stored_size lists the same types"),
+    }
+    Ok(())
 }
 
 /// Round to nearest even, as TensorFlow converts float to bfloat16.

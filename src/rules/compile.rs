@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::ast::{Literal, LiteralKind, PatternKind, Rule, Span};
+use super::ast::{Literal, LiteralKind, PatternKind, RExpr, RInput, Replacement, Rule, Span};
 use super::check::check;
 use super::diag::{Diagnostic, Source};
 use super::load::Loaded;
@@ -18,6 +18,8 @@ pub struct CompiledRule {
     pub source: Source,
     /// The ops its root matches: the engine's candidates come from these.
     pub root_ops: Vec<String>,
+    /// How many nodes its replacement builds, at most.
+    pub new_nodes: usize,
 }
 
 /// Rules in priority order, with parameter values.
@@ -75,11 +77,33 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
                 PatternKind::Node(node) => node.ops.iter().map(|o| o.name.clone()).collect(),
                 _ => vec![],
             },
+            new_nodes: match &r.rule.replacement {
+                Replacement::Single(e) => new_nodes(e),
+                Replacement::Ports(es, _) => es.iter().map(new_nodes).sum(),
+            },
             rule: r.rule.clone(),
             source: r.source.clone(),
         })
         .collect();
     Ok(RuleSet { rules, params, warnings })
+}
+
+/// The nodes a replacement expression builds (constants, new nodes, copies).
+fn new_nodes(expr: &RExpr) -> usize {
+    let inputs = |inputs: &[RInput]| -> usize {
+        inputs
+            .iter()
+            .map(|i| match i {
+                RInput::Data(e) => new_nodes(e),
+                RInput::Control(_) => 0,
+            })
+            .sum()
+    };
+    match expr {
+        RExpr::Dead(_) | RExpr::Var { .. } => 0,
+        RExpr::Number(..) | RExpr::Const(..) => 1,
+        RExpr::NewNode { inputs: i, .. } | RExpr::Copy { inputs: i, .. } => 1 + inputs(i),
+    }
 }
 
 /// A `--set` value: a number, `true`/`false`, a comma-separated list of

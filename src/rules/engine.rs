@@ -236,7 +236,7 @@ pub fn apply(
             true if pruned && !has_loops(&work) => Prune::Orphans,
             true => Prune::Walk,
         };
-        settle(&mut work, &outputs, &protected, prune, &rule_names, &mut changes)?;
+        settle(&mut work, &outputs, prune, &rule_names, &mut changes)?;
         pruned = true;
         report.phases.settle += t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -508,7 +508,8 @@ fn find_patches(
     // many Switches, but may not be a root of another patch of the round.
     let mut is_root = vec![false; work.len()];
     let mut is_interior = vec![false; work.len()];
-    let mut patches = Vec::new();
+    // Each rule's patches, in candidate order.
+    let mut lists: Vec<Vec<Patch>> = Vec::new();
     // The round's candidates by op, in output order (the first round: every
     // node, by op from the index).
     let mut by_op: FxHashMap<u32, Vec<NodeId>> = FxHashMap::default();
@@ -577,7 +578,7 @@ fn find_patches(
         } else {
             vec![try_all(&roots)]
         };
-        patches.reserve(parts.iter().map(Vec::len).sum());
+        let mut patches = Vec::with_capacity(parts.iter().map(Vec::len).sum());
         for (root, outcome) in parts.into_iter().flatten() {
             let Some(outcome) = outcome else { continue };
             let interior = match &outcome {
@@ -601,9 +602,23 @@ fn find_patches(
                 }
             }
         }
+        if !patches.is_empty() {
+            lists.push(patches);
+        }
     }
-    patches.sort_by_key(|p| place(p.root));
-    patches
+    // In the order of their roots: the rules' lists merged (each is in
+    // order already, as its candidates were).
+    if lists.len() == 1 {
+        return lists.pop().expect("one list");
+    }
+    let mut merged = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    let mut heads: Vec<_> = lists.into_iter().map(|l| l.into_iter().peekable()).collect();
+    while let Some((_, i)) =
+        heads.iter_mut().enumerate().filter_map(|(i, h)| h.peek().map(|p| (place(p.root), i))).min()
+    {
+        merged.extend(heads[i].next());
+    }
+    merged
 }
 
 /// Tries rule `index` at `root` against the round's graph.
@@ -638,7 +653,7 @@ fn try_rule<'r>(
         rule: &rule.rule,
         rules,
         root,
-        nodes: Vec::new(),
+        nodes: Vec::with_capacity(rule.new_nodes),
         device: None,
         constants: Default::default(),
     };
@@ -987,6 +1002,11 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
         work.remove(patch.root);
         changes.removed.push(patch.root);
     }
+    // Freeing many patches (small blocks the matching threads allocated) is
+    // left to another thread, while this one goes on.
+    if patches.len() >= PARALLEL_MIN {
+        std::thread::spawn(move || drop(patches));
+    }
 }
 
 /// How a round prunes what the outputs no longer reach.
@@ -1022,12 +1042,13 @@ fn has_loops(work: &Work) -> bool {
 fn settle(
     work: &mut Work,
     outputs: &[String],
-    protected: &FxHashSet<String>,
     prune: Prune,
     rules: &str,
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
     let marker = work.live_marker();
+    // The outputs' nodes (few; compared by id, not by name).
+    let output_ids: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
     let mut dead = vec![false; work.len()];
     let mut dead_nodes = Vec::new();
     if let Some(marker) = marker {
@@ -1050,7 +1071,7 @@ fn settle(
                 inputs.iter().any(|e| reads_dead(&e))
             };
             if is_dead {
-                if protected.contains(work.name(id)) {
+                if output_ids.contains(&id) {
                     return Err(ApplyError::DeadOutput {
                         output: work.name(id).to_string(),
                         rule: rules.to_string(),
@@ -1066,7 +1087,7 @@ fn settle(
     // read the marker instead).
     let keep: Option<Vec<bool>> = (prune == Prune::Walk).then(|| {
         let mut keep = vec![false; work.len()];
-        let mut stack: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
+        let mut stack = output_ids.clone();
         for &id in &stack {
             keep[id as usize] = true;
         }
@@ -1130,11 +1151,10 @@ fn settle(
     }
     changes.removed.extend(doomed);
     if prune == Prune::Orphans {
-        let outputs: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
         while let Some(id) = orphans.pop() {
             if !work.is_alive(id)
                 || work.is_phantom(id)
-                || outputs.contains(&id)
+                || output_ids.contains(&id)
                 || work.consumers(id).next().is_some()
             {
                 continue;

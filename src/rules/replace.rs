@@ -3,6 +3,7 @@
 //! the names they get. The result is a [`Patch`]; the engine applies it.
 
 use std::cell::RefCell;
+use std::fmt::Write;
 
 use bytes::Bytes;
 
@@ -11,7 +12,7 @@ use super::compile::RuleSet;
 use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
 use super::work::{Body, Work};
 use crate::graph::{NodeId, Port};
-use crate::proto::{AttrValue, DataType, NodeDef, TensorProto, attr_value};
+use crate::proto::{AttrValue, DataType, NodeDef, attr_value};
 
 /// One rule application, computed without touching the graph.
 pub(super) struct Patch {
@@ -126,13 +127,17 @@ impl Builder<'_> {
                 node.name = root_name.to_string();
                 continue;
             }
-            let base = format!("{root_name}/{rule_name}/{}", node.name);
-            let mut name = base.clone();
+            let mut name = String::with_capacity(root_name.len() + rule_name.len() + 24);
+            for part in [root_name, "/", rule_name, "/", &node.name] {
+                name.push_str(part);
+            }
+            let base = name.len();
             let mut n = 1;
             // Names of different patches cannot clash (each starts with its
             // own root's name); within the patch, the earlier nodes' names.
             while self.graph.id(&name).is_some() || taken.iter().any(|t| **t == name) {
-                name = format!("{base}_{n}");
+                name.truncate(base);
+                write!(name, "_{n}").expect("writing to a String");
                 n += 1;
             }
             node.name = name;
@@ -158,14 +163,12 @@ impl Builder<'_> {
             },
             RExpr::Number(value, _) => {
                 let dtype = self.port_dtype(port);
-                let tensor = crate::tensor::to_proto(&crate::tensor::Array::scalar(*value), dtype)?;
-                Ok(self.constant("const", tensor))
+                self.constant(&crate::tensor::Array::scalar(*value), dtype)
             }
             RExpr::Const(texpr, _) => {
                 let mut dtype = None;
                 let value = self.texpr(texpr, &mut dtype)?;
-                let tensor = crate::tensor::to_proto(&value, dtype.unwrap_or(DataType::DtFloat))?;
-                Ok(self.constant("const", tensor))
+                self.constant(&value, dtype.unwrap_or(DataType::DtFloat))
             }
             RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
                 let mut def = NodeDef {
@@ -237,17 +240,17 @@ impl Builder<'_> {
         Ok((data, control))
     }
 
-    fn constant(&mut self, name: &str, tensor: TensorProto) -> TRef {
+    fn constant(&mut self, array: &crate::tensor::Array, dtype: DataType) -> Result<TRef, String> {
         let device = self.root_device();
         self.nodes.push(NewNode {
-            name: name.to_string(),
+            name: "const".to_string(),
             op: "Const".into(),
-            body: Body::Encoded(encode_const(&device, &tensor)),
+            body: Body::Encoded(encode_const(&device, array, dtype)?),
             data: vec![],
             control: vec![],
             control_names: vec![],
         });
-        TRef::New(self.nodes.len() - 1, 0)
+        Ok(TRef::New(self.nodes.len() - 1, 0))
     }
 
     /// The element type of output `port` of the root.
@@ -491,42 +494,72 @@ impl Builder<'_> {
     }
 }
 
-/// A Const node without name or inputs, encoded as prost encodes the
-/// `NodeDef` (op, device, then the `dtype` and `value` attributes), without
-/// building one.
-fn encode_const(device: &str, tensor: &TensorProto) -> Bytes {
+/// A Const node without name or inputs holding `array` as `dtype`, encoded
+/// as prost encodes the `NodeDef` that `to_proto` would give (op, device,
+/// then the `dtype` and `value` attributes), without building either.
+fn encode_const(
+    device: &str,
+    array: &crate::tensor::Array,
+    dtype: DataType,
+) -> Result<Bytes, String> {
     use crate::wire::{write_bytes_field, write_varint};
     use prost::Message;
-    let dtype = AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) };
-    let tensor_len = tensor.encoded_len();
+    use prost::encoding::encoded_len_varint as varint_len;
+    let content_len = array.data.len() * crate::tensor::stored_size(dtype)?;
+    let code = dtype as i32 as u64;
+    // TensorShapeProto: a `dim` (field 2) per dimension, each a Dim whose
+    // `size` (field 1) is left out when 0.
+    let dim_len = |d: usize| if d == 0 { 0 } else { 1 + varint_len(d as u64) };
+    let shape_len: usize =
+        array.shape.iter().map(|&d| 1 + varint_len(dim_len(d) as u64) + dim_len(d)).sum();
+    // TensorProto: dtype (1), tensor_shape (2), tensor_content (4) unless empty.
+    let content_field =
+        if content_len == 0 { 0 } else { 1 + varint_len(content_len as u64) + content_len };
+    let tensor_len =
+        1 + varint_len(code) + 1 + varint_len(shape_len as u64) + shape_len + content_field;
+    let dtype_attr = AttrValue { value: Some(attr_value::Value::Type(dtype as i32)) };
     // AttrValue { tensor }: field 8, then the tensor.
-    let value_len = 1 + prost::encoding::encoded_len_varint(tensor_len as u64) + tensor_len;
-    let entry_len = |key: &str, value: usize| {
-        2 + key.len() + 1 + prost::encoding::encoded_len_varint(value as u64) + value
-    };
-    let dtype_entry = entry_len("dtype", dtype.encoded_len());
+    let value_len = 1 + varint_len(tensor_len as u64) + tensor_len;
+    let entry_len = |key: &str, value: usize| 2 + key.len() + 1 + varint_len(value as u64) + value;
+    let dtype_entry = entry_len("dtype", dtype_attr.encoded_len());
     let value_entry = entry_len("value", value_len);
     let mut out = Vec::with_capacity(32 + device.len() + dtype_entry + value_entry);
     write_bytes_field(2, b"Const", &mut out);
     if !device.is_empty() {
         write_bytes_field(4, device.as_bytes(), &mut out);
     }
-    for (key, len) in [("dtype", dtype_entry), ("value", value_entry)] {
-        out.push(0x2a); // field 5 (attr), an entry of the map
-        write_varint(len as u64, &mut out);
-        write_bytes_field(1, key.as_bytes(), &mut out);
-        out.push(0x12); // the entry's value
-        if key == "dtype" {
-            write_varint(dtype.encoded_len() as u64, &mut out);
-            dtype.encode_raw(&mut out);
-        } else {
-            write_varint(value_len as u64, &mut out);
-            out.push(0x42); // AttrValue.tensor
-            write_varint(tensor_len as u64, &mut out);
-            tensor.encode_raw(&mut out);
+    // attr (field 5): map entries, keys in order.
+    out.push(0x2a);
+    write_varint(dtype_entry as u64, &mut out);
+    write_bytes_field(1, b"dtype", &mut out);
+    out.push(0x12);
+    write_varint(dtype_attr.encoded_len() as u64, &mut out);
+    dtype_attr.encode_raw(&mut out);
+    out.push(0x2a);
+    write_varint(value_entry as u64, &mut out);
+    write_bytes_field(1, b"value", &mut out);
+    out.push(0x12);
+    write_varint(value_len as u64, &mut out);
+    out.push(0x42); // AttrValue.tensor
+    write_varint(tensor_len as u64, &mut out);
+    out.push(0x08); // TensorProto.dtype
+    write_varint(code, &mut out);
+    out.push(0x12); // TensorProto.tensor_shape
+    write_varint(shape_len as u64, &mut out);
+    for &d in &array.shape {
+        out.push(0x12);
+        write_varint(dim_len(d) as u64, &mut out);
+        if d != 0 {
+            out.push(0x08);
+            write_varint(d as u64, &mut out);
         }
     }
-    Bytes::from(out)
+    if content_len != 0 {
+        out.push(0x22); // TensorProto.tensor_content
+        write_varint(content_len as u64, &mut out);
+        crate::tensor::write_content(&array.data, dtype, &mut out)?;
+    }
+    Ok(Bytes::from(out))
 }
 
 /// The factors of a chain of `*`, in order.
@@ -572,25 +605,45 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    /// The Const nodes written by hand are the bytes prost writes.
+    /// The Const nodes written by hand are the bytes prost writes for the
+    /// tensor `to_proto` gives: scalars, empty tensors and zero-sized
+    /// dimensions included.
     #[test]
     fn constants_are_encoded_as_prost_encodes_them() {
-        let array = crate::tensor::Array { shape: vec![2, 3], data: vec![0.5; 6] };
-        for (device, dtype) in
-            [("", DataType::DtFloat), ("/device:CPU:0", DataType::DtHalf), ("", DataType::DtInt32)]
-        {
-            let tensor = crate::tensor::to_proto(&array, dtype).unwrap();
-            let mut def =
-                NodeDef { op: "Const".into(), device: device.into(), ..Default::default() };
-            def.attr.insert(
-                "dtype".into(),
-                AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
-            );
-            def.attr.insert(
-                "value".into(),
-                AttrValue { value: Some(attr_value::Value::Tensor(tensor.clone())) },
-            );
-            assert_eq!(encode_const(device, &tensor), def.encode_to_vec(), "{device} {dtype:?}");
+        use crate::tensor::Array;
+        let arrays = [
+            Array { shape: vec![2, 3], data: vec![0.5; 6] },
+            Array::scalar(-2.0),
+            Array { shape: vec![0, 3], data: vec![] },
+            Array { shape: vec![200, 1], data: (0..200).map(f64::from).collect() },
+        ];
+        for array in &arrays {
+            for (device, dtype) in [
+                ("", DataType::DtFloat),
+                ("/device:CPU:0", DataType::DtHalf),
+                ("", DataType::DtInt32),
+                ("", DataType::DtBool),
+                ("", DataType::DtDouble),
+            ] {
+                let tensor = crate::tensor::to_proto(array, dtype).unwrap();
+                let mut def =
+                    NodeDef { op: "Const".into(), device: device.into(), ..Default::default() };
+                def.attr.insert(
+                    "dtype".into(),
+                    AttrValue { value: Some(attr_value::Value::Type(tensor.dtype)) },
+                );
+                def.attr.insert(
+                    "value".into(),
+                    AttrValue { value: Some(attr_value::Value::Tensor(tensor.clone())) },
+                );
+                assert_eq!(
+                    encode_const(device, array, dtype).unwrap(),
+                    def.encode_to_vec(),
+                    "{:?} {device} {dtype:?}",
+                    array.shape
+                );
+            }
         }
+        assert!(encode_const("", &arrays[0], DataType::DtString).is_err());
     }
 }

@@ -105,7 +105,17 @@ impl<'g> Work<'g> {
             op_ids.insert(op.into(), op_names.len() as u32);
             op_names.push(op.into());
         }
-        let ops = (0..n as NodeId).map(|id| src.op_index(id)).collect();
+        // Per-node vectors have room for the nodes rules add (half the
+        // source's, as many as the first rounds add), so they are not copied
+        // as they grow; memory not used is never touched.
+        let room = n + n / 2;
+        fn filled<T: Clone>(n: usize, room: usize, value: T) -> Vec<T> {
+            let mut v = Vec::with_capacity(room);
+            v.resize(n, value);
+            v
+        }
+        let mut ops = Vec::with_capacity(room);
+        ops.extend((0..n as NodeId).map(|id| src.op_index(id)));
         let mut work = Work {
             src,
             n0: n as u32,
@@ -113,23 +123,21 @@ impl<'g> Work<'g> {
             op_names,
             op_ids,
             ops,
-            alive: vec![true; n],
-            era: vec![0; n],
-            ins: vec![(NONE, 0); n],
+            alive: filled(n, room, true),
+            era: filled(n, room, 0),
+            ins: filled(n, room, (NONE, 0)),
             edges: Vec::new(),
-            head: vec![NONE; n],
+            head: filled(n, room, NONE),
             links: Vec::new(),
-            added: Vec::new(),
+            added: Vec::with_capacity(n / 2),
             names: FxHashMap::default(),
             collisions: FxHashMap::default(),
-            kids: vec![NONE; n],
+            kids: filled(n, room, NONE),
             redefined: FxHashMap::default(),
             marker: None,
             alive_count: n,
         };
-        // Room for the nodes rules add, so the vectors are not copied as
-        // they grow in the first rounds.
-        work.reserve(n / 2);
+        work.names.reserve(n / 2);
         // And for rewired inputs: their memory is only touched as they come.
         work.reserve_edges(src.edge_count());
         work
