@@ -380,23 +380,60 @@ impl Graph {
             graph.bufs.extend(parts.into_iter().map(Bytes::from));
             let first_large = graph.bufs.len() as u32;
             graph.bufs.extend(large);
-            let mut scanned = Graph::empty(Vec::new());
-            scanned.bufs = graph.bufs.clone();
-            for (slot, own, range, position) in pending {
-                match own {
+            let jobs: Vec<(usize, u32, std::ops::Range<usize>, usize)> = pending
+                .into_iter()
+                .map(|(slot, own, range, position)| match own {
                     In::Large(i) => {
                         let b = first_large + i as u32;
-                        let len = scanned.bufs[b as usize].len();
-                        scanned.push_scanned(b, 0..len, position)?;
+                        (slot, b, 0..graph.bufs[b as usize].len(), position)
                     }
-                    In::Gathered => scanned.push_scanned(gathered, range, position)?,
-                    In::Part(p) => scanned.push_scanned(first_part + p, range, position)?,
+                    In::Gathered => (slot, gathered, range, position),
+                    In::Part(p) => (slot, first_part + p, range, position),
+                })
+                .collect();
+            // Locating the strings of many nodes is split between threads,
+            // each scanning its share in order; the results are then joined
+            // in order (the first problem is the first node's).
+            let bufs = &graph.bufs;
+            let scan = |jobs: &[(usize, u32, std::ops::Range<usize>, usize)]| {
+                let mut scanned = Graph::empty(Vec::new());
+                scanned.bufs = bufs.clone();
+                scanned.nodes.reserve(jobs.len());
+                for (_, b, range, position) in jobs {
+                    scanned.push_scanned(*b, range.clone(), *position)?;
                 }
-                let rec = *scanned.nodes.last().expect("just pushed");
-                let first_input = graph.input_spans.len() as u32;
-                let spans = &scanned.input_spans[rec.first_input as usize..][..rec.inputs as usize];
-                graph.input_spans.extend_from_slice(spans);
-                graph.nodes[slot] = NodeRec { first_input, ..rec };
+                Ok::<_, FormatError>((scanned.nodes, scanned.input_spans))
+            };
+            let threads = if jobs.len() >= 1 << 14 {
+                std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+            } else {
+                1
+            };
+            let scans = if threads == 1 {
+                vec![scan(&jobs)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = jobs
+                        .chunks(jobs.len().div_ceil(threads))
+                        .map(|share| scope.spawn(move || scan(share)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("scanning does not panic"))
+                        .collect()
+                })
+            };
+            let mut slots = jobs.iter().map(|j| j.0);
+            for result in scans {
+                let (recs, spans) = result?;
+                for rec in recs {
+                    let slot = slots.next().expect("a node per job");
+                    let first_input = graph.input_spans.len() as u32;
+                    graph.input_spans.extend_from_slice(
+                        &spans[rec.first_input as usize..][..rec.inputs as usize],
+                    );
+                    graph.nodes[slot] = NodeRec { first_input, ..rec };
+                }
             }
         }
         if let Some(index) = self.index.get() {

@@ -246,3 +246,44 @@ fn replacing_inputs_keeps_every_other_field_byte_for_byte() {
     let edited = graphrw::wire::replace_inputs(&bare, &["z".to_string()]).unwrap();
     assert_eq!(edited, NodeDef { input: vec!["z".into()], ..node }.encode_to_vec());
 }
+
+/// A graph of many encoded nodes is scanned on several threads: every node
+/// keeps its place, name, op and inputs, and a malformed node is reported
+/// by its position, the first one when there are several.
+#[test]
+fn many_encoded_nodes_are_scanned_in_order() {
+    use bytes::Bytes;
+    use prost::Message;
+    let n = 40_000;
+    let encoded = |i: usize| {
+        let input =
+            if i == 0 { vec![] } else { vec![format!("n{}", i - 1), format!("^n{}", i / 2)] };
+        Bytes::from(
+            NodeDef {
+                name: format!("n{i}"),
+                op: format!("Op{}", i % 7),
+                input,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    };
+    let nodes: Vec<Bytes> = (0..n).map(encoded).collect();
+    let g = Graph::from_nodes(nodes.clone(), vec![]).unwrap();
+    assert_eq!(g.len(), n);
+    for i in [0, 1, 16_383, 16_384, 20_000, 39_999] {
+        let id = g.id(&format!("n{i}")).unwrap();
+        assert_eq!(id as usize, i);
+        assert_eq!(g.op(id), format!("Op{}", i % 7));
+        let inputs: Vec<&str> = g.input_strs(id).collect();
+        let expected: Vec<String> =
+            if i == 0 { vec![] } else { vec![format!("n{}", i - 1), format!("^n{}", i / 2)] };
+        assert_eq!(inputs, expected);
+    }
+    // Field 1 (the name) with wire type 0: not a string.
+    let mut broken = nodes;
+    broken[30_000] = Bytes::from_static(&[0x08, 0x01]);
+    broken[35_000] = Bytes::from_static(&[0x08, 0x01]);
+    let err = Graph::from_nodes(broken, vec![]).err().expect("a malformed node");
+    assert!(err.to_string().contains("node #30000"), "{err}");
+}
