@@ -284,6 +284,6 @@ fn many_encoded_nodes_are_scanned_in_order() {
     let mut broken = nodes;
     broken[30_000] = Bytes::from_static(&[0x08, 0x01]);
     broken[35_000] = Bytes::from_static(&[0x08, 0x01]);
-    let err = Graph::from_nodes(broken, vec![]).err().expect("a malformed node");
+    let Err(err) = Graph::from_nodes(broken, vec![]) else { panic!("a malformed node") };
     assert!(err.to_string().contains("node #30000"), "{err}");
 }
