@@ -12,7 +12,7 @@ use super::compile::RuleSet;
 use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
 use super::work::{Body, Work};
 use crate::graph::{NodeId, Port};
-use crate::proto::{AttrValue, DataType, NodeDef, attr_value};
+use crate::proto::{AttrValue, DataType, attr_value};
 
 /// One rule application, computed without touching the graph.
 pub(super) struct Patch {
@@ -47,19 +47,6 @@ pub(super) struct NewNode {
     pub(super) control_names: Vec<String>,
 }
 
-impl NewNode {
-    fn built(mut def: NodeDef, data: Vec<TRef>, control: Vec<NodeId>) -> NewNode {
-        NewNode {
-            name: std::mem::take(&mut def.name),
-            op: def.op.clone(),
-            body: Body::Encoded(Bytes::from(prost::Message::encode_to_vec(&def))),
-            data,
-            control,
-            control_names: vec![],
-        }
-    }
-}
-
 pub(super) struct Builder<'a> {
     pub(super) graph: &'a Work<'a>,
     pub(super) m: &'a Match<'a>,
@@ -69,8 +56,8 @@ pub(super) struct Builder<'a> {
     pub(super) nodes: Vec<NewNode>,
     /// The root's device, once read.
     pub(super) device: Option<String>,
-    /// Constants read by this patch, with their node (a rule often reads
-    /// one twice; a patch reads a few).
+    /// Small constants read by this patch, with their node (a rule often
+    /// reads one twice; a patch reads a few).
     pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType)>>,
 }
 
@@ -171,18 +158,22 @@ impl Builder<'_> {
                 self.constant(&value, dtype.unwrap_or(DataType::DtFloat))
             }
             RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
-                let mut def = NodeDef {
+                let device = self.root_device();
+                let mut values = Vec::with_capacity(attrs.len());
+                for (name, value) in attrs {
+                    values
+                        .push((name.name.as_str(), self.attr(&op.name, &name.name, value, attrs)?));
+                }
+                let body = encode_node(&op.name, &device, values);
+                let (data, control) = self.inputs(inputs)?;
+                self.nodes.push(NewNode {
                     name: op.name.to_lowercase(),
                     op: op.name.clone(),
-                    device: self.root_device(),
-                    ..Default::default()
-                };
-                for (name, value) in attrs {
-                    let value = self.attr(&op.name, &name.name, value, attrs)?;
-                    def.attr.insert(name.name.clone(), value);
-                }
-                let (data, control) = self.inputs(inputs)?;
-                self.nodes.push(NewNode::built(def, data, control));
+                    body: Body::Encoded(body),
+                    data,
+                    control,
+                    control_names: vec![],
+                });
                 Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
             }
             RExpr::Copy { of, inputs, port: p, .. } => {
@@ -352,7 +343,12 @@ impl Builder<'_> {
                         Some(c) => c,
                         None => {
                             let c = self.const_value(t.node)?;
-                            self.constants.borrow_mut().push((t.node, c.0.clone(), c.1));
+                            // Small ones (statistics, read twice by the
+                            // batch norm folds) are kept; weights are read
+                            // once, and copying them costs what reading does.
+                            if c.0.data.len() <= 64 {
+                                self.constants.borrow_mut().push((t.node, c.0.clone(), c.1));
+                            }
                             c
                         }
                     };
@@ -562,6 +558,44 @@ fn encode_const(
     Ok(Bytes::from(out))
 }
 
+/// A node without name or inputs, encoded as prost encodes the `NodeDef`
+/// with this op, device and attributes (a map: by key, the last value of a
+/// repeated key; an empty value left out), without building one.
+fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrValue)>) -> Bytes {
+    use crate::wire::{write_bytes_field, write_varint};
+    use prost::Message;
+    use prost::encoding::encoded_len_varint as varint_len;
+    attrs.sort_by_key(|a| a.0); // stable: a repeated key's values in order
+    let mut out = Vec::with_capacity(16 + op.len() + device.len() + 48 * attrs.len());
+    write_bytes_field(2, op.as_bytes(), &mut out);
+    if !device.is_empty() {
+        write_bytes_field(4, device.as_bytes(), &mut out);
+    }
+    for (i, (key, value)) in attrs.iter().enumerate() {
+        if attrs.get(i + 1).is_some_and(|next| next.0 == *key) {
+            continue;
+        }
+        let key_len = if key.is_empty() { 0 } else { 1 + varint_len(key.len() as u64) + key.len() };
+        let value_len = value.encoded_len();
+        let value_field = if *value == AttrValue::default() {
+            0
+        } else {
+            1 + varint_len(value_len as u64) + value_len
+        };
+        out.push(0x2a); // field 5 (attr), an entry of the map
+        write_varint((key_len + value_field) as u64, &mut out);
+        if key_len > 0 {
+            write_bytes_field(1, key.as_bytes(), &mut out);
+        }
+        if value_field > 0 {
+            out.push(0x12);
+            write_varint(value_len as u64, &mut out);
+            value.encode_raw(&mut out);
+        }
+    }
+    Bytes::from(out)
+}
+
 /// The factors of a chain of `*`, in order.
 fn product_factors<'e>(expr: &'e TExpr, out: &mut Vec<&'e TExpr>) {
     match &expr.kind {
@@ -603,6 +637,7 @@ fn lit_attr(lit: &Literal) -> Result<attr_value::Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::NodeDef;
     use prost::Message;
 
     /// The Const nodes written by hand are the bytes prost writes for the
@@ -645,5 +680,39 @@ mod tests {
             }
         }
         assert!(encode_const("", &arrays[0], DataType::DtString).is_err());
+    }
+
+    /// New nodes written by hand are the bytes prost writes for the same
+    /// `NodeDef`: attributes by key, a repeated key's last value, an empty
+    /// value, with and without a device.
+    #[test]
+    fn new_nodes_are_encoded_as_prost_encodes_them() {
+        use attr_value::Value as V;
+        let t = |v: V| AttrValue { value: Some(v) };
+        let attrs = [
+            ("T", t(V::Type(DataType::DtFloat as i32))),
+            ("data_format", t(V::S(Bytes::from_static(b"NHWC")))),
+            ("alpha", t(V::F(0.5))),
+            ("T", t(V::Type(DataType::DtHalf as i32))),
+            ("empty", AttrValue::default()),
+            (
+                "strides",
+                t(V::List(attr_value::ListValue { i: vec![1, 2, 2, 1], ..Default::default() })),
+            ),
+        ];
+        for device in ["", "/device:CPU:0"] {
+            for n in 0..=attrs.len() {
+                let mut def =
+                    NodeDef { op: "BiasAdd".into(), device: device.into(), ..Default::default() };
+                for (k, v) in &attrs[..n] {
+                    def.attr.insert(k.to_string(), v.clone());
+                }
+                assert_eq!(
+                    encode_node("BiasAdd", device, attrs[..n].to_vec()),
+                    def.encode_to_vec(),
+                    "{device} {n}"
+                );
+            }
+        }
     }
 }
