@@ -188,10 +188,18 @@ pub fn apply(
     // Whether a round pruned the graph: from then on every node reaches an
     // output, which pruning by orphans relies on.
     let mut pruned = false;
+    let mut scratch = Scratch::default();
     loop {
         let t = Instant::now();
-        let patches =
-            find_patches(&work, rules, candidates.as_ref(), &reaches, &protected, &mut report);
+        let patches = find_patches(
+            &work,
+            rules,
+            candidates.as_ref(),
+            &reaches,
+            &protected,
+            &mut scratch,
+            &mut report,
+        );
         report.phases.find += t.elapsed().as_secs_f64();
         if patches.is_empty() {
             break;
@@ -228,7 +236,7 @@ pub fn apply(
             })
         });
         let mut changes = Changes::default();
-        apply_patches(&mut work, patches, &mut changes);
+        apply_patches(&mut work, patches, &mut scratch, &mut changes);
         report.phases.apply += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let prune = match options.prune {
@@ -236,7 +244,7 @@ pub fn apply(
             true if pruned && !has_loops(&work) => Prune::Orphans,
             true => Prune::Walk,
         };
-        settle(&mut work, &outputs, prune, &rule_names, &mut changes)?;
+        settle(&mut work, &outputs, prune, &rule_names, &mut scratch, &mut changes)?;
         pruned = true;
         report.phases.settle += t.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -263,7 +271,8 @@ pub fn apply(
         }
         recent.clear();
         let t = Instant::now();
-        candidates = Some(near(&work, &changes.seeds, reach));
+        let distance = candidates.take().map(|c| c.distance).unwrap_or_default();
+        candidates = Some(near(&work, &changes.seeds, reach, distance));
         report.phases.find += t.elapsed().as_secs_f64();
     }
     // A dead marker nothing reaches is gone; one that is still read means a
@@ -333,8 +342,8 @@ struct Near {
 /// other node's match reads only what did not change, so it is what it
 /// was, and it did not fire; a rule whose pattern reaches less far needs
 /// only the nodes at most its own reach away.
-fn near(work: &Work, seeds: &[NodeId], reach: u8) -> Near {
-    let mut distance = vec![u8::MAX; work.len()];
+fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u8>) -> Near {
+    refill(&mut distance, work.len(), u8::MAX);
     let mut frontier: Vec<NodeId> = Vec::new();
     let mut out = Vec::new();
     for &id in seeds {
@@ -501,21 +510,22 @@ fn find_patches(
     candidates: Option<&Near>,
     reaches: &[u8],
     protected: &FxHashSet<String>,
+    scratch: &mut Scratch,
     report: &mut Report,
 ) -> Vec<Patch> {
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
-    let mut is_root = vec![false; work.len()];
-    let mut is_interior = vec![false; work.len()];
+    let Scratch { is_root, is_interior, rank, .. } = scratch;
+    refill(is_root, work.len(), false);
+    refill(is_interior, work.len(), false);
     // Each rule's patches, in candidate order.
     let mut lists: Vec<Vec<Patch>> = Vec::new();
     // The round's candidates by op, in output order (the first round: every
     // node, by op from the index).
     let mut by_op: FxHashMap<u32, Vec<NodeId>> = FxHashMap::default();
-    let mut rank: Vec<u32> = Vec::new();
     if let Some(near) = candidates {
-        rank = vec![u32::MAX; work.len()];
+        refill(rank, work.len(), u32::MAX);
         for (i, &id) in near.ids.iter().enumerate() {
             rank[id as usize] = i as u32;
             by_op.entry(work.op_of(id)).or_default().push(id);
@@ -685,6 +695,24 @@ fn try_rule<'r>(
         );
     }
     Some(Ok(patch))
+}
+
+/// Vectors with an entry per node that every round needs afresh, kept from
+/// round to round: allocated anew, each would come as fresh pages the
+/// system zeroes on first touch, which costs more than refilling them.
+#[derive(Default)]
+struct Scratch {
+    is_root: Vec<bool>,
+    is_interior: Vec<bool>,
+    rank: Vec<u32>,
+    patch_of: Vec<u32>,
+    dead: Vec<bool>,
+}
+
+/// `v` as `n` copies of `value`, in the memory it has.
+fn refill<T: Copy>(v: &mut Vec<T>, n: usize, value: T) {
+    v.clear();
+    v.resize(n, value);
 }
 
 /// Stands for the dead-tensor marker while a round is planned, before the
@@ -922,7 +950,12 @@ impl Plans {
 
 /// Applies a round's patches: new nodes in their roots' places, roots
 /// removed, their readers rewired.
-fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes) {
+fn apply_patches(
+    work: &mut Work,
+    mut patches: Vec<Patch>,
+    scratch: &mut Scratch,
+    changes: &mut Changes,
+) {
     let dead_name = match work.live_marker() {
         Some(m) => work.name(m).to_string(),
         None => {
@@ -936,7 +969,8 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
     let new_nodes: usize = patches.iter().map(|p| p.nodes.len()).sum();
     work.reserve(new_nodes);
     changes.seeds.reserve(new_nodes);
-    let mut patch_of: Vec<u32> = vec![u32::MAX; work.len()];
+    let patch_of = &mut scratch.patch_of;
+    refill(patch_of, work.len(), u32::MAX);
     let mut base = Vec::with_capacity(patches.len());
     for (p, patch) in patches.iter_mut().enumerate() {
         patch_of[patch.root as usize] = p as u32;
@@ -950,7 +984,7 @@ fn apply_patches(work: &mut Work, mut patches: Vec<Patch>, changes: &mut Changes
     // Plan every new input list while the round's graph is intact.
     let mut plans = Plans::with_capacity(new_nodes + patches.len());
     {
-        let r = Resolver { work, patches: &patches, patch_of: &patch_of, base: &base };
+        let r = Resolver { work, patches: &patches, patch_of, base: &base };
         for (p, patch) in patches.iter().enumerate() {
             for (i, node) in patch.nodes.iter().enumerate() {
                 plans.start(base[p] + i as NodeId);
@@ -1044,12 +1078,14 @@ fn settle(
     outputs: &[String],
     prune: Prune,
     rules: &str,
+    scratch: &mut Scratch,
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
     let marker = work.live_marker();
     // The outputs' nodes (few; compared by id, not by name).
     let output_ids: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
-    let mut dead = vec![false; work.len()];
+    let dead = &mut scratch.dead;
+    refill(dead, work.len(), false);
     let mut dead_nodes = Vec::new();
     if let Some(marker) = marker {
         dead[marker as usize] = true;
