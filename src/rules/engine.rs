@@ -476,28 +476,33 @@ impl Quick {
         Some(quick)
     }
 
-    /// Whether `id` may match: a cheap test of its data inputs.
+    /// Whether `id` may match: a cheap test of its data inputs, in one pass.
     fn admits(&self, work: &Work, id: NodeId) -> bool {
-        let inputs = work.inputs(id);
-        let mut data = inputs.iter().filter(|e| e.port != Port::Control);
-        // An input that names no node is left to the matcher (it skips it).
-        let have = data.clone().count();
-        if data.clone().any(|e| e.src.is_none()) {
-            return true;
-        }
-        if have < self.want || (!self.open && have != self.want) {
-            return false;
-        }
-        let mut at = 0;
-        for (slot, ops) in &self.slots {
-            let Some(e) = data.nth(slot - at) else { return false };
-            at = slot + 1;
-            let src = e.src.expect("checked above");
-            if !ops.contains(&work.op_of(src)) {
-                return false;
+        let (mut have, mut next, mut fits, mut unnamed) = (0, 0, true, false);
+        for e in work.inputs(id) {
+            if e.port == Port::Control {
+                continue;
             }
+            match e.src {
+                // An input that names no node is left to the matcher (it
+                // skips it).
+                None => unnamed = true,
+                Some(src) => {
+                    if let Some((slot, ops)) = self.slots.get(next) {
+                        if *slot == have {
+                            fits &= ops.contains(&work.op_of(src));
+                            next += 1;
+                        }
+                    }
+                }
+            }
+            have += 1;
         }
-        true
+        unnamed
+            || (fits
+                && next == self.slots.len()
+                && have >= self.want
+                && (self.open || have == self.want))
     }
 }
 
