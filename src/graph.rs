@@ -133,6 +133,67 @@ impl NodeRec {
 /// for an entry without a value; the last entry wins if the key repeats),
 /// found by walking the node's fields, without decoding anything else.
 pub fn attr_raw<'a>(raw: &'a [u8], key: &str) -> Result<Option<&'a [u8]>, wire::WireError> {
+    if let Some(found) = attr_raw_plain(raw, key.as_bytes()) {
+        return Ok(found);
+    }
+    attr_raw_walk(raw, key)
+}
+
+/// [`attr_raw`] for a node written as TensorFlow and prost write them
+/// (one-byte field keys, varint and length-delimited fields, each map entry
+/// its key then at most its value), read with a few comparisons per field;
+/// `None` for anything else, which the general walk then reads (and reports
+/// if malformed). Attribute lookups run for every candidate of every rule.
+fn attr_raw_plain<'a>(raw: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
+    let mut found = None;
+    let mut at = 0;
+    while at < raw.len() {
+        let tag = raw[at];
+        at += 1;
+        match tag {
+            // Field 5 (attr), length-delimited: a map entry.
+            0x2a => {
+                let len = usize::try_from(wire::read_varint(raw, &mut at)?).ok()?;
+                let entry = raw.get(at..at.checked_add(len)?)?;
+                at += len;
+                let (&[0x0a, key_len], rest) = entry.split_first_chunk::<2>()? else { return None };
+                let entry_key = rest.get(..usize::from(key_len))?;
+                if key_len >= 0x80 {
+                    return None;
+                }
+                if entry_key != key {
+                    continue;
+                }
+                let rest = &rest[entry_key.len()..];
+                found = Some(match rest.split_first() {
+                    None => rest,
+                    Some((0x12, value)) => {
+                        let mut p = 0;
+                        let value_len = usize::try_from(wire::read_varint(value, &mut p)?).ok()?;
+                        if p.checked_add(value_len)? != value.len() {
+                            return None;
+                        }
+                        &value[p..]
+                    }
+                    Some(_) => return None,
+                });
+            }
+            // Other fields 1 to 15: length-delimited ones skipped, varints read.
+            t if t & 0x80 == 0 && t >> 3 != 0 && t & 7 == 2 => {
+                let len = usize::try_from(wire::read_varint(raw, &mut at)?).ok()?;
+                at = at.checked_add(len).filter(|&end| end <= raw.len())?;
+            }
+            t if t & 0x80 == 0 && t >> 3 != 0 && t & 7 == 0 => {
+                wire::read_varint(raw, &mut at)?;
+            }
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
+/// [`attr_raw`] by the general field walk.
+fn attr_raw_walk<'a>(raw: &'a [u8], key: &str) -> Result<Option<&'a [u8]>, wire::WireError> {
     let mut found = None;
     'entries: for field in wire::fields(raw) {
         let field = field?;
@@ -960,6 +1021,70 @@ mod tests {
 
     thread_local! {
         pub(super) static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// The plain reading of attributes finds what the general walk finds,
+    /// on every node TensorFlow wrote in the fixtures (where it always
+    /// applies) and on hand-made encodings, where it gives way to the walk
+    /// on anything unusual.
+    #[test]
+    fn attributes_read_plainly_are_the_walked_ones() {
+        use crate::wire::{write_bytes_field, write_varint};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path().join("model.pb");
+            let Ok(bytes) = std::fs::read(&path) else { continue };
+            let graph = Graph::from_bytes(Bytes::from(bytes)).unwrap();
+            for id in graph.ids() {
+                let raw = graph.node_raw(id);
+                let def = NodeDef::decode(raw).unwrap();
+                let keys = def.attr.keys().map(String::as_str).chain(["missing", "", "valu"]);
+                for key in keys {
+                    let plain = attr_raw_plain(raw, key.as_bytes());
+                    assert_eq!(plain, Some(attr_raw_walk(raw, key).unwrap()), "{path:?} {key}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+        // Hand-made entries: (entry bytes, what the plain reading gives).
+        let entry = |parts: &[(u32, &[u8])]| {
+            let mut e = Vec::new();
+            for (n, p) in parts {
+                write_bytes_field(*n, p, &mut e);
+            }
+            e
+        };
+        let cases: Vec<(Vec<u8>, bool)> = vec![
+            (entry(&[(1, b"T"), (2, b"\x30\x01")]), true),
+            (entry(&[(1, b"T")]), true),
+            (entry(&[(2, b"\x30\x01"), (1, b"T")]), false), // value first
+            (entry(&[(1, b"T"), (2, b"\x30\x01"), (2, b"\x30\x02")]), false), // two values
+            (entry(&[(1, b"T"), (3, b"x")]), false),        // an unknown part
+            (vec![], false),
+        ];
+        for (e, plain) in cases {
+            for repeat in [1, 2] {
+                let mut node = Vec::new();
+                write_bytes_field(2, b"Op", &mut node);
+                for _ in 0..repeat {
+                    write_bytes_field(5, &e, &mut node);
+                }
+                // A varint field and a field numbered past 15 (two-byte key).
+                node.extend_from_slice(&[0x38, 0x05]);
+                let walked = attr_raw_walk(&node, "T").unwrap();
+                assert_eq!(attr_raw(&node, "T").unwrap(), walked);
+                assert_eq!(attr_raw_plain(&node, b"T").is_some(), plain, "{e:?}");
+                let mut far = node.clone();
+                write_varint(16 << 3 | 2, &mut far);
+                far.push(0);
+                assert_eq!(attr_raw_plain(&far, b"T"), None);
+                assert_eq!(attr_raw(&far, "T").unwrap(), walked);
+            }
+        }
+        // Malformed: the walk's error, not a panic.
+        assert!(attr_raw(&[0x2a, 0x05, 0x0a], "T").is_err());
     }
 
     /// The indexes a rebuilt graph derives from its parent's equal those
