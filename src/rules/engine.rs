@@ -395,8 +395,10 @@ fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u8>) -> Near
 /// Only nodes whose bytes hold `loc:@` are decoded.
 fn drop_dangling_colocation(work: &mut Work, order: &[NodeId]) {
     let finder = memchr::memmem::Finder::new(b"loc:@");
+    // Nodes whose bytes hold `loc:@`, looked for on several threads.
+    let colocated = par_filter(order, |id| work.bytes_hold(id, &finder));
     let mut changed = Vec::new();
-    for &id in order {
+    for id in colocated {
         let Some(mut def) = work.colocated_def(id, &finder) else { continue };
         let dangling = crate::validate::colocated_with(&def).any(|w| work.id(w).is_none());
         if !dangling {
@@ -504,6 +506,25 @@ impl Quick {
                 && have >= self.want
                 && (self.open || have == self.want))
     }
+}
+
+/// The ids for which `keep` holds, in order; many ids are split between
+/// threads.
+fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeId> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads == 1 || ids.len() < PARALLEL_MIN * 4 {
+        return ids.iter().copied().filter(|&id| keep(id)).collect();
+    }
+    let keep = &keep;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .chunks(ids.len().div_ceil(threads))
+            .map(|part| {
+                scope.spawn(move || part.iter().copied().filter(|&id| keep(id)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("filtering does not panic")).collect()
+    })
 }
 
 /// Candidates a rule is tried at on one thread before the work is split.
@@ -1219,7 +1240,8 @@ fn check_round(
     cyclic_before: &mut Option<bool>,
     rules: &str,
 ) -> Result<(), ApplyError> {
-    let dangling = changes.removed.iter().any(|&id| work.consumers(id).next().is_some());
+    let dangling =
+        !par_filter(&changes.removed, |id| work.consumers(id).next().is_some()).is_empty();
     // Written once, only when there may be something to find in it.
     let written = (dangling || cycle_risk).then(|| work.to_graph());
     let new_cycle = match &written {
@@ -1238,4 +1260,18 @@ fn check_round(
         return Err(ApplyError::Invalid { rules: rules.to_string(), problem });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Filtering on several threads keeps what one thread keeps, in order.
+    #[test]
+    fn filtering_in_parallel_keeps_order() {
+        for n in [0, 10, super::PARALLEL_MIN * 4, 100_003] {
+            let ids: Vec<super::NodeId> = (0..n as u32).rev().collect();
+            let keep = |id: super::NodeId| id % 3 == 1 || id == 7;
+            let serial: Vec<_> = ids.iter().copied().filter(|&id| keep(id)).collect();
+            assert_eq!(super::par_filter(&ids, keep), serial, "{n}");
+        }
+    }
 }
