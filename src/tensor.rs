@@ -63,6 +63,16 @@ impl Array {
 
     /// Elementwise `f(a, b)` with numpy broadcasting.
     pub fn zip(&self, other: &Array, f: impl Fn(f64, f64) -> f64) -> Result<Array, String> {
+        // Equal shapes, or `other` a single value of no larger rank: the
+        // result has `self`'s shape (the common cases, without the padding).
+        let single = other.shape.len() <= self.shape.len() && other.shape.iter().all(|&d| d == 1);
+        if self.shape == other.shape || single {
+            let data = match single {
+                true => self.data.iter().map(|&x| f(x, other.data[0])).collect(),
+                false => self.data.iter().zip(&other.data).map(|(&x, &y)| f(x, y)).collect(),
+            };
+            return Ok(Array { shape: self.shape.clone(), data });
+        }
         let rank = self.shape.len().max(other.shape.len());
         let pad = |s: &[usize]| {
             let mut v = vec![1; rank - s.len()];
@@ -165,8 +175,9 @@ impl Array {
 
 /// The values of tensor_content: `count` values of `dtype`.
 fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, String> {
-    let size =
-        dtype.byte_size().ok_or(format!("{} constants are not numeric", dtype.short_name()))?;
+    let size = dtype
+        .byte_size()
+        .ok_or_else(|| format!("{} constants are not numeric", dtype.short_name()))?;
     if c.len() != count * size {
         return Err(format!(
             "tensor_content has {} bytes, the shape needs {}",

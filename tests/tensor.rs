@@ -131,10 +131,48 @@ fn in_place_broadcasting_equals_the_general_loop() {
         (&[3, 4], &[2, 3, 4]), // the result is larger than self: not in place
         (&[1, 4], &[3, 1]),
         (&[2, 6], &[3, 4]), // does not broadcast
+        (&[0, 3], &[3]),
+        (&[2, 0], &[1]),
+        (&[], &[1]),
+        (&[], &[]),
+        (&[4], &[1, 1]),
     ];
+    // Broadcasting by its definition: each output index read back in both.
+    let naive = |x: &Array, y: &Array| -> Option<Array> {
+        let rank = x.shape.len().max(y.shape.len());
+        let pad = |s: &[usize]| [vec![1; rank - s.len()], s.to_vec()].concat();
+        let (sx, sy) = (pad(&x.shape), pad(&y.shape));
+        let mut shape = vec![];
+        for (p, q) in sx.iter().zip(&sy) {
+            shape.push(match (p, q) {
+                (p, q) if p == q => *p,
+                (1, q) => *q,
+                (p, 1) => *p,
+                _ => return None,
+            });
+        }
+        let at = |dims: &[usize], index: &[usize]| {
+            dims.iter().zip(index).fold(0, |acc, (&d, &i)| acc * d + if d == 1 { 0 } else { i })
+        };
+        let count: usize = shape.iter().product();
+        let mut data = vec![];
+        for flat in 0..count {
+            let mut index = vec![0; rank];
+            let mut rest = flat;
+            for k in (0..rank).rev() {
+                index[k] = rest % shape[k];
+                rest /= shape[k];
+            }
+            data.push(x.data[at(&sx, &index)] * 10.0 - y.data[at(&sy, &index)]);
+        }
+        Some(Array { shape, data })
+    };
     for (a, b) in pairs {
         let general = array(a).zip(&array(b), |x, y| x * 10.0 - y);
         let owned = array(a).zip_owned(&array(b), |x, y| x * 10.0 - y);
         assert_eq!(general, owned, "{a:?} with {b:?}");
+        assert_eq!(general.ok(), naive(&array(a), &array(b)), "{a:?} with {b:?}");
+        let swapped = array(b).zip(&array(a), |x, y| x * 10.0 - y);
+        assert_eq!(swapped.ok(), naive(&array(b), &array(a)), "{b:?} with {a:?}");
     }
 }
