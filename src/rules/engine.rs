@@ -370,7 +370,7 @@ fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u8>) -> Near
     // Many candidates: one walk over the graph in output order picks them
     // in order; few: their positions are sorted.
     let ids = if out.len() > work.len() / 16 {
-        work.order().into_iter().filter(|&id| seen(id)).collect()
+        work.order_of(out.len(), seen)
     } else {
         let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
         match keys {

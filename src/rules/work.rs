@@ -489,12 +489,18 @@ impl<'g> Work<'g> {
 
     /// Alive nodes in output order (phantoms left out).
     pub fn order(&self) -> Vec<NodeId> {
-        let mut out = Vec::with_capacity(self.alive_count);
+        self.order_of(self.alive_count, |_| true)
+    }
+
+    /// The alive nodes `keep` holds for, in output order (phantoms left
+    /// out); `room` is how many there may be.
+    pub fn order_of(&self, room: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
+        let mut out = Vec::with_capacity(room);
         let mut stack = Vec::new();
         for root in (0..self.n0).chain(self.marker) {
             stack.push(root);
             while let Some(id) = stack.pop() {
-                if self.alive[id as usize] && !self.is_phantom(id) {
+                if self.alive[id as usize] && keep(id) && !self.is_phantom(id) {
                     out.push(id);
                 }
                 stack.extend(self.replacements(id).rev());
