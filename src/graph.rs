@@ -157,10 +157,10 @@ fn attr_raw_plain<'a>(raw: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
                 let entry = raw.get(at..at.checked_add(len)?)?;
                 at += len;
                 let (&[0x0a, key_len], rest) = entry.split_first_chunk::<2>()? else { return None };
-                let entry_key = rest.get(..usize::from(key_len))?;
                 if key_len >= 0x80 {
-                    return None;
+                    return None; // a key of 128 bytes or more
                 }
+                let entry_key = rest.get(..usize::from(key_len))?;
                 if entry_key != key {
                     continue;
                 }

@@ -181,13 +181,13 @@ impl<'g> Work<'g> {
         &self.op_names[op as usize]
     }
 
-    /// The node decoded, when its bytes hold `loc:@` (it may colocate with
-    /// others): what colocation fixes edit.
     /// Whether the node's bytes hold what `finder` looks for.
     pub fn bytes_hold(&self, id: NodeId, finder: &memchr::memmem::Finder) -> bool {
         self.raw(id).is_some_and(|raw| finder.find(raw).is_some())
     }
 
+    /// The node decoded, when its bytes hold `loc:@` (it may colocate with
+    /// others): what colocation fixes edit.
     pub fn colocated_def(&self, id: NodeId, finder: &memchr::memmem::Finder) -> Option<NodeDef> {
         finder.find(self.raw(id)?)?;
         NodeDef::decode(self.bytes_of(id)?).ok()
