@@ -465,25 +465,7 @@ impl Graph {
                 }
                 Ok::<_, FormatError>((scanned.nodes, scanned.input_spans))
             };
-            let threads = if jobs.len() >= 1 << 14 {
-                std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
-            } else {
-                1
-            };
-            let scans = if threads == 1 {
-                vec![scan(&jobs)]
-            } else {
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = jobs
-                        .chunks(jobs.len().div_ceil(threads))
-                        .map(|share| scope.spawn(move || scan(share)))
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("scanning does not panic"))
-                        .collect()
-                })
-            };
+            let scans = crate::par::shares(&jobs, 1 << 14, |_, share| scan(share));
             let mut slots = jobs.iter().map(|j| j.0);
             for result in scans {
                 let (recs, spans) = result?;

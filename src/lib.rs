@@ -17,7 +17,8 @@
 //! - [`inspect`]: the summary behind `graphrw inspect`;
 //! - [`synth`]: synthetic graphs of any size, for benchmarks;
 //! - [`tensor`]: constant tensors as f64 arrays, for computed constants;
-//! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs.
+//! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs;
+//! - [`par`]: large work split between the cores, in order.
 #![warn(missing_docs)]
 
 pub mod eval;
@@ -27,6 +28,7 @@ pub mod inspect;
 pub mod io;
 pub mod npy;
 pub mod ops;
+pub mod par;
 pub mod proto;
 pub mod prune;
 pub mod rules;

@@ -511,20 +511,10 @@ impl Quick {
 /// The ids for which `keep` holds, in order; many ids are split between
 /// threads.
 fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeId> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads == 1 || ids.len() < PARALLEL_MIN * 4 {
-        return ids.iter().copied().filter(|&id| keep(id)).collect();
-    }
-    let keep = &keep;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = ids
-            .chunks(ids.len().div_ceil(threads))
-            .map(|part| {
-                scope.spawn(move || part.iter().copied().filter(|&id| keep(id)).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("filtering does not panic")).collect()
-    })
+    let parts = crate::par::shares(ids, PARALLEL_MIN * 4, |_, part| {
+        part.iter().copied().filter(|&id| keep(id)).collect::<Vec<_>>()
+    });
+    parts.into_iter().flatten().collect()
 }
 
 /// Candidates a rule is tried at on one thread before the work is split.
@@ -561,7 +551,6 @@ fn find_patches(
     // which is its place in the input).
     let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
     let mut by_ops: FxHashMap<Vec<u32>, Vec<NodeId>> = FxHashMap::default();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     for (index, rule) in rules.rules.iter().enumerate() {
         let Some(quick) = Quick::of(&rule.rule.pattern, work) else { continue };
         let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
@@ -604,16 +593,7 @@ fn find_patches(
             tried
         };
         // Each thread's outcomes, in candidate order.
-        let parts: Vec<Vec<(NodeId, Tried)>> = if threads > 1 && roots.len() >= PARALLEL_MIN {
-            let chunk = roots.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> =
-                    roots.chunks(chunk).map(|part| scope.spawn(move || try_all(part))).collect();
-                handles.into_iter().map(|h| h.join().expect("matching does not panic")).collect()
-            })
-        } else {
-            vec![try_all(&roots)]
-        };
+        let parts = crate::par::shares(&roots, PARALLEL_MIN, |_, part| try_all(part));
         let mut patches = Vec::with_capacity(parts.iter().map(Vec::len).sum());
         for (root, outcome) in parts.into_iter().flatten() {
             let Some(outcome) = outcome else { continue };

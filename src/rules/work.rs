@@ -581,13 +581,8 @@ impl<'g> Work<'g> {
     pub fn written(&self, order: &[NodeId]) -> Graph {
         // Large results are encoded on several threads, each into its own
         // buffer (their fresh memory is first touched in parallel too).
-        let threads = if order.len() >= 1 << 14 {
-            std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
-        } else {
-            1
-        };
-        let chunk = order.len().div_ceil(threads).max(1);
-        let encode = |part: u32, ids: &[NodeId]| {
+        let encode = |part: usize, ids: &[NodeId]| {
+            let part = part as u32;
             let mut fresh = Vec::with_capacity(self.written_size(ids));
             let mut text = String::new();
             let nodes: Vec<NodeSource> = ids
@@ -602,18 +597,7 @@ impl<'g> Work<'g> {
                 .collect();
             (fresh, nodes)
         };
-        let parts: Vec<(Vec<u8>, Vec<NodeSource>)> = if threads == 1 {
-            vec![encode(0, order)]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = order
-                    .chunks(chunk)
-                    .enumerate()
-                    .map(|(i, ids)| scope.spawn(move || encode(i as u32, ids)))
-                    .collect();
-                handles.into_iter().map(|h| h.join().expect("encoding does not panic")).collect()
-            })
-        };
+        let parts = crate::par::shares(order, 1 << 14, encode);
         let mut nodes = Vec::with_capacity(order.len());
         let mut buffers = Vec::with_capacity(parts.len());
         for (buffer, part) in parts {
