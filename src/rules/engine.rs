@@ -327,6 +327,16 @@ struct Changes {
     orphans: Vec<NodeId>,
 }
 
+impl Changes {
+    /// `id` is gone: its inputs' producers are seeds of the next round and
+    /// may have lost their last reader.
+    fn inputs_left(&mut self, work: &Work, id: NodeId) {
+        let before = self.seeds.len();
+        self.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
+        self.orphans.extend_from_slice(&self.seeds[before..]);
+    }
+}
+
 /// The candidates of a round after the first.
 struct Near {
     /// Alive nodes at most the largest reach downstream of a change, in
@@ -1035,10 +1045,9 @@ fn apply_patches(
         changes.orphans.extend(first..first + new_nodes as NodeId);
     }
     for patch in &patches {
-        let before = changes.seeds.len();
-        changes.seeds.extend(work.inputs(patch.root).iter().filter_map(|e| e.src));
+        changes.inputs_left(work, patch.root);
         changes.seeds.extend(&patch.interior);
-        changes.orphans.extend_from_slice(&changes.seeds[before..]);
+        changes.orphans.extend(&patch.interior);
         work.remove(patch.root);
         changes.removed.push(patch.root);
     }
@@ -1182,18 +1191,13 @@ fn settle(
             .collect(),
         None => dead_nodes,
     };
-    let mut orphans = std::mem::take(&mut changes.orphans);
     for &id in &doomed {
-        let before = changes.seeds.len();
-        changes.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
-        if prune == Prune::Orphans {
-            orphans.extend_from_slice(&changes.seeds[before..]);
-        }
+        changes.inputs_left(work, id);
         work.remove(id);
     }
     changes.removed.extend(doomed);
     if prune == Prune::Orphans {
-        while let Some(id) = orphans.pop() {
+        while let Some(id) = changes.orphans.pop() {
             if !work.is_alive(id)
                 || work.is_phantom(id)
                 || output_ids.contains(&id)
@@ -1201,9 +1205,7 @@ fn settle(
             {
                 continue;
             }
-            let before = changes.seeds.len();
-            changes.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
-            orphans.extend_from_slice(&changes.seeds[before..]);
+            changes.inputs_left(work, id);
             work.remove(id);
             changes.removed.push(id);
         }
