@@ -424,6 +424,28 @@ fn rule_order_is_priority() {
 }
 
 #[test]
+fn a_root_an_earlier_match_could_not_keep_goes_to_the_next_rule_in_the_same_round() {
+    // `inner` takes the Identity first, so `outer`'s match at the Neg (which
+    // holds that Identity) is refused; `plain`, the next rule for Neg, takes
+    // the Neg in the same round.
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("i", "Identity", &["x"], &[]),
+        node("n", "Neg", &["i"], &[]),
+        node("out", "Relu", &["n"], &[]),
+    ]);
+    let (after, report) = run(
+        &g,
+        "rule inner: Identity(x) => x\n\
+         rule outer: Neg(Identity(x)) => Square(x)\n\
+         rule plain: Neg(y) => Abs(y)",
+    );
+    assert_eq!(report.rounds, 1);
+    assert_eq!((fired(&report, "inner"), fired(&report, "outer")), (1, 0));
+    assert_eq!(fired(&report, "plain"), 1);
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "n: Abs(x)", "out: Relu(n)"]);
+}
+#[test]
 fn imports_are_expanded_in_place_and_relative() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("lib")).unwrap();

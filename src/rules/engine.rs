@@ -545,86 +545,120 @@ fn find_patches(
     let Scratch { is_root, is_interior, rank, .. } = scratch;
     refill(is_root, work.len(), false);
     refill(is_interior, work.len(), false);
-    // Each rule's patches, in candidate order.
-    let mut lists: Vec<Vec<Patch>> = Vec::new();
-    // The round's candidates by op, in output order (the first round: every
-    // node, by op from the index).
-    let mut by_op: FxHashMap<u32, Vec<NodeId>> = FxHashMap::default();
-    if let Some(near) = candidates {
-        refill(rank, work.len(), u32::MAX);
-        for (i, &id) in near.ids.iter().enumerate() {
-            rank[id as usize] = i as u32;
-            by_op.entry(work.op_of(id)).or_default().push(id);
+    // The rules that may match at a node of each op, in rule order, and
+    // what each needs of its root's inputs.
+    let quick: Vec<Option<Quick>> =
+        rules.rules.iter().map(|r| Quick::of(&r.rule.pattern, work)).collect();
+    let mut rules_of: Vec<Vec<usize>> = vec![Vec::new(); work.op_count()];
+    for (index, rule) in rules.rules.iter().enumerate() {
+        if quick[index].is_none() {
+            continue;
+        }
+        for op in rule.root_ops.iter().filter_map(|op| work.op_number(op)) {
+            let of = &mut rules_of[op as usize];
+            if of.last() != Some(&index) {
+                of.push(index);
+            }
         }
     }
-    // A node's place among the round's candidates (the first round: its id,
-    // which is its place in the input).
+    // The round's candidates in order (the first round: every node some
+    // rule may be rooted at, by id, which is its place in the input).
+    let first: Vec<NodeId>;
+    let ids: &[NodeId] = match candidates {
+        Some(near) => {
+            refill(rank, work.len(), u32::MAX);
+            for (i, &id) in near.ids.iter().enumerate() {
+                rank[id as usize] = i as u32;
+            }
+            &near.ids
+        }
+        None => {
+            first = (0..work.len() as NodeId)
+                .filter(|&id| work.is_alive(id) && !rules_of[work.op_of(id) as usize].is_empty())
+                .collect();
+            &first
+        }
+    };
     let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
-    let mut by_ops: FxHashMap<Vec<u32>, Vec<NodeId>> = FxHashMap::default();
-    for (index, rule) in rules.rules.iter().enumerate() {
-        let Some(quick) = Quick::of(&rule.rule.pattern, work) else { continue };
-        let ops: Vec<u32> = rule.root_ops.iter().filter_map(|op| work.op_number(op)).collect();
-        // Candidates by op set, in order (cached: many rules share one).
-        let all = by_ops.entry(ops.clone()).or_insert_with(|| {
-            let mut all: Vec<NodeId> = match candidates {
-                None => ops.iter().flat_map(|&op| work.with_op(op)).collect(),
-                Some(_) => {
-                    ops.iter().flat_map(|op| by_op.get(op).into_iter().flatten()).copied().collect()
+    // Every candidate is tried against the round's graph alone (on several
+    // threads when there are many), with each rule for its op in turn, so
+    // its inputs are read once. A rule is not tried where an earlier rule
+    // matched: that match is almost always kept, and when it is not, the
+    // rule is tried there when its outcomes are weighed.
+    let try_all = |_: usize, ids: &[NodeId]| -> Vec<Vec<(NodeId, Outcome)>> {
+        // Sized for every candidate of a rule to match (the pages of what
+        // is not used are never touched): growing would copy the outcomes
+        // into fresh memory.
+        let mut of_op = vec![0usize; rules_of.len()];
+        for &id in ids {
+            of_op[work.op_of(id) as usize] += 1;
+        }
+        let mut room = vec![0usize; rules.rules.len()];
+        for (op, of) in rules_of.iter().enumerate() {
+            for &index in of {
+                room[index] += of_op[op];
+            }
+        }
+        let mut outcomes: Vec<Vec<(NodeId, Outcome)>> =
+            room.into_iter().map(Vec::with_capacity).collect();
+        let mut m = Match::default();
+        for &root in ids {
+            let mut matched = false;
+            for &index in &rules_of[work.op_of(root) as usize] {
+                let near_enough =
+                    candidates.is_none_or(|near| near.distance[root as usize] <= reaches[index]);
+                let admits = quick[index].as_ref().is_some_and(|q| q.admits(work, root));
+                if !near_enough || !admits {
+                    continue;
                 }
-            };
-            if ops.len() > 1 {
-                all.sort_unstable_by_key(|&id| place(id));
+                if matched {
+                    outcomes[index].push((root, Outcome::Later));
+                    continue;
+                }
+                if let Some(tried) = try_rule(work, rules, index, root, protected, &mut m) {
+                    matched |= tried.is_ok();
+                    outcomes[index].push((root, Outcome::Tried(tried)));
+                }
             }
-            all
-        });
-        let near_enough =
-            |id: NodeId| candidates.is_none_or(|near| near.distance[id as usize] <= reaches[index]);
-        let roots: Vec<NodeId> = all
-            .iter()
-            .copied()
-            .filter(|&r| !is_root[r as usize] && !is_interior[r as usize] && near_enough(r))
-            .collect();
-        // Every candidate is tried against the round's graph alone (on
-        // several threads when there are many); then, in candidate order, a
-        // match is kept unless an earlier match of this rule took its root
-        // or one of its nodes: what trying them one by one would keep.
-        // Sized for every root to match (the pages of what is not used are
-        // never touched): growing would copy the outcomes into fresh memory.
-        let try_all = |roots: &[NodeId]| -> Vec<(NodeId, Tried)> {
-            let mut m = Match::default();
-            let mut tried = Vec::with_capacity(roots.len());
-            tried.extend(
-                roots
-                    .iter()
-                    .filter(|&&root| quick.admits(work, root))
-                    .map(|&root| (root, try_rule(work, rules, index, root, protected, &mut m)))
-                    .filter(|(_, t)| t.is_some()),
-            );
-            tried
-        };
-        // Each thread's outcomes, in candidate order.
-        let parts = crate::par::shares(&roots, PARALLEL_MIN, |_, part| try_all(part));
-        let mut patches = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for (root, outcome) in parts.into_iter().flatten() {
-            let Some(outcome) = outcome else { continue };
-            let interior = match &outcome {
-                Ok(patch) => &patch.interior,
-                Err((interior, _)) => interior,
-            };
-            if is_root[root as usize]
-                || is_interior[root as usize]
-                || interior.iter().any(|&n| is_root[n as usize])
-            {
-                continue;
-            }
-            match outcome {
-                Err((_, warning)) => report.warnings.push(warning),
-                Ok(patch) => {
-                    is_root[root as usize] = true;
-                    for &n in &patch.interior {
-                        is_interior[n as usize] = true;
+        }
+        outcomes
+    };
+    let mut parts = crate::par::shares(ids, PARALLEL_MIN, try_all);
+    // Then, rule by rule, in candidate order, a match is kept unless an
+    // earlier rule, or an earlier match of this one, took its root or one of
+    // its nodes: what trying them one by one would keep.
+    let mut lists: Vec<Vec<Patch>> = Vec::new();
+    let mut m = Match::default();
+    for index in 0..rules.rules.len() {
+        let mut patches = Vec::with_capacity(parts.iter().map(|p| p[index].len()).sum());
+        for part in &mut parts {
+            for (root, outcome) in std::mem::take(&mut part[index]) {
+                if is_root[root as usize] || is_interior[root as usize] {
+                    continue;
+                }
+                let outcome = match outcome {
+                    Outcome::Tried(tried) => tried,
+                    Outcome::Later => match try_rule(work, rules, index, root, protected, &mut m) {
+                        Some(tried) => tried,
+                        None => continue,
+                    },
+                };
+                let interior = match &outcome {
+                    Ok(patch) => &patch.interior,
+                    Err((interior, _)) => interior,
+                };
+                if interior.iter().any(|&n| is_root[n as usize]) {
+                    continue;
+                }
+                match outcome {
+                    Err((_, warning)) => report.warnings.push(warning),
+                    Ok(patch) => {
+                        is_root[root as usize] = true;
+                        for &n in &patch.interior {
+                            is_interior[n as usize] = true;
+                        }
+                        patches.push(patch);
                     }
-                    patches.push(patch);
                 }
             }
         }
@@ -645,6 +679,14 @@ fn find_patches(
         merged.extend(heads[i].next());
     }
     merged
+}
+
+/// A rule's outcome at one candidate, as the round's search left it.
+enum Outcome {
+    /// A patch, or why the match is not applied (with the nodes matched).
+    Tried(Result<Patch, (Vec<NodeId>, String)>),
+    /// Not tried yet: an earlier rule matched at this candidate.
+    Later,
 }
 
 /// Tries rule `index` at `root` against the round's graph.

@@ -194,6 +194,11 @@ impl<'g> Work<'g> {
     }
 
     /// The op's number, if any node ever had it.
+    /// How many op numbers there are: every op number is below it.
+    pub fn op_count(&self) -> usize {
+        self.op_names.len()
+    }
+
     pub fn op_number(&self, op: &str) -> Option<u32> {
         self.op_ids.get(op).copied()
     }
