@@ -1,11 +1,12 @@
 //! The interpreter: applies a rule set to a graph until no rule matches.
 //!
 //! The graph is copied into a working graph (`work.rs`), edited in place. Each round
-//! reads it only: for every rule in priority order, candidates come from the
+//! reads it only to find its patches (`search.rs`): candidates come from the
 //! op index (first round) or from the nodes near the last round's changes
-//! (later rounds); they are matched, on several cores when there are many,
-//! and a match whose guard holds and whose root is not already part of
-//! another patch of the round becomes a patch. The round's patches are then
+//! (later rounds); each is tried against the rules for its op in priority
+//! order, on several cores when there are many, and a match whose guard
+//! holds and whose root is not already part of another patch of the round
+//! becomes a patch. The round's patches are then
 //! applied together: new nodes take their roots' places, roots are removed,
 //! their readers rewired (through chains of replacements), control edges
 //! move to the producer of the replacement. Dead tensors then propagate as
@@ -18,10 +19,9 @@ use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::ast::{Arg, Pattern, PatternKind};
 use super::compile::RuleSet;
-use super::matcher::{Guard, Match, Matcher};
-use super::replace::{Builder, Patch, TRef};
+use super::replace::{Patch, TRef};
+use super::search::{Near, PARALLEL_MIN, find_patches, near, pattern_depth};
 use super::work::{Body, Work};
 use crate::graph::{Edge, Graph, NodeId, Port};
 use crate::proto::attr_value;
@@ -299,23 +299,6 @@ pub fn apply(
     Ok((current, report))
 }
 
-/// How many edges upstream of its root a pattern reads: its nested op
-/// patterns and the producers of the tensors it binds.
-fn pattern_depth(pattern: &Pattern) -> usize {
-    match &pattern.kind {
-        PatternKind::Node(node) => node
-            .args
-            .iter()
-            .map(|a| match a {
-                Arg::Pattern(p) => 1 + pattern_depth(p),
-                _ => 1,
-            })
-            .max()
-            .unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// What a round changed: nodes whose inputs, consumers or existence
 /// changed (the next round matches near them), and nodes it removed.
 #[derive(Default)]
@@ -335,68 +318,6 @@ impl Changes {
         self.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
         self.orphans.extend_from_slice(&self.seeds[before..]);
     }
-}
-
-/// The candidates of a round after the first.
-struct Near {
-    /// Alive nodes at most the largest reach downstream of a change, in
-    /// output order.
-    ids: Vec<NodeId>,
-    /// Each node's distance downstream of the nearest change (`u8::MAX`
-    /// beyond the reach).
-    distance: Vec<u8>,
-}
-
-/// The candidates of the next round: alive nodes at most `reach` edges
-/// downstream of a change, in output order, with their distances. Any
-/// other node's match reads only what did not change, so it is what it
-/// was, and it did not fire; a rule whose pattern reaches less far needs
-/// only the nodes at most its own reach away.
-fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u8>) -> Near {
-    refill(&mut distance, work.len(), u8::MAX);
-    let mut frontier: Vec<NodeId> = Vec::new();
-    let mut out = Vec::new();
-    for &id in seeds {
-        if work.is_alive(id) && !work.is_phantom(id) && distance[id as usize] == u8::MAX {
-            distance[id as usize] = 0;
-            frontier.push(id);
-        }
-    }
-    for level in 1..=reach {
-        let mut next = Vec::new();
-        for &id in &frontier {
-            for c in work.consumers(id) {
-                if distance[c.node as usize] == u8::MAX {
-                    distance[c.node as usize] = level;
-                    next.push(c.node);
-                }
-            }
-        }
-        out.append(&mut frontier);
-        frontier = next;
-    }
-    out.append(&mut frontier);
-    let seen = |id: NodeId| distance[id as usize] != u8::MAX;
-    // Many candidates: one walk over the graph in output order picks them
-    // in order; few: their positions are sorted.
-    let ids = if out.len() > work.len() / 16 {
-        work.order_of(out.len(), seen)
-    } else {
-        let keys: Option<Vec<u128>> = out.iter().map(|&id| work.position(id)).collect();
-        match keys {
-            Some(keys) => {
-                let mut keyed: Vec<(u128, NodeId)> = keys.into_iter().zip(out).collect();
-                keyed.sort_unstable();
-                keyed.into_iter().map(|(_, id)| id).collect()
-            }
-            None => {
-                let rank = work.ranks();
-                out.sort_unstable_by_key(|&id| rank[id as usize]);
-                out
-            }
-        }
-    };
-    Near { ids, distance }
 }
 
 /// Colocation entries (`_class: "loc:@name"`) naming a node the rewrite
@@ -442,82 +363,6 @@ fn histogram<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> BTreeMap<Str
     h
 }
 
-/// What trying one rule at one candidate gave: nothing, a patch (which
-/// holds the nodes the pattern matched below the root), or why the match
-/// is not applied, with those nodes.
-type Tried = Option<Result<Patch, (Vec<NodeId>, String)>>;
-
-/// What a rule's root needs of its direct data inputs, checked by op
-/// number before the matcher runs (most candidates fail here): how many
-/// there are, and the ops their producers may have. Never rejects a node
-/// the matcher would accept.
-struct Quick {
-    want: usize,
-    open: bool,
-    /// Input position and the op numbers its producer may have.
-    slots: Vec<(usize, Vec<u32>)>,
-}
-
-impl Quick {
-    /// `None` when the pattern needs an op no node has: nothing matches.
-    fn of(pattern: &Pattern, work: &Work) -> Option<Quick> {
-        let PatternKind::Node(node) = &pattern.kind else {
-            return Some(Quick { want: 0, open: true, slots: vec![] });
-        };
-        let mut quick = Quick {
-            want: 0,
-            open: node.args.iter().any(|a| matches!(a, Arg::Rest(_))),
-            slots: vec![],
-        };
-        for arg in &node.args {
-            let Arg::Pattern(p) = arg else { continue };
-            let ops = match &p.kind {
-                PatternKind::Node(n) => Some(&n.ops),
-                PatternKind::Var { producer: Some(producer), .. } => Some(&producer.ops),
-                _ => None,
-            };
-            if let Some(ops) = ops {
-                let ids: Vec<u32> = ops.iter().filter_map(|op| work.op_number(&op.name)).collect();
-                if ids.is_empty() {
-                    return None;
-                }
-                quick.slots.push((quick.want, ids));
-            }
-            quick.want += 1;
-        }
-        Some(quick)
-    }
-
-    /// Whether `id` may match: a cheap test of its data inputs, in one pass.
-    fn admits(&self, work: &Work, id: NodeId) -> bool {
-        let (mut have, mut next, mut fits, mut unnamed) = (0, 0, true, false);
-        for e in work.inputs(id) {
-            if e.port == Port::Control {
-                continue;
-            }
-            match e.src {
-                // An input that names no node is left to the matcher (it
-                // skips it).
-                None => unnamed = true,
-                Some(src) => {
-                    if let Some((slot, ops)) = self.slots.get(next) {
-                        if *slot == have {
-                            fits &= ops.contains(&work.op_of(src));
-                            next += 1;
-                        }
-                    }
-                }
-            }
-            have += 1;
-        }
-        unnamed
-            || (fits
-                && next == self.slots.len()
-                && have >= self.want
-                && (self.open || have == self.want))
-    }
-}
-
 /// The ids for which `keep` holds, in order; many ids are split between
 /// threads.
 fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeId> {
@@ -527,248 +372,20 @@ fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeI
     parts.into_iter().flatten().collect()
 }
 
-/// Candidates a rule is tried at on one thread before the work is split.
-const PARALLEL_MIN: usize = 4096;
-
-fn find_patches(
-    work: &Work,
-    rules: &RuleSet,
-    candidates: Option<&Near>,
-    reaches: &[u8],
-    protected: &FxHashSet<String>,
-    scratch: &mut Scratch,
-    report: &mut Report,
-) -> Vec<Patch> {
-    // Roots are exclusive in a round. Interior nodes (matched by a nested op
-    // pattern) may be shared between patches, like the Const predicate of
-    // many Switches, but may not be a root of another patch of the round.
-    let Scratch { is_root, is_interior, rank, .. } = scratch;
-    refill(is_root, work.len(), false);
-    refill(is_interior, work.len(), false);
-    // The rules that may match at a node of each op, in rule order, and
-    // what each needs of its root's inputs.
-    let quick: Vec<Option<Quick>> =
-        rules.rules.iter().map(|r| Quick::of(&r.rule.pattern, work)).collect();
-    let mut rules_of: Vec<Vec<usize>> = vec![Vec::new(); work.op_count()];
-    for (index, rule) in rules.rules.iter().enumerate() {
-        if quick[index].is_none() {
-            continue;
-        }
-        for op in rule.root_ops.iter().filter_map(|op| work.op_number(op)) {
-            let of = &mut rules_of[op as usize];
-            if of.last() != Some(&index) {
-                of.push(index);
-            }
-        }
-    }
-    // The round's candidates in order (the first round: every node some
-    // rule may be rooted at, by id, which is its place in the input).
-    let first: Vec<NodeId>;
-    let ids: &[NodeId] = match candidates {
-        Some(near) => {
-            refill(rank, work.len(), u32::MAX);
-            for (i, &id) in near.ids.iter().enumerate() {
-                rank[id as usize] = i as u32;
-            }
-            &near.ids
-        }
-        None => {
-            first = (0..work.len() as NodeId)
-                .filter(|&id| work.is_alive(id) && !rules_of[work.op_of(id) as usize].is_empty())
-                .collect();
-            &first
-        }
-    };
-    let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
-    // Every candidate is tried against the round's graph alone (on several
-    // threads when there are many), with each rule for its op in turn, so
-    // its inputs are read once. A rule is not tried where an earlier rule
-    // matched: that match is almost always kept, and when it is not, the
-    // rule is tried there when its outcomes are weighed.
-    let try_all = |_: usize, ids: &[NodeId]| -> Vec<Vec<(NodeId, Outcome)>> {
-        // Sized for every candidate of a rule to match (the pages of what
-        // is not used are never touched): growing would copy the outcomes
-        // into fresh memory.
-        let mut of_op = vec![0usize; rules_of.len()];
-        for &id in ids {
-            of_op[work.op_of(id) as usize] += 1;
-        }
-        let mut room = vec![0usize; rules.rules.len()];
-        for (op, of) in rules_of.iter().enumerate() {
-            for &index in of {
-                room[index] += of_op[op];
-            }
-        }
-        let mut outcomes: Vec<Vec<(NodeId, Outcome)>> =
-            room.into_iter().map(Vec::with_capacity).collect();
-        let mut m = Match::default();
-        for &root in ids {
-            let mut matched = false;
-            for &index in &rules_of[work.op_of(root) as usize] {
-                let near_enough =
-                    candidates.is_none_or(|near| near.distance[root as usize] <= reaches[index]);
-                let admits = quick[index].as_ref().is_some_and(|q| q.admits(work, root));
-                if !near_enough || !admits {
-                    continue;
-                }
-                if matched {
-                    outcomes[index].push((root, Outcome::Later));
-                    continue;
-                }
-                if let Some(tried) = try_rule(work, rules, index, root, protected, &mut m) {
-                    matched |= tried.is_ok();
-                    outcomes[index].push((root, Outcome::Tried(tried)));
-                }
-            }
-        }
-        outcomes
-    };
-    let mut parts = crate::par::shares(ids, PARALLEL_MIN, try_all);
-    // Then, rule by rule, in candidate order, a match is kept unless an
-    // earlier rule, or an earlier match of this one, took its root or one of
-    // its nodes: what trying them one by one would keep.
-    let mut lists: Vec<Vec<Patch>> = Vec::new();
-    let mut m = Match::default();
-    for index in 0..rules.rules.len() {
-        let mut patches = Vec::with_capacity(parts.iter().map(|p| p[index].len()).sum());
-        for part in &mut parts {
-            for (root, outcome) in std::mem::take(&mut part[index]) {
-                if is_root[root as usize] || is_interior[root as usize] {
-                    continue;
-                }
-                let outcome = match outcome {
-                    Outcome::Tried(tried) => tried,
-                    Outcome::Later => match try_rule(work, rules, index, root, protected, &mut m) {
-                        Some(tried) => tried,
-                        None => continue,
-                    },
-                };
-                let interior = match &outcome {
-                    Ok(patch) => &patch.interior,
-                    Err((interior, _)) => interior,
-                };
-                if interior.iter().any(|&n| is_root[n as usize]) {
-                    continue;
-                }
-                match outcome {
-                    Err((_, warning)) => report.warnings.push(warning),
-                    Ok(patch) => {
-                        is_root[root as usize] = true;
-                        for &n in &patch.interior {
-                            is_interior[n as usize] = true;
-                        }
-                        patches.push(patch);
-                    }
-                }
-            }
-        }
-        if !patches.is_empty() {
-            lists.push(patches);
-        }
-    }
-    // In the order of their roots: the rules' lists merged (each is in
-    // order already, as its candidates were).
-    if lists.len() == 1 {
-        return lists.pop().expect("one list");
-    }
-    let mut merged = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    let mut heads: Vec<_> = lists.into_iter().map(|l| l.into_iter().peekable()).collect();
-    while let Some((_, i)) =
-        heads.iter_mut().enumerate().filter_map(|(i, h)| h.peek().map(|p| (place(p.root), i))).min()
-    {
-        merged.extend(heads[i].next());
-    }
-    merged
-}
-
-/// A rule's outcome at one candidate, as the round's search left it.
-enum Outcome {
-    /// A patch, or why the match is not applied (with the nodes matched).
-    Tried(Result<Patch, (Vec<NodeId>, String)>),
-    /// Not tried yet: an earlier rule matched at this candidate.
-    Later,
-}
-
-/// Tries rule `index` at `root` against the round's graph.
-fn try_rule<'r>(
-    work: &Work,
-    rules: &'r RuleSet,
-    index: usize,
-    root: NodeId,
-    protected: &FxHashSet<String>,
-    m: &mut Match<'r>,
-) -> Tried {
-    let rule = &rules.rules[index];
-    let matcher = Matcher { graph: work, dead: work.live_marker() };
-    if !matcher.match_root(&rule.rule.pattern, root, m) {
-        return None;
-    }
-    // Warnings about this match, with the nodes it matched below its root:
-    // "rule `r` at `node`" and what happened.
-    let warn = |m: &Match, what: String| Some(Err((m.nodes[1..].to_vec(), what)));
-    let at = |what: &str| format!("rule `{}` at `{}`{what}", rule.rule.name.name, work.name(root));
-    if let Some(guard) = &rule.rule.guard {
-        let g = Guard { graph: work, m, params: &rules.params };
-        match g.holds(guard) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(reason) => return warn(m, at(&format!(": guard not evaluated: {reason}"))),
-        }
-    }
-    let mut builder = Builder {
-        graph: work,
-        m,
-        rule: &rule.rule,
-        rules,
-        root,
-        nodes: Vec::with_capacity(rule.new_nodes),
-        device: None,
-        constants: Default::default(),
-    };
-    let patch = match builder.patch(index) {
-        Ok(patch) => patch,
-        Err(reason) => return warn(m, at(&format!(" not applied: {reason}"))),
-    };
-    // Every consumed port of the root needs a replacement.
-    let uncovered = work.consumers(root).find_map(|c| match c.port {
-        Port::Data(p) if patch.ports.get(p as usize).is_none_or(|r| r.is_none()) => Some(p),
-        _ => None,
-    });
-    if let Some(port) = uncovered {
-        return warn(
-            m,
-            at(&format!(
-                " not applied: output port {port} is read, and the rule gives no replacement for it"
-            )),
-        );
-    }
-    if protected.contains(work.name(root)) && patch.takes_name.is_none() {
-        return warn(
-            m,
-            format!(
-                "rule `{}` not applied to `{}`: it is a graph output, and the rule would remove it",
-                rule.rule.name.name,
-                work.name(root)
-            ),
-        );
-    }
-    Some(Ok(patch))
-}
-
 /// Vectors with an entry per node that every round needs afresh, kept from
 /// round to round: allocated anew, each would come as fresh pages the
 /// system zeroes on first touch, which costs more than refilling them.
 #[derive(Default)]
-struct Scratch {
-    is_root: Vec<bool>,
-    is_interior: Vec<bool>,
-    rank: Vec<u32>,
+pub(super) struct Scratch {
+    pub(super) is_root: Vec<bool>,
+    pub(super) is_interior: Vec<bool>,
+    pub(super) rank: Vec<u32>,
     patch_of: Vec<u32>,
     dead: Vec<bool>,
 }
 
 /// `v` as `n` copies of `value`, in the memory it has.
-fn refill<T: Copy>(v: &mut Vec<T>, n: usize, value: T) {
+pub(super) fn refill<T: Copy>(v: &mut Vec<T>, n: usize, value: T) {
     v.clear();
     v.resize(n, value);
 }

@@ -1,7 +1,8 @@
 //! The rule language, stage by stage: syntax tree ([`ast`]), parser
 //! ([`syntax`]), loading with imports ([`load`]), static checks ([`check`]),
 //! compilation into a rule set ([`compile`]), matching ([`matcher`]),
-//! replacements (`replace`) and the engine that applies them ([`engine`]).
+//! replacements (`replace`), the search for a round's patches (`search`)
+//! and the engine that applies them ([`engine`]).
 //! Diagnostics of every stage are [`diag::Diagnostic`]s.
 
 pub mod ast;
@@ -12,5 +13,6 @@ pub mod engine;
 pub mod load;
 pub mod matcher;
 mod replace;
+mod search;
 pub mod syntax;
 mod work;
