@@ -379,7 +379,6 @@ fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeI
 pub(super) struct Scratch {
     pub(super) is_root: Vec<bool>,
     pub(super) is_interior: Vec<bool>,
-    pub(super) rank: Vec<u32>,
     patch_of: Vec<u32>,
     dead: Vec<bool>,
 }

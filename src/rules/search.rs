@@ -50,8 +50,10 @@ pub(super) fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u
     refill(&mut distance, work.len(), u8::MAX);
     let mut frontier: Vec<NodeId> = Vec::new();
     let mut out = Vec::new();
+    // Seeds repeat (a node rewired twice, the producer of several removed
+    // nodes): the distance, which turns a repeat away, is looked at first.
     for &id in seeds {
-        if work.is_alive(id) && !work.is_phantom(id) && distance[id as usize] == u8::MAX {
+        if distance[id as usize] == u8::MAX && work.is_alive(id) && !work.is_phantom(id) {
             distance[id as usize] = 0;
             frontier.push(id);
         }
@@ -184,7 +186,7 @@ pub(super) fn find_patches(
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
-    let Scratch { is_root, is_interior, rank, .. } = scratch;
+    let Scratch { is_root, is_interior, .. } = scratch;
     refill(is_root, work.len(), false);
     refill(is_interior, work.len(), false);
     // The rules that may match at a node of each op, in rule order, and
@@ -207,13 +209,7 @@ pub(super) fn find_patches(
     // rule may be rooted at, by id, which is its place in the input).
     let first: Vec<NodeId>;
     let ids: &[NodeId] = match candidates {
-        Some(near) => {
-            refill(rank, work.len(), u32::MAX);
-            for (i, &id) in near.ids.iter().enumerate() {
-                rank[id as usize] = i as u32;
-            }
-            &near.ids
-        }
+        Some(near) => &near.ids,
         None => {
             first = (0..work.len() as NodeId)
                 .filter(|&id| work.is_alive(id) && !rules_of[work.op_of(id) as usize].is_empty())
@@ -221,28 +217,16 @@ pub(super) fn find_patches(
             &first
         }
     };
-    let place = |id: NodeId| if candidates.is_some() { rank[id as usize] } else { id };
     // Every candidate is tried against the round's graph alone (on several
     // threads when there are many), with each rule for its op in turn, so
     // its inputs are read once. A rule is not tried where an earlier rule
     // matched: that match is almost always kept, and when it is not, the
     // rule is tried there when its outcomes are weighed.
-    let try_all = |_: usize, ids: &[NodeId]| -> Vec<Vec<(NodeId, Outcome)>> {
-        // Sized for every candidate of a rule to match (the pages of what
-        // is not used are never touched): growing would copy the outcomes
-        // into fresh memory.
-        let mut of_op = vec![0usize; rules_of.len()];
-        for &id in ids {
-            of_op[work.op_of(id) as usize] += 1;
-        }
-        let mut room = vec![0usize; rules.rules.len()];
-        for (op, of) in rules_of.iter().enumerate() {
-            for &index in of {
-                room[index] += of_op[op];
-            }
-        }
-        let mut outcomes: Vec<Vec<(NodeId, Outcome)>> =
-            room.into_iter().map(Vec::with_capacity).collect();
+    let try_all = |_: usize, ids: &[NodeId]| -> Vec<(u32, NodeId, Outcome)> {
+        // Sized for one outcome per candidate (the pages of what is not used
+        // are never touched): growing would copy the outcomes into fresh
+        // memory.
+        let mut outcomes = Vec::with_capacity(ids.len());
         let mut m = Match::default();
         for &root in ids {
             let mut matched = false;
@@ -254,73 +238,104 @@ pub(super) fn find_patches(
                     continue;
                 }
                 if matched {
-                    outcomes[index].push((root, Outcome::Later));
+                    outcomes.push((index as u32, root, Outcome::Later));
                     continue;
                 }
                 if let Some(tried) = try_rule(work, rules, index, root, protected, &mut m) {
                     matched |= tried.is_ok();
-                    outcomes[index].push((root, Outcome::Tried(tried)));
+                    outcomes.push((index as u32, root, Outcome::Tried(tried)));
                 }
             }
         }
         outcomes
     };
+    // Each share's outcomes, in candidate order (the shares are in order).
     let mut parts = crate::par::shares(ids, PARALLEL_MIN, try_all);
     // Then, rule by rule, in candidate order, a match is kept unless an
     // earlier rule, or an earlier match of this one, took its root or one of
     // its nodes: what trying them one by one would keep.
-    let mut lists: Vec<Vec<Patch>> = Vec::new();
+    let mut kept: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.len()]).collect();
+    let by_rule: Vec<Grouped> = parts.iter().map(|p| Grouped::of(p, rules.rules.len())).collect();
     let mut m = Match::default();
+    let mut count = 0;
     for index in 0..rules.rules.len() {
-        let mut patches = Vec::with_capacity(parts.iter().map(|p| p[index].len()).sum());
-        for part in &mut parts {
-            for (root, outcome) in std::mem::take(&mut part[index]) {
+        for ((part, kept), grouped) in parts.iter_mut().zip(&mut kept).zip(&by_rule) {
+            for &at in grouped.of_rule(index) {
+                let (_, root, outcome) = &mut part[at as usize];
+                let root = *root;
                 if is_root[root as usize] || is_interior[root as usize] {
                     continue;
                 }
-                let outcome = match outcome {
-                    Outcome::Tried(tried) => tried,
-                    Outcome::Later => match try_rule(work, rules, index, root, protected, &mut m) {
-                        Some(tried) => tried,
+                if let Outcome::Later = outcome {
+                    match try_rule(work, rules, index, root, protected, &mut m) {
+                        Some(tried) => *outcome = Outcome::Tried(tried),
                         None => continue,
-                    },
-                };
-                let interior = match &outcome {
+                    }
+                }
+                let Outcome::Tried(tried) = outcome else { continue };
+                let interior = match &*tried {
                     Ok(patch) => &patch.interior,
                     Err((interior, _)) => interior,
                 };
                 if interior.iter().any(|&n| is_root[n as usize]) {
                     continue;
                 }
-                match outcome {
-                    Err((_, warning)) => report.warnings.push(warning),
+                match tried {
+                    Err((_, warning)) => report.warnings.push(std::mem::take(warning)),
                     Ok(patch) => {
                         is_root[root as usize] = true;
                         for &n in &patch.interior {
                             is_interior[n as usize] = true;
                         }
-                        patches.push(patch);
+                        kept[at as usize] = true;
+                        count += 1;
                     }
                 }
             }
         }
-        if !patches.is_empty() {
-            lists.push(patches);
+    }
+    // The kept patches in the order of their roots, which is the order of
+    // the outcomes (a root has at most one).
+    let mut patches = Vec::with_capacity(count);
+    for (part, kept) in parts.into_iter().zip(kept) {
+        for ((_, _, outcome), kept) in part.into_iter().zip(kept) {
+            if let (true, Outcome::Tried(Ok(patch))) = (kept, outcome) {
+                patches.push(patch);
+            }
         }
     }
-    // In the order of their roots: the rules' lists merged (each is in
-    // order already, as its candidates were).
-    if lists.len() == 1 {
-        return lists.pop().expect("one list");
+    patches
+}
+
+/// The positions of a share's outcomes grouped by rule, each rule's in
+/// candidate order (a counting sort).
+struct Grouped {
+    /// Rule `r`'s positions are `positions[start[r]..start[r + 1]]`.
+    start: Vec<usize>,
+    positions: Vec<u32>,
+}
+
+impl Grouped {
+    fn of(outcomes: &[(u32, NodeId, Outcome)], rules: usize) -> Grouped {
+        let mut start = vec![0; rules + 1];
+        for &(rule, ..) in outcomes {
+            start[rule as usize + 1] += 1;
+        }
+        for r in 0..rules {
+            start[r + 1] += start[r];
+        }
+        let mut next = start.clone();
+        let mut positions = vec![0; outcomes.len()];
+        for (at, &(rule, ..)) in outcomes.iter().enumerate() {
+            positions[next[rule as usize]] = at as u32;
+            next[rule as usize] += 1;
+        }
+        Grouped { start, positions }
     }
-    let mut merged = Vec::with_capacity(lists.iter().map(Vec::len).sum());
-    let mut heads: Vec<_> = lists.into_iter().map(|l| l.into_iter().peekable()).collect();
-    while let Some((_, i)) =
-        heads.iter_mut().enumerate().filter_map(|(i, h)| h.peek().map(|p| (place(p.root), i))).min()
-    {
-        merged.extend(heads[i].next());
+
+    fn of_rule(&self, rule: usize) -> &[u32] {
+        &self.positions[self.start[rule]..self.start[rule + 1]]
     }
-    merged
 }
 
 /// A rule's outcome at one candidate, as the round's search left it.
