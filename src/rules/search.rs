@@ -98,7 +98,10 @@ pub(super) fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u
 /// What trying one rule at one candidate gave: nothing, a patch (which
 /// holds the nodes the pattern matched below the root), or why the match
 /// is not applied, with those nodes.
-type Tried = Option<Result<Patch, (Vec<NodeId>, String)>>;
+type Tried = Option<Result<Patch, Refused>>;
+
+/// A match that is not applied: the nodes matched below the root, and why.
+type Refused = (Vec<NodeId>, String);
 
 /// What a rule's root needs of its direct data inputs, checked by op
 /// number before the matcher runs (most candidates fail here): how many
@@ -222,11 +225,10 @@ pub(super) fn find_patches(
     // its inputs are read once. A rule is not tried where an earlier rule
     // matched: that match is almost always kept, and when it is not, the
     // rule is tried there when its outcomes are weighed.
-    let try_all = |_: usize, ids: &[NodeId]| -> Vec<(u32, NodeId, Outcome)> {
-        // Sized for one outcome per candidate (the pages of what is not used
-        // are never touched): growing would copy the outcomes into fresh
-        // memory.
-        let mut outcomes = Vec::with_capacity(ids.len());
+    let try_all = |_: usize, ids: &[NodeId]| -> Found {
+        // Sized for a patch per candidate (the pages of what is not used are
+        // never touched): growing would copy the patches into fresh memory.
+        let mut found = Found { patches: Vec::with_capacity(ids.len()), ..Found::default() };
         let mut m = Match::default();
         for &root in ids {
             let mut matched = false;
@@ -238,77 +240,147 @@ pub(super) fn find_patches(
                     continue;
                 }
                 if matched {
-                    outcomes.push((index as u32, root, Outcome::Later));
+                    found.other(index, root, None);
                     continue;
                 }
-                if let Some(tried) = try_rule(work, rules, index, root, protected, &mut m) {
-                    matched |= tried.is_ok();
-                    outcomes.push((index as u32, root, Outcome::Tried(tried)));
+                match try_rule(work, rules, index, root, protected, &mut m) {
+                    None => {}
+                    Some(Ok(patch)) => {
+                        matched = true;
+                        found.order.push((index as u32, found.patches.len() as u32));
+                        found.patches.push(patch);
+                    }
+                    Some(Err(refused)) => found.other(index, root, Some(refused)),
                 }
             }
         }
-        outcomes
+        found.grouped = Grouped::of(&found.order, rules.rules.len());
+        found.kept = vec![false; found.patches.len()];
+        found
     };
     // Each share's outcomes, in candidate order (the shares are in order).
     let mut parts = crate::par::shares(ids, PARALLEL_MIN, try_all);
     // Then, rule by rule, in candidate order, a match is kept unless an
     // earlier rule, or an earlier match of this one, took its root or one of
     // its nodes: what trying them one by one would keep.
-    let mut kept: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.len()]).collect();
-    let by_rule: Vec<Grouped> = parts.iter().map(|p| Grouped::of(p, rules.rules.len())).collect();
     let mut m = Match::default();
-    let mut count = 0;
+    let mut late = false;
     for index in 0..rules.rules.len() {
-        for ((part, kept), grouped) in parts.iter_mut().zip(&mut kept).zip(&by_rule) {
-            for &at in grouped.of_rule(index) {
-                let (_, root, outcome) = &mut part[at as usize];
-                let root = *root;
+        for part in &mut parts {
+            for &at in part.grouped.of_rule(index) {
+                let at = part.order[at as usize].1;
+                let root = match at & OTHER {
+                    0 => part.patches[at as usize].root,
+                    _ => part.others[(at & !OTHER) as usize].0,
+                };
                 if is_root[root as usize] || is_interior[root as usize] {
                     continue;
                 }
-                if let Outcome::Later = outcome {
-                    match try_rule(work, rules, index, root, protected, &mut m) {
-                        Some(tried) => *outcome = Outcome::Tried(tried),
-                        None => continue,
+                if at & OTHER != 0 {
+                    // A rule not tried where an earlier rule's match was
+                    // then refused, or a match refused with a warning.
+                    let other = &mut part.others[(at & !OTHER) as usize];
+                    let outcome = match other.1.take() {
+                        Some(refused) => Err(refused),
+                        None => match try_rule(work, rules, index, root, protected, &mut m) {
+                            Some(tried) => tried,
+                            None => continue,
+                        },
+                    };
+                    let interior: &[NodeId] = match &outcome {
+                        Ok(patch) => &patch.interior,
+                        Err((interior, _)) => interior,
+                    };
+                    if interior.iter().any(|&n| is_root[n as usize]) {
+                        continue;
                     }
-                }
-                let Outcome::Tried(tried) = outcome else { continue };
-                let interior = match &*tried {
-                    Ok(patch) => &patch.interior,
-                    Err((interior, _)) => interior,
-                };
-                if interior.iter().any(|&n| is_root[n as usize]) {
+                    match outcome {
+                        Err((_, warning)) => report.warnings.push(warning),
+                        Ok(patch) => {
+                            keep(is_root, is_interior, &patch);
+                            part.late.push((at & !OTHER, patch));
+                            late = true;
+                        }
+                    }
                     continue;
                 }
-                match tried {
-                    Err((_, warning)) => report.warnings.push(std::mem::take(warning)),
-                    Ok(patch) => {
-                        is_root[root as usize] = true;
-                        for &n in &patch.interior {
-                            is_interior[n as usize] = true;
-                        }
-                        kept[at as usize] = true;
-                        count += 1;
-                    }
+                let patch = &part.patches[at as usize];
+                if patch.interior.iter().any(|&n| is_root[n as usize]) {
+                    continue;
                 }
+                keep(is_root, is_interior, patch);
+                part.kept[at as usize] = true;
             }
         }
     }
     // The kept patches in the order of their roots, which is the order of
-    // the outcomes (a root has at most one).
-    let mut patches = Vec::with_capacity(count);
-    for (part, kept) in parts.into_iter().zip(kept) {
-        for ((_, _, outcome), kept) in part.into_iter().zip(kept) {
-            if let (true, Outcome::Tried(Ok(patch))) = (kept, outcome) {
-                patches.push(patch);
-            }
-        }
+    // the outcomes (a root has at most one): kept where they are, unless a
+    // rule tried late took a root.
+    let mut parts = parts.into_iter();
+    let Some(first) = parts.next() else { return Vec::new() };
+    if late {
+        return std::iter::once(first).chain(parts).flat_map(Found::in_order).collect();
+    }
+    let mut kept = first.kept.iter();
+    let mut patches = first.patches;
+    patches.retain(|_| *kept.next().expect("a flag per patch"));
+    for part in parts {
+        patches.extend(part.patches.into_iter().zip(part.kept).filter(|p| p.1).map(|p| p.0));
     }
     patches
 }
 
+/// `patch` is kept: its root and interior nodes are taken for the round.
+fn keep(is_root: &mut [bool], is_interior: &mut [bool], patch: &Patch) {
+    is_root[patch.root as usize] = true;
+    for &n in &patch.interior {
+        is_interior[n as usize] = true;
+    }
+}
+
+/// Marks an outcome that is not a patch in [`Found::order`].
+const OTHER: u32 = 1 << 31;
+
+/// What a share of a round's candidates gave.
+#[derive(Default)]
+struct Found {
+    /// Each outcome's rule and where it is, in candidate order: a patch's
+    /// place in `patches`, or (with [`OTHER`]) another's in `others`.
+    order: Vec<(u32, u32)>,
+    patches: Vec<Patch>,
+    /// A root where an earlier rule matched (`None`: not tried yet) or
+    /// whose match is refused, with the nodes matched and why.
+    others: Vec<(NodeId, Option<Refused>)>,
+    /// Positions in `order` grouped by rule, once the share is searched.
+    grouped: Grouped,
+    /// Which patches are kept.
+    kept: Vec<bool>,
+    /// Patches of rules tried only while weighing, by their place in
+    /// `others`.
+    late: Vec<(u32, Patch)>,
+}
+
+impl Found {
+    fn other(&mut self, rule: usize, root: NodeId, refused: Option<Refused>) {
+        self.order.push((rule as u32, OTHER | self.others.len() as u32));
+        self.others.push((root, refused));
+    }
+
+    /// The kept patches, late ones included, in candidate order.
+    fn in_order(mut self) -> impl Iterator<Item = Patch> {
+        let mut patches = self.patches.into_iter().zip(self.kept);
+        self.late.sort_unstable_by_key(|l| l.0);
+        let mut late = self.late.into_iter().peekable();
+        self.order.into_iter().filter_map(move |(_, at)| match at & OTHER {
+            0 => patches.next().and_then(|(p, kept)| kept.then_some(p)),
+            _ => late.next_if(|l| l.0 == at & !OTHER).map(|l| l.1),
+        })
+    }
+}
+
 /// The positions of a share's outcomes grouped by rule, each rule's in
 /// candidate order (a counting sort).
+#[derive(Default)]
 struct Grouped {
     /// Rule `r`'s positions are `positions[start[r]..start[r + 1]]`.
     start: Vec<usize>,
@@ -316,17 +388,17 @@ struct Grouped {
 }
 
 impl Grouped {
-    fn of(outcomes: &[(u32, NodeId, Outcome)], rules: usize) -> Grouped {
+    fn of(order: &[(u32, u32)], rules: usize) -> Grouped {
         let mut start = vec![0; rules + 1];
-        for &(rule, ..) in outcomes {
+        for &(rule, _) in order {
             start[rule as usize + 1] += 1;
         }
         for r in 0..rules {
             start[r + 1] += start[r];
         }
         let mut next = start.clone();
-        let mut positions = vec![0; outcomes.len()];
-        for (at, &(rule, ..)) in outcomes.iter().enumerate() {
+        let mut positions = vec![0; order.len()];
+        for (at, &(rule, _)) in order.iter().enumerate() {
             positions[next[rule as usize]] = at as u32;
             next[rule as usize] += 1;
         }
@@ -336,14 +408,6 @@ impl Grouped {
     fn of_rule(&self, rule: usize) -> &[u32] {
         &self.positions[self.start[rule]..self.start[rule + 1]]
     }
-}
-
-/// A rule's outcome at one candidate, as the round's search left it.
-enum Outcome {
-    /// A patch, or why the match is not applied (with the nodes matched).
-    Tried(Result<Patch, (Vec<NodeId>, String)>),
-    /// Not tried yet: an earlier rule matched at this candidate.
-    Later,
 }
 
 /// Tries rule `index` at `root` against the round's graph.
