@@ -228,9 +228,56 @@ pub enum NodeSource {
     Existing(NodeId),
     /// A new or changed node, encoded.
     Encoded(Bytes),
-    /// A new or changed node, encoded at this range of one of the buffers
-    /// given to [`Graph::rebuilt_with`].
-    Written(u32, std::ops::Range<usize>),
+}
+
+/// A run of the nodes of a graph being built from another (made by
+/// [`Graph::part`], joined by [`Graph::assembled`]): nodes of the source,
+/// shared, and nodes encoded into the part's own buffer. Parts are built on
+/// several threads, each locating the strings of the nodes it encodes.
+pub struct Part<'g> {
+    src: &'g Graph,
+    /// The encoded nodes: one is written here, then added with
+    /// [`Part::push_written`].
+    pub buffer: Vec<u8>,
+    nodes: Vec<NodeRec>,
+    input_spans: Vec<Span>,
+    /// Each node's id in the source, or `NodeId::MAX` for an encoded one.
+    origin: Vec<NodeId>,
+    start: usize,
+}
+
+impl Part<'_> {
+    /// Marks a node of the part's own buffer, until the parts are joined.
+    const OWN: u32 = u32::MAX;
+
+    /// Adds node `id` of the source graph, as it is.
+    pub fn push_existing(&mut self, id: NodeId) {
+        let rec = self.src.nodes[id as usize];
+        let first_input = self.input_spans.len() as u32;
+        let spans = &self.src.input_spans[rec.first_input as usize..][..rec.inputs as usize];
+        self.input_spans.extend_from_slice(spans);
+        self.nodes.push(NodeRec { first_input, ..rec });
+        self.origin.push(id);
+    }
+
+    /// Adds the node encoded at `range` of the buffer, locating its strings.
+    pub fn push_written(&mut self, range: std::ops::Range<usize>) -> Result<(), FormatError> {
+        let raw = &self.buffer[range.clone()];
+        let first_input = self.input_spans.len() as u32;
+        let position = self.start + self.nodes.len();
+        let (name, op) = locate_strings(position, raw, &mut self.input_spans)?;
+        let inputs = self.input_spans.len() as u32 - first_input;
+        self.nodes.push(NodeRec {
+            buf: Self::OWN,
+            raw: Span::of(range),
+            name,
+            op,
+            first_input,
+            inputs,
+        });
+        self.origin.push(NodeId::MAX);
+        Ok(())
+    }
 }
 
 /// A GraphDef with its indexes. Immutable: rewriting builds a new graph.
@@ -373,22 +420,10 @@ impl Graph {
         &self,
         nodes: impl IntoIterator<Item = NodeSource>,
     ) -> Result<Graph, FormatError> {
-        self.rebuilt_with(nodes, Vec::new())
-    }
-
-    /// [`Graph::rebuilt`], where nodes may also be ranges of `parts`,
-    /// buffers of nodes encoded by the caller (which become the new graph's,
-    /// uncopied).
-    pub fn rebuilt_with(
-        &self,
-        nodes: impl IntoIterator<Item = NodeSource>,
-        parts: Vec<Vec<u8>>,
-    ) -> Result<Graph, FormatError> {
-        // Where a node not in the old buffers is: the buffer gathering the
-        // small encoded nodes, a part, or a large node's own buffer.
+        // Where a new node is: the buffer gathering the small encoded nodes,
+        // or a large node's own buffer.
         enum In {
             Gathered,
-            Part(u32),
             Large(usize),
         }
         let mut fresh = Vec::new();
@@ -401,12 +436,9 @@ impl Graph {
         graph.nodes.reserve(nodes.size_hint().0);
         graph.input_spans.reserve(self.input_spans.len());
         for (position, source) in nodes.enumerate() {
-            origin.push(match &source {
-                NodeSource::Existing(id) => *id,
-                _ => NodeId::MAX,
-            });
             match source {
                 NodeSource::Existing(id) => {
+                    origin.push(id);
                     let rec = self.nodes[id as usize];
                     let first_input = graph.input_spans.len() as u32;
                     let spans =
@@ -415,6 +447,7 @@ impl Graph {
                     graph.nodes.push(NodeRec { first_input, ..rec });
                 }
                 NodeSource::Encoded(bytes) => {
+                    origin.push(NodeId::MAX);
                     // Small nodes are gathered in one new buffer; a large one
                     // (a computed weight) becomes a buffer of its own, uncopied.
                     let (buf, range) = if bytes.len() >= 1 << 16 {
@@ -428,17 +461,11 @@ impl Graph {
                     pending.push((graph.nodes.len(), buf, range, position));
                     graph.nodes.push(NodeRec::STAND_IN);
                 }
-                NodeSource::Written(part, range) => {
-                    pending.push((graph.nodes.len(), In::Part(part), range, position));
-                    graph.nodes.push(NodeRec::STAND_IN);
-                }
             }
         }
         if !pending.is_empty() {
             let gathered = graph.bufs.len() as u32;
             graph.bufs.push(Bytes::from(fresh));
-            let first_part = graph.bufs.len() as u32;
-            graph.bufs.extend(parts.into_iter().map(Bytes::from));
             let first_large = graph.bufs.len() as u32;
             graph.bufs.extend(large);
             let jobs: Vec<(usize, u32, std::ops::Range<usize>, usize)> = pending
@@ -449,7 +476,6 @@ impl Graph {
                         (slot, b, 0..graph.bufs[b as usize].len(), position)
                     }
                     In::Gathered => (slot, gathered, range, position),
-                    In::Part(p) => (slot, first_part + p, range, position),
                 })
                 .collect();
             // Locating the strings of many nodes is split between threads,
@@ -487,6 +513,52 @@ impl Graph {
             }));
         }
         Ok(graph)
+    }
+
+    /// An empty part of a graph built from this one (see
+    /// [`Graph::assembled`]), whose first node is the new graph's node
+    /// `start`, with room for `nodes` nodes and `bytes` bytes of encoded ones.
+    pub fn part(&self, start: usize, nodes: usize, bytes: usize) -> Part<'_> {
+        Part {
+            src: self,
+            buffer: Vec::with_capacity(bytes),
+            nodes: Vec::with_capacity(nodes),
+            input_spans: Vec::new(),
+            origin: Vec::with_capacity(nodes),
+            start,
+        }
+    }
+
+    /// A graph with this graph's top-level fields and the nodes of `parts`,
+    /// in order (what [`Graph::rebuilt`] makes, from parts built on several
+    /// threads): their buffers become the new graph's, uncopied.
+    pub fn assembled(&self, parts: Vec<Part<'_>>) -> Graph {
+        let mut graph = Graph::empty(self.tail.clone());
+        graph.bufs = self.bufs.clone();
+        let count = parts.iter().map(|p| p.nodes.len()).sum();
+        graph.nodes.reserve_exact(count);
+        graph.input_spans.reserve_exact(parts.iter().map(|p| p.input_spans.len()).sum());
+        let mut origin = Vec::with_capacity(count);
+        for part in parts {
+            let own = graph.bufs.len() as u32;
+            let offset = graph.input_spans.len() as u32;
+            graph.input_spans.extend_from_slice(&part.input_spans);
+            graph.nodes.extend(part.nodes.iter().map(|rec| NodeRec {
+                buf: if rec.buf == Part::OWN { own } else { rec.buf },
+                first_input: rec.first_input + offset,
+                ..*rec
+            }));
+            origin.extend_from_slice(&part.origin);
+            graph.bufs.push(Bytes::from(part.buffer));
+        }
+        if let Some(index) = self.index.get() {
+            graph.seed = Some(std::sync::Arc::new(Seed {
+                index: index.clone(),
+                origin,
+                old_len: self.len(),
+            }));
+        }
+        graph
     }
 
     fn index(&self) -> &Index {
@@ -1113,6 +1185,76 @@ mod tests {
             assert_eq!(find(&carried), Some(id), "{name}");
             assert_eq!(find(&fresh), Some(id), "{name}");
         }
+    }
+
+    /// Parts built apart and assembled give the graph `rebuilt` gives from
+    /// the same nodes: same bytes, strings and indexes (carried over from
+    /// the parent exactly); a malformed node is named by its place in the
+    /// whole graph.
+    #[test]
+    fn assembled_parts_are_the_rebuilt_graph() {
+        let data =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
+                .unwrap();
+        let g = Graph::from_bytes(Bytes::from(data)).unwrap();
+        g.id("training").unwrap(); // index the parent
+        // Every third node encoded anew with its inputs reversed, every
+        // fifth dropped, the rest kept.
+        let sources: Vec<NodeSource> = g
+            .ids()
+            .filter(|id| id % 5 != 2)
+            .map(|id| match id % 3 {
+                0 => {
+                    let mut def = g.node_def(id).unwrap();
+                    def.input.reverse();
+                    NodeSource::Encoded(Bytes::from(def.encode_to_vec()))
+                }
+                _ => NodeSource::Existing(id),
+            })
+            .collect();
+        let assemble = |sources: &[NodeSource], cuts: &[usize]| {
+            let mut parts = Vec::new();
+            let mut start = 0;
+            for &end in cuts.iter().chain([sources.len()].iter()) {
+                let mut part = g.part(start, end - start, 0);
+                for source in &sources[start..end] {
+                    match source {
+                        NodeSource::Existing(id) => part.push_existing(*id),
+                        NodeSource::Encoded(bytes) => {
+                            let at = part.buffer.len();
+                            part.buffer.extend_from_slice(bytes);
+                            let end = part.buffer.len();
+                            part.push_written(at..end)?;
+                        }
+                    }
+                }
+                parts.push(part);
+                start = end;
+            }
+            Ok::<_, FormatError>(g.assembled(parts))
+        };
+        let rebuilt = g.rebuilt(sources.clone()).unwrap();
+        let assembled = assemble(&sources, &[7, 8, 20]).unwrap();
+        assert_eq!(assembled.len(), rebuilt.len());
+        for id in rebuilt.ids() {
+            assert_eq!(assembled.node_raw(id), rebuilt.node_raw(id));
+            assert_eq!(assembled.name(id), rebuilt.name(id));
+            assert_eq!(assembled.op(id), rebuilt.op(id));
+            assert!(assembled.input_strs(id).eq(rebuilt.input_strs(id)));
+        }
+        let carried = Index::build_from(&assembled, assembled.seed.as_ref().unwrap());
+        let fresh = Index::build(&rebuilt);
+        assert_eq!(carried.edges, fresh.edges);
+        assert_eq!(carried.consumers, fresh.consumers);
+        assert_eq!(carried.by_op, fresh.by_op);
+        for id in rebuilt.ids() {
+            assert_eq!(assembled.id(rebuilt.name(id)), Some(id));
+        }
+        // Field 1 (the name) with wire type 0: not a string.
+        let mut broken = sources;
+        broken[12] = NodeSource::Encoded(Bytes::from_static(&[0x08, 0x01]));
+        let Err(err) = assemble(&broken, &[7, 8, 20]) else { panic!("a malformed node") };
+        assert!(err.to_string().contains("node #12"), "{err}");
     }
 
     #[test]

@@ -9,9 +9,9 @@ pub fn threads() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(8))
 }
 
-/// `f(share, items)` for each share of `items`, one share per thread, in
-/// order; a single share, on this thread, when there are fewer than `min`
-/// items or one core.
+/// `f(start, share)` for each share of `items` (`start`: where the share
+/// begins in `items`), one share per thread, in order; a single share, on
+/// this thread, when there are fewer than `min` items or one core.
 ///
 /// The first share runs on the calling thread: its allocations come from
 /// (and return to) this thread's heap, which lives on, so later work reuses
@@ -32,7 +32,7 @@ pub fn shares<T: Sync, R: Send>(
         let handles: Vec<_> = rest
             .chunks(size)
             .enumerate()
-            .map(|(i, share)| scope.spawn(move || f(i + 1, share)))
+            .map(|(i, share)| scope.spawn(move || f((i + 1) * size, share)))
             .collect();
         let mut results = Vec::with_capacity(handles.len() + 1);
         results.push(f(0, first));

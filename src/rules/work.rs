@@ -23,7 +23,7 @@ use bytes::Bytes;
 use prost::Message;
 use rustc_hash::FxHashMap;
 
-use crate::graph::{Consumer, Edge, Graph, NodeDecodeError, NodeId, NodeSource, Port};
+use crate::graph::{Consumer, Edge, Graph, NodeDecodeError, NodeId, Port};
 use crate::input::{InputRef, parse_input};
 use crate::proto::{AttrValue, NodeDef};
 
@@ -582,34 +582,26 @@ impl<'g> Work<'g> {
 
     /// The graph with these nodes (alive ones, in output order), written:
     /// nodes no round rewired are shared with the source, the others are
-    /// encoded into new buffers, one per thread.
+    /// encoded into new buffers, one per thread, and located there while
+    /// they are fresh in the cache.
     pub fn written(&self, order: &[NodeId]) -> Graph {
         // Large results are encoded on several threads, each into its own
         // buffer (their fresh memory is first touched in parallel too).
-        let encode = |part: usize, ids: &[NodeId]| {
-            let part = part as u32;
-            let mut fresh = Vec::with_capacity(self.written_size(ids));
+        let encode = |start: usize, ids: &[NodeId]| {
+            let mut part = self.src.part(start, ids.len(), self.written_size(ids));
             let mut text = String::new();
-            let nodes: Vec<NodeSource> = ids
-                .iter()
-                .map(|&id| {
-                    let start = fresh.len();
-                    match self.write_node(id, &mut fresh, &mut text) {
-                        true => NodeSource::Written(part, start..fresh.len()),
-                        false => NodeSource::Existing(id),
-                    }
-                })
-                .collect();
-            (fresh, nodes)
+            for &id in ids {
+                let at = part.buffer.len();
+                if self.write_node(id, &mut part.buffer, &mut text) {
+                    let end = part.buffer.len();
+                    part.push_written(at..end).expect("written nodes are well formed");
+                } else {
+                    part.push_existing(id);
+                }
+            }
+            part
         };
-        let parts = crate::par::shares(order, 1 << 14, encode);
-        let mut nodes = Vec::with_capacity(order.len());
-        let mut buffers = Vec::with_capacity(parts.len());
-        for (buffer, part) in parts {
-            buffers.push(buffer);
-            nodes.extend(part);
-        }
-        self.src.rebuilt_with(nodes, buffers).expect("written nodes are well formed")
+        self.src.assembled(crate::par::shares(order, 1 << 14, encode))
     }
 
     /// About how many bytes these nodes take once written (those written
