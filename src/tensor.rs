@@ -22,9 +22,10 @@ impl Array {
         Array { shape: vec![], data: vec![value] }
     }
 
-    /// Applies `f` to every element.
-    pub fn map(&self, f: impl Fn(f64) -> f64) -> Array {
-        Array { shape: self.shape.clone(), data: self.data.iter().map(|&v| f(v)).collect() }
+    /// Applies `f` to every element, in place.
+    pub fn map(mut self, f: impl Fn(f64) -> f64) -> Array {
+        self.data.iter_mut().for_each(|v| *v = f(*v));
+        self
     }
 
     /// `zip` that reuses `self`'s buffer when it already has the result's
@@ -210,45 +211,56 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
 /// [`from_proto`] reads once decoded.
 pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
     use crate::wire::{LEN, VARINT, fields};
-    let (mut dtype, mut shape, mut content) = (0i32, None, None);
+    let (mut dtype, mut dims, mut content) = (0i32, None, None);
     for f in fields(raw) {
         let f = f.ok()?;
         match (f.number, f.wire) {
             (1, VARINT) => dtype = f.value as i32,
-            (2, LEN) if shape.is_none() => shape = Some(&raw[f.payload()]),
+            (2, LEN) if dims.is_none() => dims = Some(&raw[f.payload()]),
             (4, LEN) => content = Some(&raw[f.payload()]),
             (3, VARINT) if f.value == 0 => {}
             _ => return None,
         }
     }
     let content = content.filter(|c| !c.is_empty())?;
-    let dims = shape_from_raw(shape.unwrap_or(&[]))?;
+    let mut shape = Vec::with_capacity(4);
+    let mut unknown = false;
+    dims_from_raw(dims.unwrap_or(&[]), |d| match usize::try_from(d) {
+        Ok(d) => shape.push(d),
+        Err(_) => unknown = true,
+    })?;
     let Ok(dtype) = DataType::try_from(dtype) else {
         return Some(Err(format!("unknown dtype {dtype}")));
     };
-    Some((|| {
-        let shape: Vec<usize> = dims
-            .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| "the tensor has an unknown dimension"))
-            .collect::<Result<_, _>>()?;
-        let data = content_values(dtype, content, shape.iter().product())?;
-        Ok((Array { shape, data }, dtype))
-    })())
+    if unknown {
+        return Some(Err("the tensor has an unknown dimension".into()));
+    }
+    Some(
+        content_values(dtype, content, shape.iter().product())
+            .map(|data| (Array { shape, data }, dtype)),
+    )
 }
 
 /// The dimensions of an encoded TensorShapeProto read from the wire
 /// (unknown ones are -1); `None` for an unknown rank or anything unusual.
 pub fn shape_from_raw(shape: &[u8]) -> Option<Vec<i64>> {
+    let mut dims = Vec::with_capacity(4);
+    dims_from_raw(shape, |d| dims.push(d))?;
+    Some(dims)
+}
+
+/// Each dimension of an encoded TensorShapeProto, in order, to `dim`;
+/// `None` for an unknown rank or anything unusual.
+fn dims_from_raw(shape: &[u8], mut dim: impl FnMut(i64)) -> Option<()> {
     use crate::wire::{LEN, VARINT, fields};
-    let mut dims = Vec::new();
     for f in fields(shape) {
         let f = f.ok()?;
         if (f.number, f.wire) != (2, LEN) {
             return None; // unknown rank, or anything else: decode it
         }
-        let dim = &shape[f.payload()];
+        let raw = &shape[f.payload()];
         let mut size = 0i64;
-        for d in fields(dim) {
+        for d in fields(raw) {
             let d = d.ok()?;
             match (d.number, d.wire) {
                 (1, VARINT) => size = d.value as i64,
@@ -256,9 +268,9 @@ pub fn shape_from_raw(shape: &[u8]) -> Option<Vec<i64>> {
                 _ => return None,
             }
         }
-        dims.push(size);
+        dim(size);
     }
-    Some(dims)
+    Some(())
 }
 
 /// The values of a constant tensor.

@@ -331,6 +331,38 @@ rule scale_eps: n = Scale{is_training: false, eps: e}(x, c: Const) => Mul(x, con
     assert_eq!(from_proto(&t).unwrap().data, vec![5.5, 100.5, 1500.5, 20.5, 250.5, 3000.5]);
 }
 
+/// Constants read several times, by two computed constants of one patch,
+/// each get their own values on every read (the patch decodes each once).
+#[test]
+fn constants_read_again_keep_their_values() {
+    let g = graph(vec![
+        constant("a", vec![3], &[1.0, 2.0, 3.0], DataType::DtDouble),
+        constant("b", vec![3], &[10.0, 20.0, 30.0], DataType::DtDouble),
+        constant("c", vec![], &[0.5], DataType::DtDouble),
+        node("m", "Pair", &["a", "b", "c"], &[]),
+        node("out", "Identity", &["m", "m:1"], &[]),
+    ]);
+    let text = "rule pair: Pair(a: Const, b: Const, c: Const) => \
+        [const(a * b - a + c), const(b * c - (b + a) * a * c - a)]";
+    let (after, report) = run(&g, text);
+    assert_eq!(fired(&report, "pair"), 1);
+    let value = |name: &str| {
+        let id = after.id(name).unwrap();
+        let Some(AttrValue { value: Some(Value::Tensor(t)) }) = after.attr(id, "value").unwrap()
+        else {
+            panic!("{name} is no constant")
+        };
+        from_proto(&t).unwrap().data
+    };
+    let (a, b, c) = ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0], 0.5);
+    let first: Vec<f64> = (0..3).map(|i| a[i] * b[i] - a[i] + c).collect();
+    let second: Vec<f64> = (0..3).map(|i| b[i] * c - (b[i] + a[i]) * a[i] * c - a[i]).collect();
+    assert_eq!(value("m"), first);
+    let out = after.id("out").unwrap();
+    let second_name = after.input_str(out, 1).to_string();
+    assert_eq!(value(&second_name), second);
+}
+
 #[test]
 fn a_constant_whose_shapes_do_not_fit_fails_the_match_with_a_reason() {
     let g = graph(vec![

@@ -60,9 +60,11 @@ pub(super) struct Builder<'a> {
     pub(super) nodes: Vec<NewNode>,
     /// The root's device, once read.
     pub(super) device: Option<String>,
-    /// Small constants read by this patch, with their node (a rule often
-    /// reads one twice; a patch reads a few).
-    pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType)>>,
+    /// How many times the rule's constant expressions read each variable.
+    pub(super) reads: &'a [(String, u32)],
+    /// Constants this patch reads again, with their node and how many reads
+    /// are left (a rule often reads one twice; a patch reads a few).
+    pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType, u32)>>,
 }
 
 impl Builder<'_> {
@@ -337,23 +339,26 @@ impl Builder<'_> {
                 },
                 Some(_) => {
                     let t = self.m.tensor(&var.name).ok_or("not a tensor")?;
-                    let cached = self
-                        .constants
-                        .borrow()
-                        .iter()
-                        .find(|c| c.0 == t.node)
-                        .map(|c| (c.1.clone(), c.2));
-                    let (array, dt) = match cached {
-                        Some(c) => c,
+                    // A constant the rule reads again is kept until its
+                    // last read, which takes it.
+                    let mut constants = self.constants.borrow_mut();
+                    let (array, dt) = match constants.iter().position(|c| c.0 == t.node) {
+                        Some(at) if constants[at].3 <= 1 => {
+                            let (_, array, dt, _) = constants.swap_remove(at);
+                            (array, dt)
+                        }
+                        Some(at) => {
+                            constants[at].3 -= 1;
+                            (constants[at].1.clone(), constants[at].2)
+                        }
                         None => {
-                            let c = self.const_value(t.node)?;
-                            // Small ones (statistics, read twice by the
-                            // batch norm folds) are kept; weights are read
-                            // once, and copying them costs what reading does.
-                            if c.0.data.len() <= 64 {
-                                self.constants.borrow_mut().push((t.node, c.0.clone(), c.1));
+                            let (array, dt) = self.const_value(t.node)?;
+                            let reads =
+                                self.reads.iter().find(|r| r.0 == var.name).map_or(1, |r| r.1);
+                            if reads > 1 {
+                                constants.push((t.node, array.clone(), dt, reads - 1));
                             }
-                            c
+                            (array, dt)
                         }
                     };
                     dtype.get_or_insert(dt);
@@ -399,18 +404,20 @@ impl Builder<'_> {
                 match small.next() {
                     None => largest,
                     Some(first) => {
-                        let small = small.try_fold(first, |acc, v| acc.zip(&v, |x, y| x * y))?;
+                        let small =
+                            small.try_fold(first, |acc, v| acc.zip_owned(&v, |x, y| x * y))?;
                         largest.zip_owned(&small, |x, y| x * y)?
                     }
                 }
             }
             TExprKind::Bin(a, op, b) => {
                 let (a, b) = (self.texpr(a, dtype)?, self.texpr(b, dtype)?);
+                // In `a`'s buffer when `b` fits in its shape (most do).
                 match op {
-                    BinOp::Add => a.zip(&b, |x, y| x + y)?,
-                    BinOp::Sub => a.zip(&b, |x, y| x - y)?,
-                    BinOp::Mul => a.zip(&b, |x, y| x * y)?,
-                    BinOp::Div => a.zip(&b, |x, y| x / y)?,
+                    BinOp::Add => a.zip_owned(&b, |x, y| x + y)?,
+                    BinOp::Sub => a.zip_owned(&b, |x, y| x - y)?,
+                    BinOp::Mul => a.zip_owned(&b, |x, y| x * y)?,
+                    BinOp::Div => a.zip_owned(&b, |x, y| x / y)?,
                 }
             }
             TExprKind::List(items) => {

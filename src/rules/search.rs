@@ -444,6 +444,7 @@ fn try_rule<'r>(
         root,
         nodes: Vec::with_capacity(rule.new_nodes),
         device: None,
+        reads: &rule.const_reads,
         constants: Default::default(),
     };
     let patch = match builder.patch(index) {
