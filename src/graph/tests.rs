@@ -1,0 +1,210 @@
+//! Unit tests of the indexed graph's private parts: attribute readers,
+//! carried-over indexes, rebuilt and assembled graphs, name collisions.
+
+use super::*;
+
+thread_local! {
+    pub(super) static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The plain reading of attributes finds what the general walk finds,
+/// on every node TensorFlow wrote in the fixtures (where it always
+/// applies) and on hand-made encodings, where it gives way to the walk
+/// on anything unusual.
+#[test]
+fn attributes_read_plainly_are_the_walked_ones() {
+    use crate::wire::{write_bytes_field, write_varint};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path().join("model.pb");
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let graph = Graph::from_bytes(Bytes::from(bytes)).unwrap();
+        for id in graph.ids() {
+            let raw = graph.node_raw(id);
+            let def = NodeDef::decode(raw).unwrap();
+            let keys = def.attr.keys().map(String::as_str).chain(["missing", "", "valu"]);
+            for key in keys {
+                let plain = attr_raw_plain(raw, key.as_bytes());
+                assert_eq!(plain, Some(attr_raw_walk(raw, key).unwrap()), "{path:?} {key}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
+    // Hand-made entries: (entry bytes, what the plain reading gives).
+    let entry = |parts: &[(u32, &[u8])]| {
+        let mut e = Vec::new();
+        for (n, p) in parts {
+            write_bytes_field(*n, p, &mut e);
+        }
+        e
+    };
+    let cases: Vec<(Vec<u8>, bool)> = vec![
+        (entry(&[(1, b"T"), (2, b"\x30\x01")]), true),
+        (entry(&[(1, b"T")]), true),
+        (entry(&[(2, b"\x30\x01"), (1, b"T")]), false), // value first
+        (entry(&[(1, b"T"), (2, b"\x30\x01"), (2, b"\x30\x02")]), false), // two values
+        (entry(&[(1, b"T"), (3, b"x")]), false),        // an unknown part
+        (vec![], false),
+    ];
+    for (e, plain) in cases {
+        for repeat in [1, 2] {
+            let mut node = Vec::new();
+            write_bytes_field(2, b"Op", &mut node);
+            for _ in 0..repeat {
+                write_bytes_field(5, &e, &mut node);
+            }
+            // A varint field and a field numbered past 15 (two-byte key).
+            node.extend_from_slice(&[0x38, 0x05]);
+            let walked = attr_raw_walk(&node, "T").unwrap();
+            assert_eq!(attr_raw(&node, "T").unwrap(), walked);
+            assert_eq!(attr_raw_plain(&node, b"T").is_some(), plain, "{e:?}");
+            let mut far = node.clone();
+            write_varint(16 << 3 | 2, &mut far);
+            far.push(0);
+            assert_eq!(attr_raw_plain(&far, b"T"), None);
+            assert_eq!(attr_raw(&far, "T").unwrap(), walked);
+        }
+    }
+    // Malformed: the walk's error, not a panic.
+    assert!(attr_raw(&[0x2a, 0x05, 0x0a], "T").is_err());
+}
+
+/// The indexes a rebuilt graph derives from its parent's equal those
+/// built from scratch.
+#[test]
+fn indexes_carried_over_from_the_parent_are_exact() {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
+        .unwrap();
+    let g = Graph::from_bytes(Bytes::from(data)).unwrap();
+    g.id("training").unwrap(); // index the parent
+    // Drop every third node, replace the Merges by new nodes of the same
+    // name reading other inputs, and add a node reading a dropped one.
+    let mut nodes = Vec::new();
+    for id in g.ids() {
+        if g.op(id) == "Merge" {
+            let mut def = g.node_def(id).unwrap();
+            def.input.reverse();
+            nodes.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
+        } else if id % 3 != 1 {
+            nodes.push(NodeSource::Existing(id));
+        }
+    }
+    let extra = NodeDef {
+        name: "extra".into(),
+        op: "Identity".into(),
+        input: vec![g.name(1).into()],
+        ..Default::default()
+    };
+    nodes.push(NodeSource::Encoded(Bytes::from(extra.encode_to_vec())));
+    let rebuilt = g.rebuilt(nodes).unwrap();
+    assert!(rebuilt.seed.is_some());
+    let carried = Index::build_from(&rebuilt, rebuilt.seed.as_ref().unwrap());
+    let fresh = Index::build(&rebuilt);
+    assert_eq!(carried.edges, fresh.edges);
+    assert_eq!(carried.edge_start, fresh.edge_start);
+    assert_eq!(carried.consumers, fresh.consumers);
+    assert_eq!(carried.bad_inputs, fresh.bad_inputs);
+    assert!(!fresh.bad_inputs.is_empty(), "the test should drop some producers");
+    assert_eq!(carried.by_op, fresh.by_op);
+    for id in rebuilt.ids() {
+        let name = rebuilt.name(id);
+        let find = |index: &Index| lookup(&rebuilt, &index.by_name, &index.collisions, name);
+        assert_eq!(find(&carried), Some(id), "{name}");
+        assert_eq!(find(&fresh), Some(id), "{name}");
+    }
+}
+
+/// Parts built apart and assembled give the graph `rebuilt` gives from
+/// the same nodes: same bytes, strings and indexes (carried over from
+/// the parent exactly); a malformed node is named by its place in the
+/// whole graph.
+#[test]
+fn assembled_parts_are_the_rebuilt_graph() {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
+        .unwrap();
+    let g = Graph::from_bytes(Bytes::from(data)).unwrap();
+    g.id("training").unwrap(); // index the parent
+    // Every third node encoded anew with its inputs reversed, every
+    // fifth dropped, the rest kept.
+    let sources: Vec<NodeSource> = g
+        .ids()
+        .filter(|id| id % 5 != 2)
+        .map(|id| match id % 3 {
+            0 => {
+                let mut def = g.node_def(id).unwrap();
+                def.input.reverse();
+                NodeSource::Encoded(Bytes::from(def.encode_to_vec()))
+            }
+            _ => NodeSource::Existing(id),
+        })
+        .collect();
+    let assemble = |sources: &[NodeSource], cuts: &[usize]| {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain([sources.len()].iter()) {
+            let mut part = g.part(start, end - start, 0);
+            for source in &sources[start..end] {
+                match source {
+                    NodeSource::Existing(id) => part.push_existing(*id),
+                    NodeSource::Encoded(bytes) => {
+                        let at = part.buffer.len();
+                        part.buffer.extend_from_slice(bytes);
+                        let end = part.buffer.len();
+                        part.push_written(at..end)?;
+                    }
+                }
+            }
+            parts.push(part);
+            start = end;
+        }
+        Ok::<_, FormatError>(g.assembled(parts))
+    };
+    let rebuilt = g.rebuilt(sources.clone()).unwrap();
+    let assembled = assemble(&sources, &[7, 8, 20]).unwrap();
+    assert_eq!(assembled.len(), rebuilt.len());
+    for id in rebuilt.ids() {
+        assert_eq!(assembled.node_raw(id), rebuilt.node_raw(id));
+        assert_eq!(assembled.name(id), rebuilt.name(id));
+        assert_eq!(assembled.op(id), rebuilt.op(id));
+        assert!(assembled.input_strs(id).eq(rebuilt.input_strs(id)));
+    }
+    let carried = Index::build_from(&assembled, assembled.seed.as_ref().unwrap());
+    let fresh = Index::build(&rebuilt);
+    assert_eq!(carried.edges, fresh.edges);
+    assert_eq!(carried.consumers, fresh.consumers);
+    assert_eq!(carried.by_op, fresh.by_op);
+    for id in rebuilt.ids() {
+        assert_eq!(assembled.id(rebuilt.name(id)), Some(id));
+    }
+    // Field 1 (the name) with wire type 0: not a string.
+    let mut broken = sources;
+    broken[12] = NodeSource::Encoded(Bytes::from_static(&[0x08, 0x01]));
+    let Err(err) = assemble(&broken, &[7, 8, 20]) else { panic!("a malformed node") };
+    assert!(err.to_string().contains("node #12"), "{err}");
+}
+
+#[test]
+fn names_whose_hashes_collide_still_resolve() {
+    COLLIDE.with(|c| c.set(true));
+    let node = |name: &str, inputs: &[&str]| NodeDef {
+        name: name.into(),
+        op: "Identity".into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let def = GraphDef {
+        node: vec![node("a", &[]), node("b", &["a"]), node("c", &["b", "^a"]), node("b", &[])],
+        ..Default::default()
+    };
+    let g = Graph::from_def(&def);
+    assert_eq!((g.id("a"), g.id("b"), g.id("c"), g.id("d")), (Some(0), Some(1), Some(2), None));
+    assert_eq!(g.duplicates(), &[3]);
+    assert_eq!(
+        g.inputs(2),
+        &[Edge { src: Some(1), port: Port::Data(0) }, Edge { src: Some(0), port: Port::Control }]
+    );
+    assert_eq!(g.consumers(0).len(), 2);
+    COLLIDE.with(|c| c.set(false));
+}
