@@ -67,7 +67,7 @@ pub(super) struct Builder<'a> {
     pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType, u32)>>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     pub(super) fn patch(&mut self, rule: usize) -> Result<Patch, String> {
         let ports = match &self.rule.replacement {
             // `Op(...):N => r` replaces output N alone; otherwise port 0.
@@ -272,7 +272,7 @@ impl Builder<'_> {
         name: &str,
         value: &Value,
         all: &[(Ident, Value)],
-    ) -> Result<AttrValue, String> {
+    ) -> Result<AttrOut<'a>, String> {
         use attr_value::Value as V;
         let v = match &value.kind {
             ValueKind::AttrRef { var, attr } => {
@@ -280,12 +280,16 @@ impl Builder<'_> {
                     .m
                     .node(&var.name)
                     .ok_or_else(|| format!("`{}` is not a node", var.name))?;
-                return self.graph.attr(node, &attr.name).map_err(|e| e.to_string())?.ok_or_else(
-                    || format!("`{}` has no attribute `{}`", self.graph.name(node), attr.name),
-                );
+                let graph: &'a Work<'a> = self.graph;
+                return match graph.attr_raw(node, &attr.name).map_err(|e| e.to_string())? {
+                    Some(raw) => Ok(AttrOut::Raw(raw)),
+                    None => {
+                        Err(format!("`{}` has no attribute `{}`", self.graph.name(node), attr.name))
+                    }
+                };
             }
             ValueKind::Var(var) => match self.m.vars.get(&var.name) {
-                Some(Bound::Attr(a)) => return Ok((**a).clone()),
+                Some(Bound::Attr(a)) => return Ok(AttrOut::Value(a.clone())),
                 _ => match self.rules.params.get(&var.name) {
                     Some(lit) => lit_attr(lit)?,
                     None => return Err(format!("`{}` is not a value", var.name)),
@@ -321,7 +325,7 @@ impl Builder<'_> {
                 return Err("a function call is not an attribute value".into());
             }
         };
-        Ok(AttrValue { value: Some(v) })
+        Ok(AttrOut::Value(Box::new(AttrValue { value: Some(v) })))
     }
 
     fn texpr(
@@ -569,10 +573,30 @@ fn encode_const(
     Ok(Bytes::from(out))
 }
 
+/// An attribute of a new node: a value, or the encoded `AttrValue` of a
+/// matched node's attribute, copied as it is (not decoded and encoded again).
+#[derive(Clone, Debug)]
+enum AttrOut<'a> {
+    Value(Box<AttrValue>),
+    Raw(&'a [u8]),
+}
+
+impl AttrOut<'_> {
+    /// The length of its encoding (0: an empty value, left out).
+    fn encoded_len(&self) -> usize {
+        use prost::Message;
+        match self {
+            AttrOut::Value(v) if **v == AttrValue::default() => 0,
+            AttrOut::Value(v) => v.encoded_len(),
+            AttrOut::Raw(raw) => raw.len(),
+        }
+    }
+}
+
 /// A node without name or inputs, encoded as prost encodes the `NodeDef`
 /// with this op, device and attributes (a map: by key, the last value of a
 /// repeated key; an empty value left out), without building one.
-fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrValue)>) -> Bytes {
+fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes {
     use crate::wire::{write_bytes_field, write_varint};
     use prost::Message;
     use prost::encoding::encoded_len_varint as varint_len;
@@ -588,11 +612,8 @@ fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrValue)>) -> Byt
         }
         let key_len = if key.is_empty() { 0 } else { 1 + varint_len(key.len() as u64) + key.len() };
         let value_len = value.encoded_len();
-        let value_field = if *value == AttrValue::default() {
-            0
-        } else {
-            1 + varint_len(value_len as u64) + value_len
-        };
+        let value_field =
+            if value_len == 0 { 0 } else { 1 + varint_len(value_len as u64) + value_len };
         out.push(0x2a); // field 5 (attr), an entry of the map
         write_varint((key_len + value_field) as u64, &mut out);
         if key_len > 0 {
@@ -601,7 +622,10 @@ fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrValue)>) -> Byt
         if value_field > 0 {
             out.push(0x12);
             write_varint(value_len as u64, &mut out);
-            value.encode_raw(&mut out);
+            match value {
+                AttrOut::Value(v) => v.encode_raw(&mut out),
+                AttrOut::Raw(raw) => out.extend_from_slice(raw),
+            }
         }
     }
     Bytes::from(out)
@@ -718,10 +742,21 @@ mod tests {
                 for (k, v) in &attrs[..n] {
                     def.attr.insert(k.to_string(), v.clone());
                 }
+                let values =
+                    attrs[..n].iter().map(|(k, v)| (*k, AttrOut::Value(Box::new(v.clone()))));
                 assert_eq!(
-                    encode_node("BiasAdd", device, attrs[..n].to_vec()),
+                    encode_node("BiasAdd", device, values.collect()),
                     def.encode_to_vec(),
                     "{device} {n}"
+                );
+                // The same values copied encoded, as a matched node's are.
+                let encoded: Vec<Vec<u8>> =
+                    attrs[..n].iter().map(|(_, v)| v.encode_to_vec()).collect();
+                let raw = attrs[..n].iter().zip(&encoded).map(|((k, _), e)| (*k, AttrOut::Raw(e)));
+                assert_eq!(
+                    encode_node("BiasAdd", device, raw.collect()),
+                    def.encode_to_vec(),
+                    "{device} {n} raw"
                 );
             }
         }
