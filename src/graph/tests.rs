@@ -71,14 +71,20 @@ fn attributes_read_plainly_are_the_walked_ones() {
     assert!(attr_raw(&[0x2a, 0x05, 0x0a], "T").is_err());
 }
 
+/// The seed fixture, indexed (a parent whose index is carried over).
+fn indexed_seed() -> Graph {
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
+        .unwrap();
+    let g = Graph::from_bytes(Bytes::from(data)).unwrap();
+    g.id("training").unwrap();
+    g
+}
+
 /// The indexes a rebuilt graph derives from its parent's equal those
 /// built from scratch.
 #[test]
 fn indexes_carried_over_from_the_parent_are_exact() {
-    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
-        .unwrap();
-    let g = Graph::from_bytes(Bytes::from(data)).unwrap();
-    g.id("training").unwrap(); // index the parent
+    let g = indexed_seed();
     // Drop every third node, replace the Merges by new nodes of the same
     // name reading other inputs, and add a node reading a dropped one.
     let mut nodes = Vec::new();
@@ -122,10 +128,7 @@ fn indexes_carried_over_from_the_parent_are_exact() {
 /// whole graph.
 #[test]
 fn assembled_parts_are_the_rebuilt_graph() {
-    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/seed/model.pb"))
-        .unwrap();
-    let g = Graph::from_bytes(Bytes::from(data)).unwrap();
-    g.id("training").unwrap(); // index the parent
+    let g = indexed_seed();
     // Every third node encoded anew with its inputs reversed, every
     // fifth dropped, the rest kept.
     let sources: Vec<NodeSource> = g
