@@ -128,24 +128,41 @@ pub fn read_graph(path: &Path, format: Option<Format>) -> Result<Graph, ReadErro
     let data = if path == Path::new("-") {
         let mut buf = Vec::new();
         io::Read::read_to_end(&mut io::stdin().lock(), &mut buf).map_err(io_err)?;
-        buf
+        Bytes::from(buf)
     } else {
-        fs::read(path).map_err(io_err)?
+        map_file(path).map_err(io_err)?
     };
     if data.is_empty() {
         return Err(ReadError::Empty { path: path.to_path_buf() });
     }
     match format.unwrap_or_else(|| Format::from_path(path)) {
-        Format::Binary => {
-            decode_binary(Bytes::from(data)).map_err(|(reason, hint)| ReadError::NotGraphDef {
-                path: path.to_path_buf(),
-                format: Format::Binary,
-                reason,
-                hint,
-            })
-        }
-        Format::Text => decode_text(path, data),
+        Format::Binary => decode_binary(data).map_err(|(reason, hint)| ReadError::NotGraphDef {
+            path: path.to_path_buf(),
+            format: Format::Binary,
+            reason,
+            hint,
+        }),
+        Format::Text => decode_text(path, data.to_vec()),
     }
+}
+
+/// The file's bytes, mapped rather than read: a large model is not copied
+/// into fresh memory (which the system zeroes first), and its pages come
+/// from the page cache as the index reads them. Anything but a non-empty
+/// regular file is read. graphrw never writes over a file it reads (outputs
+/// are renamed into place), so the mapping stays what was read unless
+/// another program truncates the file meanwhile.
+fn map_file(path: &Path) -> io::Result<Bytes> {
+    let file = fs::File::open(path)?;
+    let meta = file.metadata()?;
+    // Pipes and devices (`<(cat model.pb)`) are read; so is an empty file.
+    if !meta.is_file() || meta.len() == 0 {
+        return fs::read(path).map(Bytes::from);
+    }
+    // SAFETY: the map is only read, and lives as long as the `Bytes`
+    // holding it; the file is not written by this program while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::from_owner(map))
 }
 
 /// Indexes a binary GraphDef; on failure, what is wrong and, when the

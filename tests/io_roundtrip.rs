@@ -213,3 +213,28 @@ fn floats_print_as_python_text_format_prints_them() {
         assert!(text.contains(&format!("      f: {expected}\n")), "{value}: {text}");
     }
 }
+
+/// A regular file is mapped; a pipe (`<(cat model.pb)`), which cannot be,
+/// is read: both give the file's graph, byte for byte.
+#[test]
+fn models_read_from_pipes_and_mapped_files_agree() {
+    let (dir, _) = common::fixtures().into_iter().next().expect("a fixture");
+    let path = dir.join("model.pb");
+    let file = std::fs::read(&path).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("model.pb");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let writer = {
+        let (fifo, file) = (fifo.clone(), file.clone());
+        std::thread::spawn(move || std::fs::write(fifo, file).unwrap())
+    };
+    let piped = read_graph(&fifo, None).unwrap();
+    writer.join().unwrap();
+    let mapped = read_graph(&path, None).unwrap();
+    for graph in [piped, mapped] {
+        let mut written = Vec::new();
+        encode(&graph, Format::Binary, &mut written).unwrap();
+        assert!(written == file);
+    }
+}
