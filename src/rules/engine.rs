@@ -1,15 +1,15 @@
 //! The interpreter: applies a rule set to a graph until no rule matches.
 //!
-//! The graph is copied into a working graph (`work.rs`), edited in place. Each round
-//! reads it only to find its patches (`search.rs`): candidates come from the
-//! op index (first round) or from the nodes near the last round's changes
-//! (later rounds); each is tried against the rules for its op in priority
-//! order, on several cores when there are many, and a match whose guard
-//! holds and whose root is not already part of another patch of the round
-//! becomes a patch. The round's patches are then
-//! applied together: new nodes take their roots' places, roots are removed,
-//! their readers rewired (through chains of replacements), control edges
-//! move to the producer of the replacement. Dead tensors then propagate as
+//! The graph is copied into a working graph (`work.rs`), edited in place.
+//! Each round reads it only to find its patches (`search.rs`): the
+//! candidates are every node some rule may be rooted at (first round), then
+//! the nodes near the last round's changes; each is tried against the rules
+//! for its op in priority order, on several cores when there are many, and
+//! a match whose guard holds and whose root is not already part of another
+//! patch of the round becomes a patch. The round's patches are then applied
+//! together: new nodes take their roots' places, roots are removed, their
+//! readers rewired (through chains of replacements), control edges move to
+//! the producer of the replacement. Dead tensors then propagate as
 //! TensorFlow's executor defines them, unreachable nodes are collected, and
 //! the graph is checked before the next round. A cap on rewrites stops rule
 //! sets that never end. The result is written as a [`Graph`] once.
