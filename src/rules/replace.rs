@@ -540,17 +540,9 @@ fn encode_const(
         write_bytes_field(4, device.as_bytes(), &mut out);
     }
     // attr (field 5): map entries, keys in order.
-    out.push(0x2a);
-    write_varint(dtype_entry as u64, &mut out);
-    write_bytes_field(1, b"dtype", &mut out);
-    out.push(0x12);
-    write_varint(dtype_attr.encoded_len() as u64, &mut out);
+    attr_entry_header(&mut out, "dtype", dtype_attr.encoded_len());
     dtype_attr.encode_raw(&mut out);
-    out.push(0x2a);
-    write_varint(value_entry as u64, &mut out);
-    write_bytes_field(1, b"value", &mut out);
-    out.push(0x12);
-    write_varint(value_len as u64, &mut out);
+    attr_entry_header(&mut out, "value", value_len);
     out.push(0x42); // AttrValue.tensor
     write_varint(tensor_len as u64, &mut out);
     out.push(0x08); // TensorProto.dtype
@@ -597,9 +589,8 @@ impl AttrOut<'_> {
 /// with this op, device and attributes (a map: by key, the last value of a
 /// repeated key; an empty value left out), without building one.
 fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes {
-    use crate::wire::{write_bytes_field, write_varint};
+    use crate::wire::write_bytes_field;
     use prost::Message;
-    use prost::encoding::encoded_len_varint as varint_len;
     attrs.sort_by_key(|a| a.0); // stable: a repeated key's values in order
     let mut out = Vec::with_capacity(16 + op.len() + device.len() + 48 * attrs.len());
     write_bytes_field(2, op.as_bytes(), &mut out);
@@ -610,25 +601,34 @@ fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes
         if attrs.get(i + 1).is_some_and(|next| next.0 == *key) {
             continue;
         }
-        let key_len = if key.is_empty() { 0 } else { 1 + varint_len(key.len() as u64) + key.len() };
-        let value_len = value.encoded_len();
-        let value_field =
-            if value_len == 0 { 0 } else { 1 + varint_len(value_len as u64) + value_len };
-        out.push(0x2a); // field 5 (attr), an entry of the map
-        write_varint((key_len + value_field) as u64, &mut out);
-        if key_len > 0 {
-            write_bytes_field(1, key.as_bytes(), &mut out);
-        }
-        if value_field > 0 {
-            out.push(0x12);
-            write_varint(value_len as u64, &mut out);
-            match value {
-                AttrOut::Value(v) => v.encode_raw(&mut out),
-                AttrOut::Raw(raw) => out.extend_from_slice(raw),
-            }
+        // An empty value writes nothing after its entry's header.
+        attr_entry_header(&mut out, key, value.encoded_len());
+        match value {
+            AttrOut::Value(v) => v.encode_raw(&mut out),
+            AttrOut::Raw(raw) => out.extend_from_slice(raw),
         }
     }
     Bytes::from(out)
+}
+
+/// Writes the start of one `attr` map entry of a NodeDef (field 5): the
+/// entry's length, its key (left out when empty) and, unless `value_len` is
+/// 0 (an empty value, left out), the header of its value, whose `value_len`
+/// bytes the caller writes next.
+fn attr_entry_header(out: &mut Vec<u8>, key: &str, value_len: usize) {
+    use crate::wire::{write_bytes_field, write_varint};
+    use prost::encoding::encoded_len_varint as varint_len;
+    let key_len = if key.is_empty() { 0 } else { 1 + varint_len(key.len() as u64) + key.len() };
+    let value_field = if value_len == 0 { 0 } else { 1 + varint_len(value_len as u64) + value_len };
+    out.push(0x2a);
+    write_varint((key_len + value_field) as u64, out);
+    if key_len > 0 {
+        write_bytes_field(1, key.as_bytes(), out);
+    }
+    if value_len > 0 {
+        out.push(0x12);
+        write_varint(value_len as u64, out);
+    }
 }
 
 /// The factors of a chain of `*`, in order.
