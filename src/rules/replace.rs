@@ -531,10 +531,9 @@ fn encode_const(
     let dtype_attr = AttrValue { value: Some(attr_value::Value::Type(dtype as i32)) };
     // AttrValue { tensor }: field 8, then the tensor.
     let value_len = 1 + varint_len(tensor_len as u64) + tensor_len;
-    let entry_len = |key: &str, value: usize| 2 + key.len() + 1 + varint_len(value as u64) + value;
-    let dtype_entry = entry_len("dtype", dtype_attr.encoded_len());
-    let value_entry = entry_len("value", value_len);
-    let mut out = Vec::with_capacity(32 + device.len() + dtype_entry + value_entry);
+    let entries =
+        attr_entry_len("dtype", dtype_attr.encoded_len()) + attr_entry_len("value", value_len);
+    let mut out = Vec::with_capacity(32 + device.len() + entries);
     write_bytes_field(2, b"Const", &mut out);
     if !device.is_empty() {
         write_bytes_field(4, device.as_bytes(), &mut out);
@@ -578,7 +577,6 @@ impl AttrOut<'_> {
     fn encoded_len(&self) -> usize {
         use prost::Message;
         match self {
-            AttrOut::Value(v) if **v == AttrValue::default() => 0,
             AttrOut::Value(v) => v.encoded_len(),
             AttrOut::Raw(raw) => raw.len(),
         }
@@ -611,18 +609,30 @@ fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes
     Bytes::from(out)
 }
 
+/// The length of an `attr` map entry's body: its key and value fields, each
+/// left out when empty.
+fn attr_entry_body_len(key: &str, value_len: usize) -> usize {
+    use prost::encoding::encoded_len_varint as varint_len;
+    let field = |len: usize| if len == 0 { 0 } else { 1 + varint_len(len as u64) + len };
+    field(key.len()) + field(value_len)
+}
+
+/// The length of a whole `attr` map entry, with its own key and length.
+fn attr_entry_len(key: &str, value_len: usize) -> usize {
+    use prost::encoding::encoded_len_varint as varint_len;
+    let body = attr_entry_body_len(key, value_len);
+    1 + varint_len(body as u64) + body
+}
+
 /// Writes the start of one `attr` map entry of a NodeDef (field 5): the
 /// entry's length, its key (left out when empty) and, unless `value_len` is
 /// 0 (an empty value, left out), the header of its value, whose `value_len`
 /// bytes the caller writes next.
 fn attr_entry_header(out: &mut Vec<u8>, key: &str, value_len: usize) {
     use crate::wire::{write_bytes_field, write_varint};
-    use prost::encoding::encoded_len_varint as varint_len;
-    let key_len = if key.is_empty() { 0 } else { 1 + varint_len(key.len() as u64) + key.len() };
-    let value_field = if value_len == 0 { 0 } else { 1 + varint_len(value_len as u64) + value_len };
     out.push(0x2a);
-    write_varint((key_len + value_field) as u64, out);
-    if key_len > 0 {
+    write_varint(attr_entry_body_len(key, value_len) as u64, out);
+    if !key.is_empty() {
         write_bytes_field(1, key.as_bytes(), out);
     }
     if value_len > 0 {

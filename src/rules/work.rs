@@ -193,12 +193,12 @@ impl<'g> Work<'g> {
         NodeDef::decode(self.bytes_of(id)?).ok()
     }
 
-    /// The op's number, if any node ever had it.
     /// How many op numbers there are: every op number is below it.
     pub fn op_count(&self) -> usize {
         self.op_names.len()
     }
 
+    /// The op's number, if any node ever had it.
     pub fn op_number(&self, op: &str) -> Option<u32> {
         self.op_ids.get(op).copied()
     }
