@@ -317,12 +317,12 @@ pub(super) fn find_patches(
     // the outcomes (a root has at most one): kept where they are, unless a
     // rule tried late took a root.
     let mut parts = parts.into_iter();
-    let Some(first) = parts.next() else { return Vec::new() };
+    let Some(head) = parts.next() else { return Vec::new() };
     if late {
-        return std::iter::once(first).chain(parts).flat_map(Found::in_order).collect();
+        return std::iter::once(head).chain(parts).flat_map(Found::in_order).collect();
     }
-    let mut kept = first.kept.iter();
-    let mut patches = first.patches;
+    let mut kept = head.kept.iter();
+    let mut patches = head.patches;
     patches.retain(|_| *kept.next().expect("a flag per patch"));
     for part in parts {
         patches.extend(part.patches.into_iter().zip(part.kept).filter(|p| p.1).map(|p| p.0));
