@@ -498,20 +498,34 @@ impl<'g> Work<'g> {
     }
 
     /// The alive nodes `keep` holds for, in output order (phantoms left
-    /// out); `room` is how many there may be.
-    pub fn order_of(&self, room: usize, keep: impl Fn(NodeId) -> bool) -> Vec<NodeId> {
-        let mut out = Vec::with_capacity(room);
-        let mut stack = Vec::new();
-        for root in (0..self.n0).chain(self.marker) {
-            stack.push(root);
-            while let Some(id) = stack.pop() {
-                if self.alive[id as usize] && keep(id) && !self.is_phantom(id) {
-                    out.push(id);
+    /// out); `room` is how many there may be. Each source node's place
+    /// holds it and its replacements, so shares of the source nodes are
+    /// walked on several threads and their parts joined in order.
+    pub fn order_of(&self, room: usize, keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeId> {
+        let walk = |roots: std::ops::Range<usize>, room: usize| {
+            let mut out = Vec::with_capacity(room);
+            let mut stack = Vec::new();
+            let marker = self.marker.filter(|_| roots.end == self.n0 as usize);
+            for root in (roots.start as NodeId..roots.end as NodeId).chain(marker) {
+                stack.push(root);
+                while let Some(id) = stack.pop() {
+                    if self.alive[id as usize] && keep(id) && !self.is_phantom(id) {
+                        out.push(id);
+                    }
+                    stack.extend(self.replacements(id).rev());
                 }
-                stack.extend(self.replacements(id).rev());
             }
+            out
+        };
+        let n0 = self.n0 as usize;
+        let parts = crate::par::ranges(n0, 1 << 16, |roots| {
+            let share = room.saturating_mul(roots.len()) / n0.max(1);
+            walk(roots, share + share / 8)
+        });
+        match <[_; 1]>::try_from(parts) {
+            Ok([only]) => only,
+            Err(parts) => parts.concat(),
         }
-        out
     }
 
     /// Whether the node is a source node to be written exactly as it was
@@ -614,5 +628,38 @@ impl<'g> Work<'g> {
                 body + self.name(id).len() + 8 + self.inputs(id).len() * 48
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The output order, walked in shares on several threads when the graph
+    /// is large, is every alive node (phantoms aside) by its position.
+    #[test]
+    fn output_order_is_the_order_of_positions() {
+        // Enough source nodes for several shares.
+        let graph = crate::synth::synth(200_000);
+        let mut work = Work::new(&graph);
+        let n0 = work.len() as NodeId;
+        for root in (0..n0).step_by(997) {
+            let first = work.add(format!("r{root}/a"), "Identity", Body::Copy(root), root, 0);
+            work.add(format!("r{root}/b"), "Identity", Body::Copy(root), root, 1);
+            // A replacement replaced in turn, and one removed.
+            if root % 2 == 0 {
+                work.add(format!("r{root}/a/c"), "Identity", Body::Copy(root), first, 0);
+                work.remove(first);
+            }
+            work.remove(root);
+        }
+        work.phantom("nowhere:0");
+        let mut expected: Vec<NodeId> = (0..work.len() as NodeId)
+            .filter(|&id| work.is_alive(id) && !work.is_phantom(id))
+            .collect();
+        expected.sort_by_key(|&id| work.position(id).expect("shallow"));
+        assert_eq!(work.order(), expected);
+        let odd: Vec<NodeId> = expected.iter().copied().filter(|id| id % 2 == 1).collect();
+        assert_eq!(work.order_of(0, |id| id % 2 == 1), odd);
     }
 }
