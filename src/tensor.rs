@@ -210,18 +210,7 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
 /// value), read from the wire; `None` for any other form, which
 /// [`from_proto`] reads once decoded.
 pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
-    use crate::wire::{LEN, VARINT, fields};
-    let (mut dtype, mut dims, mut content) = (0i32, None, None);
-    for f in fields(raw) {
-        let f = f.ok()?;
-        match (f.number, f.wire) {
-            (1, VARINT) => dtype = f.value as i32,
-            (2, LEN) if dims.is_none() => dims = Some(&raw[f.payload()]),
-            (4, LEN) => content = Some(&raw[f.payload()]),
-            (3, VARINT) if f.value == 0 => {}
-            _ => return None,
-        }
-    }
+    let (dtype, dims, content) = tensor_fields_plain(raw).or_else(|| tensor_fields(raw))?;
     let content = content.filter(|c| !c.is_empty())?;
     let mut shape = Vec::with_capacity(4);
     let mut unknown = false;
@@ -241,6 +230,56 @@ pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
     )
 }
 
+/// The dtype, shape and content fields of an encoded TensorProto holding
+/// only those (and a zero version number); `None` for anything else.
+fn tensor_fields(raw: &[u8]) -> Option<TensorFields<'_>> {
+    use crate::wire::{LEN, VARINT, fields};
+    let (mut dtype, mut dims, mut content) = (0i32, None, None);
+    for f in fields(raw) {
+        let f = f.ok()?;
+        match (f.number, f.wire) {
+            (1, VARINT) => dtype = f.value as i32,
+            (2, LEN) if dims.is_none() => dims = Some(&raw[f.payload()]),
+            (4, LEN) => content = Some(&raw[f.payload()]),
+            (3, VARINT) if f.value == 0 => {}
+            _ => return None,
+        }
+    }
+    Some((dtype, dims, content))
+}
+
+/// A TensorProto's dtype, encoded shape and content.
+type TensorFields<'a> = (i32, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// [`tensor_fields`] for a tensor written as TensorFlow and prost write
+/// one (one-byte keys), read with a comparison per field; `None` for
+/// anything else, which the general walk then reads. Constants are read
+/// for every batch norm a rule folds.
+fn tensor_fields_plain(raw: &[u8]) -> Option<TensorFields<'_>> {
+    use crate::wire::read_varint;
+    let (mut dtype, mut dims, mut content) = (0i32, None, None);
+    let mut at = 0;
+    while let Some(&key) = raw.get(at) {
+        at += 1;
+        match key {
+            0x08 => dtype = read_varint(raw, &mut at)? as i32,
+            0x18 if read_varint(raw, &mut at)? == 0 => {}
+            0x12 | 0x22 => {
+                let len = usize::try_from(read_varint(raw, &mut at)?).ok()?;
+                let payload = raw.get(at..at.checked_add(len)?)?;
+                at += len;
+                match key {
+                    0x12 if dims.is_none() => dims = Some(payload),
+                    0x22 => content = Some(payload),
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some((dtype, dims, content))
+}
+
 /// The dimensions of an encoded TensorShapeProto read from the wire
 /// (unknown ones are -1); `None` for an unknown rank or anything unusual.
 pub fn shape_from_raw(shape: &[u8]) -> Option<Vec<i64>> {
@@ -253,6 +292,10 @@ pub fn shape_from_raw(shape: &[u8]) -> Option<Vec<i64>> {
 /// `None` for an unknown rank or anything unusual.
 fn dims_from_raw(shape: &[u8], mut dim: impl FnMut(i64)) -> Option<()> {
     use crate::wire::{LEN, VARINT, fields};
+    if let Some(dims) = dims_plain(shape) {
+        dims.into_iter().for_each(dim);
+        return Some(());
+    }
     for f in fields(shape) {
         let f = f.ok()?;
         if (f.number, f.wire) != (2, LEN) {
@@ -271,6 +314,36 @@ fn dims_from_raw(shape: &[u8], mut dim: impl FnMut(i64)) -> Option<()> {
         dim(size);
     }
     Some(())
+}
+
+/// [`dims_from_raw`]'s dimensions for a shape written as TensorFlow and
+/// prost write one (each dimension a size alone, one-byte keys); `None`
+/// for anything else.
+fn dims_plain(shape: &[u8]) -> Option<smallvec::SmallVec<[i64; 6]>> {
+    use crate::wire::read_varint;
+    let mut dims = smallvec::SmallVec::new();
+    let mut at = 0;
+    while let Some(&key) = shape.get(at) {
+        at += 1;
+        let len = usize::try_from(read_varint(shape, &mut at)?).ok()?;
+        let dim = shape.get(at..at.checked_add(len)?)?;
+        at += len;
+        let size = match dim {
+            _ if key != 0x12 => return None,
+            [] => 0,
+            [0x08, rest @ ..] => {
+                let mut p = 0;
+                let size = read_varint(rest, &mut p)? as i64;
+                if p != rest.len() {
+                    return None;
+                }
+                size
+            }
+            _ => return None,
+        };
+        dims.push(size);
+    }
+    Some(dims)
 }
 
 /// The values of a constant tensor.
@@ -355,10 +428,12 @@ pub fn stored_size(dtype: DataType) -> Result<usize, String> {
 /// Appends `data` stored as `dtype`, as `tensor_content` holds it
 /// (little-endian, row-major).
 pub fn write_content(data: &[f64], dtype: DataType, out: &mut Vec<u8>) -> Result<(), String> {
+    // Written into place, one loop per type (no length kept per value).
     fn each<const N: usize>(data: &[f64], out: &mut Vec<u8>, f: impl Fn(f64) -> [u8; N]) {
-        out.reserve(data.len() * N);
-        for &v in data {
-            out.extend_from_slice(&f(v));
+        let start = out.len();
+        out.resize(start + data.len() * N, 0);
+        for (bytes, &v) in out[start..].chunks_exact_mut(N).zip(data) {
+            bytes.copy_from_slice(&f(v));
         }
     }
     stored_size(dtype)?;
@@ -442,6 +517,55 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(from_raw(&listed.encode_to_vec()), None);
+    }
+
+    /// The readers of the layout TensorFlow writes read what the general
+    /// readers read, and leave anything else to them.
+    #[test]
+    fn plain_readers_agree_with_the_general_ones() {
+        let array = Array { shape: vec![2, 1, 3], data: vec![0.5, -1.0, 2.25, 3.0, 0.0, 1e3] };
+        for dtype in [DataType::DtFloat, DataType::DtHalf, DataType::DtDouble, DataType::DtInt32] {
+            let t = to_proto(&array, dtype).unwrap();
+            let raw = t.encode_to_vec();
+            assert_eq!(tensor_fields_plain(&raw), tensor_fields(&raw));
+            assert!(tensor_fields_plain(&raw).is_some());
+            // Fields in another order are read alike.
+            let mut shuffled =
+                TensorProto { tensor_content: t.tensor_content.clone(), ..Default::default() }
+                    .encode_to_vec();
+            shuffled.extend(
+                TensorProto {
+                    dtype: t.dtype,
+                    tensor_shape: t.tensor_shape.clone(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            );
+            assert_eq!(tensor_fields_plain(&shuffled), tensor_fields(&raw));
+            // A version number, or a value list, is not a plain tensor.
+            for other in [
+                TensorProto { version_number: 1, ..t.clone() },
+                TensorProto { float_val: vec![1.0], ..t.clone() },
+            ] {
+                let raw = other.encode_to_vec();
+                assert_eq!(tensor_fields_plain(&raw), None);
+                assert_eq!(tensor_fields(&raw), None);
+            }
+        }
+        for dims in [vec![], vec![3], vec![-1, 8, 8, 4], vec![0, 1]] {
+            let shape = |name: &str| TensorShapeProto {
+                dim: dims.iter().map(|&size| Dim { size, name: name.into() }).collect(),
+                unknown_rank: false,
+            };
+            let plain = shape("").encode_to_vec();
+            assert_eq!(dims_plain(&plain).map(|d| d.to_vec()), Some(dims.clone()));
+            assert_eq!(shape_from_raw(&plain), Some(dims.clone()));
+            if !dims.is_empty() {
+                assert_eq!(dims_plain(&shape("d").encode_to_vec()), None);
+            }
+        }
+        let unknown = TensorShapeProto { dim: vec![], unknown_rank: true }.encode_to_vec();
+        assert_eq!(dims_plain(&unknown), None);
     }
 
     #[test]

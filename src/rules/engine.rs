@@ -167,7 +167,6 @@ pub fn apply(
             })
             .collect::<Result<_, _>>()?
     };
-    let protected: FxHashSet<String> = outputs.iter().cloned().collect();
     let t = Instant::now();
     let mut work = Work::new(graph);
     report.phases.write += t.elapsed().as_secs_f64();
@@ -196,7 +195,7 @@ pub fn apply(
             rules,
             candidates.as_ref(),
             &reaches,
-            &protected,
+            &outputs,
             &mut scratch,
             &mut report,
         );

@@ -4,8 +4,6 @@
 //! priority order, and keeping the matches that one-by-one matching would
 //! keep. Reads the graph only; the engine applies what it returns.
 
-use rustc_hash::FxHashSet;
-
 use super::ast::{Arg, Pattern, PatternKind};
 use super::compile::RuleSet;
 use super::engine::{Report, Scratch, refill};
@@ -221,7 +219,7 @@ pub(super) fn find_patches(
     rules: &RuleSet,
     candidates: Option<&Near>,
     reaches: &[u8],
-    protected: &FxHashSet<String>,
+    outputs: &[String],
     scratch: &mut Scratch,
     report: &mut Report,
 ) -> Vec<Patch> {
@@ -229,6 +227,10 @@ pub(super) fn find_patches(
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
     let Scratch { is_root, is_interior, .. } = scratch;
+    // The outputs' nodes in this round's graph, compared by id.
+    let mut protected: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
+    protected.sort_unstable();
+    let protected = &protected[..];
     refill(is_root, work.len(), false);
     refill(is_interior, work.len(), false);
     // The rules that may match at a node of each op, in rule order, and
@@ -455,7 +457,7 @@ fn try_rule<'r>(
     rules: &'r RuleSet,
     index: usize,
     root: NodeId,
-    protected: &FxHashSet<String>,
+    protected: &[NodeId],
     m: &mut Match<'r>,
 ) -> Tried {
     let rule = &rules.rules[index];
@@ -503,7 +505,7 @@ fn try_rule<'r>(
             )),
         );
     }
-    if protected.contains(work.name(root)) && patch.takes_name.is_none() {
+    if patch.takes_name.is_none() && protected.binary_search(&root).is_ok() {
         return warn(
             m,
             format!(
