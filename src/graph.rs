@@ -502,7 +502,8 @@ impl Index {
                             InputRef::Data { port, .. } => Port::Data(port),
                             InputRef::Control { .. } => Port::Control,
                         };
-                        let src = lookup(graph, &by_name, &collisions, input.node());
+                        let node = input.node();
+                        let src = lookup(graph, &by_name, &collisions, node, name_hash(node));
                         match src {
                             Some(src) => fan_out[src as usize] += 1,
                             None => bad_inputs.push((id as NodeId, slot as u32, BadInput::Missing)),
@@ -743,8 +744,13 @@ impl Graph {
 
     /// The id of the node named `name` (the first one, if names repeat).
     pub fn id(&self, name: &str) -> Option<NodeId> {
+        self.id_hashed(name, name_hash(name))
+    }
+
+    /// [`Graph::id`] for a name whose [`name_hash`] is known.
+    pub(crate) fn id_hashed(&self, name: &str, hash: u64) -> Option<NodeId> {
         let index = self.index();
-        lookup(self, &index.by_name, &index.collisions, name)
+        lookup(self, &index.by_name, &index.collisions, name, hash)
     }
 
     /// Nodes whose op is `op`, in file order.
@@ -813,8 +819,9 @@ fn lookup(
     by_name: &Map<u64, NodeId>,
     collisions: &std::collections::HashMap<Box<str>, NodeId>,
     name: &str,
+    hash: u64,
 ) -> Option<NodeId> {
-    match by_name.get(&name_hash(name)) {
+    match by_name.get(&hash) {
         Some(&id) if graph.name(id) == name => Some(id),
         Some(_) => collisions.get(name).copied(),
         None => None,

@@ -121,6 +121,37 @@ pub struct Fields<'a> {
     failed: bool,
 }
 
+/// The payload of the first length-delimited field with the one-byte key
+/// `key`, in a message whose every key is one byte and every field a varint
+/// or length-delimited, as TensorFlow and prost write a NodeDef; `None` for
+/// any other message, which [`fields`] then reads. Cheaper than a walk by
+/// [`fields`] where a field is looked up for every match.
+pub fn first_len_field_plain(raw: &[u8], key: u8) -> Option<Option<&[u8]>> {
+    let mut at = 0;
+    while let Some(&tag) = raw.get(at) {
+        at += 1;
+        // A one-byte key has its high bit clear; field 0 does not exist.
+        if tag < 8 {
+            return None;
+        }
+        match tag & 0x87 {
+            VARINT => {
+                read_varint(raw, &mut at)?;
+            }
+            LEN => {
+                let len = usize::try_from(read_varint(raw, &mut at)?).ok()?;
+                let payload = raw.get(at..at.checked_add(len)?)?;
+                at += len;
+                if tag == key {
+                    return Some(Some(payload));
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(None)
+}
+
 /// The fields of the message encoded in `data`.
 pub fn fields(data: &[u8]) -> Fields<'_> {
     Fields { data, at: 0, failed: false }
@@ -244,4 +275,47 @@ pub fn write_with_name_and_inputs(
     write_name(out, &mut named);
     emit(out);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::NodeDef;
+    use prost::Message;
+
+    /// What `fields` finds first, the plain reader finds, where it reads.
+    fn first_by_walk(raw: &[u8], number: u32) -> Option<&[u8]> {
+        fields(raw)
+            .flatten()
+            .find(|f| f.number == number && f.wire == LEN)
+            .map(|f| &raw[f.payload()])
+    }
+
+    #[test]
+    fn plain_field_lookup_agrees_with_the_walk() {
+        let mut node = NodeDef {
+            name: "a/b".into(),
+            op: "Conv2D".into(),
+            input: vec!["x".into(), "^c".into()],
+            ..Default::default()
+        };
+        let without = node.encode_to_vec();
+        assert_eq!(first_len_field_plain(&without, 0x22), Some(None));
+        node.device = "/device:CPU:0".into();
+        let with = node.encode_to_vec();
+        assert_eq!(first_len_field_plain(&with, 0x22), Some(first_by_walk(&with, 4)));
+        assert_eq!(first_len_field_plain(&with, 0x22), Some(Some(&b"/device:CPU:0"[..])));
+        assert_eq!(first_len_field_plain(&with, 0x1a), Some(Some(&b"x"[..])));
+        // A varint field is stepped over.
+        let mut varint = vec![0x08, 0x96, 0x01];
+        varint.extend(&with);
+        assert_eq!(first_len_field_plain(&varint, 0x22), Some(first_by_walk(&with, 4)));
+        // A fixed-size field, a two-byte key, field 0 or a cut message:
+        // left to the walk.
+        for other in
+            [&[0x0d, 0, 0, 0, 0][..], &[0x82, 0x01, 0x00], &[0x02, 0x00], &with[..with.len() - 1]]
+        {
+            assert_eq!(first_len_field_plain(other, 0x22), None, "{other:?}");
+        }
+    }
 }

@@ -116,7 +116,9 @@ fn indexes_carried_over_from_the_parent_are_exact() {
     assert_eq!(carried.by_op, fresh.by_op);
     for id in rebuilt.ids() {
         let name = rebuilt.name(id);
-        let find = |index: &Index| lookup(&rebuilt, &index.by_name, &index.collisions, name);
+        let find = |index: &Index| {
+            lookup(&rebuilt, &index.by_name, &index.collisions, name, name_hash(name))
+        };
         assert_eq!(find(&carried), Some(id), "{name}");
         assert_eq!(find(&fresh), Some(id), "{name}");
     }

@@ -257,7 +257,8 @@ impl<'g> Work<'g> {
 
     /// The alive node named `name` (phantoms have no name here).
     pub fn id(&self, name: &str) -> Option<NodeId> {
-        let added = match self.names.get(&crate::graph::name_hash(name)) {
+        let hash = crate::graph::name_hash(name);
+        let added = match self.names.get(&hash) {
             Some(&id) if self.name(id) == name => Some(id),
             Some(_) => self.collisions.get(name).copied(),
             None => None,
@@ -265,7 +266,7 @@ impl<'g> Work<'g> {
         if let Some(id) = added.filter(|&id| self.alive[id as usize]) {
             return Some(id);
         }
-        self.src.id(name).filter(|&id| self.alive[id as usize])
+        self.src.id_hashed(name, hash).filter(|&id| self.alive[id as usize])
     }
 
     /// The bytes the node is written from (without name and inputs for an
@@ -329,12 +330,14 @@ impl<'g> Work<'g> {
     /// The node's device.
     pub fn device(&self, id: NodeId) -> String {
         let Some(raw) = self.raw(id) else { return String::new() };
-        for field in crate::wire::fields(raw).flatten() {
-            if field.number == 4 && field.wire == crate::wire::LEN {
-                return String::from_utf8_lossy(&raw[field.payload()]).into_owned();
-            }
-        }
-        String::new()
+        // Field 4, length-delimited: key 0x22.
+        let device = crate::wire::first_len_field_plain(raw, 0x22).unwrap_or_else(|| {
+            crate::wire::fields(raw)
+                .flatten()
+                .find(|f| f.number == 4 && f.wire == crate::wire::LEN)
+                .map(|f| &raw[f.payload()])
+        });
+        device.map_or_else(String::new, |d| String::from_utf8_lossy(d).into_owned())
     }
 
     /// What a copy of this node is made of.
