@@ -62,11 +62,11 @@ mod tests {
                 }
                 assert_eq!(next, len, "len {len}, min {min}: {ranges:?}");
                 let items: Vec<usize> = (0..len).collect();
-                let starts = super::shares(&items, min, |start, share| {
+                let parts = super::shares(&items, min, |start, share| {
                     assert_eq!(share.first().copied().unwrap_or(start), start);
                     share.to_vec()
                 });
-                assert_eq!(starts.concat(), items);
+                assert_eq!(parts.concat(), items);
             }
         }
     }
