@@ -152,46 +152,29 @@ fn attr_raw_plain<'a>(raw: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
     let mut found = None;
     let mut at = 0;
     while at < raw.len() {
-        let tag = raw[at];
-        at += 1;
-        match tag {
-            // Field 5 (attr), length-delimited: a map entry.
-            0x2a => {
-                let len = usize::try_from(wire::read_varint(raw, &mut at)?).ok()?;
-                let entry = raw.get(at..at.checked_add(len)?)?;
-                at += len;
-                let (&[0x0a, key_len], rest) = entry.split_first_chunk::<2>()? else { return None };
-                if key_len >= 0x80 {
-                    return None; // a key of 128 bytes or more
-                }
-                let entry_key = rest.get(..usize::from(key_len))?;
-                if entry_key != key {
-                    continue;
-                }
-                let rest = &rest[entry_key.len()..];
-                found = Some(match rest.split_first() {
-                    None => rest,
-                    Some((0x12, value)) => {
-                        let mut p = 0;
-                        let value_len = usize::try_from(wire::read_varint(value, &mut p)?).ok()?;
-                        if p.checked_add(value_len)? != value.len() {
-                            return None;
-                        }
-                        &value[p..]
-                    }
-                    Some(_) => return None,
-                });
-            }
-            // Other fields 1 to 15: length-delimited ones skipped, varints read.
-            t if t & 0x80 == 0 && t >> 3 != 0 && t & 7 == 2 => {
-                let len = usize::try_from(wire::read_varint(raw, &mut at)?).ok()?;
-                at = at.checked_add(len).filter(|&end| end <= raw.len())?;
-            }
-            t if t & 0x80 == 0 && t >> 3 != 0 && t & 7 == 0 => {
-                wire::read_varint(raw, &mut at)?;
-            }
-            _ => return None,
+        // Field 5 (attr), length-delimited: a map entry; others skipped.
+        let (0x2a, wire::Plain::Len(entry)) = wire::plain_field(raw, &mut at)? else { continue };
+        let (&[0x0a, key_len], rest) = entry.split_first_chunk::<2>()? else { return None };
+        if key_len >= 0x80 {
+            return None; // a key of 128 bytes or more
         }
+        let entry_key = rest.get(..usize::from(key_len))?;
+        if entry_key != key {
+            continue;
+        }
+        let rest = &rest[entry_key.len()..];
+        found = Some(match rest.split_first() {
+            None => rest,
+            Some((0x12, value)) => {
+                let mut p = 0;
+                let value_len = usize::try_from(wire::read_varint(value, &mut p)?).ok()?;
+                if p.checked_add(value_len)? != value.len() {
+                    return None;
+                }
+                &value[p..]
+            }
+            Some(_) => return None,
+        });
     }
     Some(found)
 }

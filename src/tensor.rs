@@ -256,24 +256,15 @@ type TensorFields<'a> = (i32, Option<&'a [u8]>, Option<&'a [u8]>);
 /// anything else, which the general walk then reads. Constants are read
 /// for every batch norm a rule folds.
 fn tensor_fields_plain(raw: &[u8]) -> Option<TensorFields<'_>> {
-    use crate::wire::read_varint;
+    use crate::wire::{Plain, plain_field};
     let (mut dtype, mut dims, mut content) = (0i32, None, None);
     let mut at = 0;
-    while let Some(&key) = raw.get(at) {
-        at += 1;
-        match key {
-            0x08 => dtype = read_varint(raw, &mut at)? as i32,
-            0x18 if read_varint(raw, &mut at)? == 0 => {}
-            0x12 | 0x22 => {
-                let len = usize::try_from(read_varint(raw, &mut at)?).ok()?;
-                let payload = raw.get(at..at.checked_add(len)?)?;
-                at += len;
-                match key {
-                    0x12 if dims.is_none() => dims = Some(payload),
-                    0x22 => content = Some(payload),
-                    _ => return None,
-                }
-            }
+    while at < raw.len() {
+        match plain_field(raw, &mut at)? {
+            (0x08, Plain::Varint(v)) => dtype = v as i32,
+            (0x18, Plain::Varint(0)) => {}
+            (0x12, Plain::Len(payload)) if dims.is_none() => dims = Some(payload),
+            (0x22, Plain::Len(payload)) => content = Some(payload),
             _ => return None,
         }
     }
@@ -320,26 +311,18 @@ fn dims_from_raw(shape: &[u8], mut dim: impl FnMut(i64)) -> Option<()> {
 /// prost write one (each dimension a size alone, one-byte keys); `None`
 /// for anything else.
 fn dims_plain(shape: &[u8]) -> Option<smallvec::SmallVec<[i64; 6]>> {
-    use crate::wire::read_varint;
+    use crate::wire::{Plain, plain_field};
     let mut dims = smallvec::SmallVec::new();
     let mut at = 0;
-    while let Some(&key) = shape.get(at) {
-        at += 1;
-        let len = usize::try_from(read_varint(shape, &mut at)?).ok()?;
-        let dim = shape.get(at..at.checked_add(len)?)?;
-        at += len;
+    while at < shape.len() {
+        let (0x12, Plain::Len(dim)) = plain_field(shape, &mut at)? else { return None };
+        let mut p = 0;
         let size = match dim {
-            _ if key != 0x12 => return None,
             [] => 0,
-            [0x08, rest @ ..] => {
-                let mut p = 0;
-                let size = read_varint(rest, &mut p)? as i64;
-                if p != rest.len() {
-                    return None;
-                }
-                size
-            }
-            _ => return None,
+            _ => match plain_field(dim, &mut p)? {
+                (0x08, Plain::Varint(size)) if p == dim.len() => size as i64,
+                _ => return None,
+            },
         };
         dims.push(size);
     }

@@ -121,32 +121,49 @@ pub struct Fields<'a> {
     failed: bool,
 }
 
+/// A field read by [`plain_field`].
+#[derive(Debug, PartialEq)]
+pub enum Plain<'a> {
+    /// A varint's value.
+    Varint(u64),
+    /// A length-delimited field's payload.
+    Len(&'a [u8]),
+}
+
+/// The field at `*at` (moved past it) of a message written as TensorFlow
+/// and prost write them: its one-byte key and its varint value or
+/// length-delimited payload; `None` for any other field (a longer key,
+/// field 0, another wire type, a cut one), which the general walk
+/// [`fields`] then reads. A few comparisons per field, for the lookups run
+/// at every match.
+#[inline]
+pub fn plain_field<'a>(raw: &'a [u8], at: &mut usize) -> Option<(u8, Plain<'a>)> {
+    let key = *raw.get(*at)?;
+    *at += 1;
+    if !(8..0x80).contains(&key) {
+        return None;
+    }
+    match key & 7 {
+        VARINT => Some((key, Plain::Varint(read_varint(raw, at)?))),
+        LEN => {
+            let len = usize::try_from(read_varint(raw, at)?).ok()?;
+            let payload = raw.get(*at..at.checked_add(len)?)?;
+            *at += len;
+            Some((key, Plain::Len(payload)))
+        }
+        _ => None,
+    }
+}
+
 /// The payload of the first length-delimited field with the one-byte key
-/// `key`, in a message whose every key is one byte and every field a varint
-/// or length-delimited, as TensorFlow and prost write a NodeDef; `None` for
-/// any other message, which [`fields`] then reads. Cheaper than a walk by
-/// [`fields`] where a field is looked up for every match.
+/// `key`, read by [`plain_field`]; `None` for a message it does not read.
 pub fn first_len_field_plain(raw: &[u8], key: u8) -> Option<Option<&[u8]>> {
     let mut at = 0;
-    while let Some(&tag) = raw.get(at) {
-        at += 1;
-        // A one-byte key has its high bit clear; field 0 does not exist.
-        if tag < 8 {
-            return None;
-        }
-        match tag & 0x87 {
-            VARINT => {
-                read_varint(raw, &mut at)?;
+    while at < raw.len() {
+        if let (k, Plain::Len(payload)) = plain_field(raw, &mut at)? {
+            if k == key {
+                return Some(Some(payload));
             }
-            LEN => {
-                let len = usize::try_from(read_varint(raw, &mut at)?).ok()?;
-                let payload = raw.get(at..at.checked_add(len)?)?;
-                at += len;
-                if tag == key {
-                    return Some(Some(payload));
-                }
-            }
-            _ => return None,
         }
     }
     Some(None)
