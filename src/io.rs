@@ -155,9 +155,13 @@ pub fn read_graph(path: &Path, format: Option<Format>) -> Result<Graph, ReadErro
 fn map_file(path: &Path) -> io::Result<Bytes> {
     let file = fs::File::open(path)?;
     let meta = file.metadata()?;
-    // Pipes and devices (`<(cat model.pb)`) are read; so is an empty file.
+    // Pipes and devices (`<(cat model.pb)`) are read, from the handle
+    // already open (opening a FIFO again would wait for another writer);
+    // so is an empty file.
     if !meta.is_file() || meta.len() == 0 {
-        return fs::read(path).map(Bytes::from);
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut buf)?;
+        return Ok(Bytes::from(buf));
     }
     // SAFETY: the map is only read, and lives as long as the `Bytes`
     // holding it; the file is not written by this program while mapped.
