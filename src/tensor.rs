@@ -8,7 +8,7 @@ use crate::npy::f16_to_f64;
 use crate::proto::{DataType, TensorProto, TensorShapeProto, tensor_shape_proto::Dim};
 
 /// A dense array of f64 in row-major order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Array {
     /// Dimensions; empty for a scalar.
     pub shape: Vec<usize>,
@@ -28,13 +28,15 @@ impl Array {
         self
     }
 
-    /// `zip` that reuses `self`'s buffer when it already has the result's
-    /// shape (no allocation for `big * small`).
-    pub fn zip_owned(
-        mut self,
+    /// `f(a, b)` elementwise with numpy broadcasting, into `out`'s buffers
+    /// (kept from one use to the next, so `big * small` allocates nothing
+    /// once they have grown).
+    pub fn zip_into(
+        &self,
         other: &Array,
+        out: &mut Array,
         f: impl Fn(f64, f64) -> f64,
-    ) -> Result<Array, String> {
+    ) -> Result<(), String> {
         let fits = self.shape.len() >= other.shape.len()
             && other
                 .shape
@@ -42,24 +44,40 @@ impl Array {
                 .rev()
                 .zip(self.shape.iter().rev())
                 .all(|(o, s)| o == s || *o == 1);
-        if !fits {
-            return self.zip(other, f);
-        }
-        if let [y] = other.data[..] {
-            self.data.iter_mut().for_each(|x| *x = f(*x, y));
-            return Ok(self);
-        }
         // Once its leading 1s are dropped, `other`'s dims are `self`'s last
         // ones (equal shapes included): its values repeat with a period of
         // its size. Otherwise the general loop.
         let lead = other.shape.iter().take_while(|&&d| d == 1).count();
-        if !other.data.is_empty() && self.shape.ends_with(&other.shape[lead..]) {
-            for chunk in self.data.chunks_mut(other.data.len()) {
-                chunk.iter_mut().zip(&other.data).for_each(|(x, &y)| *x = f(*x, y));
-            }
-            return Ok(self);
+        let periodic = !other.data.is_empty() && self.shape.ends_with(&other.shape[lead..]);
+        if !fits || (other.data.len() != 1 && !periodic) {
+            *out = self.zip(other, f)?;
+            return Ok(());
         }
-        self.zip(other, f)
+        out.shape.clone_from(&self.shape);
+        out.data.clear();
+        match other.data[..] {
+            [y] => out.data.extend(self.data.iter().map(|&x| f(x, y))),
+            _ => {
+                for chunk in self.data.chunks(other.data.len()) {
+                    out.data.extend(chunk.iter().zip(&other.data).map(|(&x, &y)| f(x, y)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `f` of every element, into `out`'s buffers.
+    pub fn map_into(&self, out: &mut Array, f: impl Fn(f64) -> f64) {
+        out.shape.clone_from(&self.shape);
+        out.data.clear();
+        out.data.extend(self.data.iter().map(|&v| f(v)));
+    }
+
+    /// Makes this array the scalar `value`, in its own buffers.
+    pub fn set_scalar(&mut self, value: f64) {
+        self.shape.clear();
+        self.data.clear();
+        self.data.push(value);
     }
 
     /// Elementwise `f(a, b)` with numpy broadcasting.
@@ -151,15 +169,19 @@ impl Array {
 
     /// The same values in another shape; one dimension may be -1.
     pub fn reshape(&self, dims: &[i64]) -> Result<Array, String> {
+        let mut out = Array { shape: vec![], data: vec![] };
+        self.reshape_into(dims, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Array::reshape`] into `out`'s buffers.
+    pub fn reshape_into(&self, dims: &[i64], out: &mut Array) -> Result<(), String> {
         let known: i64 = dims.iter().filter(|&&d| d != -1).product();
         let unknown = dims.iter().filter(|&&d| d == -1).count();
         let total = self.data.len() as i64;
-        let shape: Vec<usize> = match unknown {
-            0 if known == total => dims.iter().map(|&d| d as usize).collect(),
-            1 if known > 0 && total % known == 0 => dims
-                .iter()
-                .map(|&d| if d == -1 { (total / known) as usize } else { d as usize })
-                .collect(),
+        let inferred = match unknown {
+            0 if known == total => 0,
+            1 if known > 0 && total % known == 0 => (total / known) as usize,
             _ => {
                 return Err(format!(
                     "cannot reshape {:?} ({total} values) to {dims:?}",
@@ -170,12 +192,27 @@ impl Array {
         if dims.iter().any(|&d| d < -1) {
             return Err(format!("bad dimension in {dims:?}"));
         }
-        Ok(Array { shape, data: self.data.clone() })
+        out.shape.clear();
+        out.shape.extend(dims.iter().map(|&d| if d == -1 { inferred } else { d as usize }));
+        out.data.clone_from(&self.data);
+        Ok(())
     }
 }
 
 /// The values of tensor_content: `count` values of `dtype`.
 fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, String> {
+    let mut values = Vec::new();
+    content_values_into(dtype, c, count, &mut values)?;
+    Ok(values)
+}
+
+/// [`content_values`] into `out` (cleared first).
+fn content_values_into(
+    dtype: DataType,
+    c: &[u8],
+    count: usize,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
     let size = dtype
         .byte_size()
         .ok_or_else(|| format!("{} constants are not numeric", dtype.short_name()))?;
@@ -187,22 +224,24 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
         ));
     }
     // One loop per type, so each is a tight conversion loop.
-    fn each<const N: usize>(c: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
-        c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))).collect()
+    fn each<const N: usize>(c: &[u8], out: &mut Vec<f64>, f: impl Fn([u8; N]) -> f64) {
+        out.clear();
+        out.extend(c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))));
     }
-    Ok(match dtype {
-        DataType::DtFloat => each(c, |b| f64::from(f32::from_le_bytes(b))),
-        DataType::DtDouble => each(c, f64::from_le_bytes),
-        DataType::DtHalf => each(c, |b| f16_to_f64(u16::from_le_bytes(b))),
-        DataType::DtBfloat16 => {
-            each(c, |b: [u8; 2]| f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)))
-        }
-        DataType::DtInt32 => each(c, |b| f64::from(i32::from_le_bytes(b))),
-        DataType::DtInt64 => each(c, |b| i64::from_le_bytes(b) as f64),
-        DataType::DtBool | DataType::DtUint8 => each(c, |b: [u8; 1]| f64::from(b[0])),
-        DataType::DtInt8 => each(c, |b: [u8; 1]| f64::from(b[0] as i8)),
+    match dtype {
+        DataType::DtFloat => each(c, out, |b| f64::from(f32::from_le_bytes(b))),
+        DataType::DtDouble => each(c, out, f64::from_le_bytes),
+        DataType::DtHalf => each(c, out, |b| f16_to_f64(u16::from_le_bytes(b))),
+        DataType::DtBfloat16 => each(c, out, |b: [u8; 2]| {
+            f64::from(f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16))
+        }),
+        DataType::DtInt32 => each(c, out, |b| f64::from(i32::from_le_bytes(b))),
+        DataType::DtInt64 => each(c, out, |b| i64::from_le_bytes(b) as f64),
+        DataType::DtBool | DataType::DtUint8 => each(c, out, |b: [u8; 1]| f64::from(b[0])),
+        DataType::DtInt8 => each(c, out, |b: [u8; 1]| f64::from(b[0] as i8)),
         other => return Err(format!("{} constants are not supported", other.short_name())),
-    })
+    }
+    Ok(())
 }
 
 /// The values and dtype of an encoded TensorProto whose values are in
@@ -210,12 +249,19 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
 /// value), read from the wire; `None` for any other form, which
 /// [`from_proto`] reads once decoded.
 pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
+    let mut array = Array { shape: Vec::with_capacity(4), data: vec![] };
+    Some(from_raw_into(raw, &mut array)?.map(|dtype| (array, dtype)))
+}
+
+/// [`from_raw`] into `out`'s buffers (a thread reads the constants of
+/// every batch norm it folds into the same few).
+pub fn from_raw_into(raw: &[u8], out: &mut Array) -> Option<Result<DataType, String>> {
     let (dtype, dims, content) = tensor_fields_plain(raw).or_else(|| tensor_fields(raw))?;
     let content = content.filter(|c| !c.is_empty())?;
-    let mut shape = Vec::with_capacity(4);
+    out.shape.clear();
     let mut unknown = false;
     dims_from_raw(dims.unwrap_or(&[]), |d| match usize::try_from(d) {
-        Ok(d) => shape.push(d),
+        Ok(d) => out.shape.push(d),
         Err(_) => unknown = true,
     })?;
     let Ok(dtype) = DataType::try_from(dtype) else {
@@ -224,10 +270,8 @@ pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
     if unknown {
         return Some(Err("the tensor has an unknown dimension".into()));
     }
-    Some(
-        content_values(dtype, content, shape.iter().product())
-            .map(|data| (Array { shape, data }, dtype)),
-    )
+    let count = out.shape.iter().product();
+    Some(content_values_into(dtype, content, count, &mut out.data).map(|()| dtype))
 }
 
 /// The dtype, shape and content fields of an encoded TensorProto holding

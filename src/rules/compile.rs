@@ -4,10 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::ast::{
-    Literal, LiteralKind, PatternKind, RExpr, RInput, Replacement, Rule, Span, TExpr, TExprKind,
-};
+use super::ast::{Literal, LiteralKind, PatternKind, RExpr, RInput, Replacement, Rule, Span};
 use super::check::check;
+use super::consts::Consts;
 use super::diag::{Diagnostic, Source};
 use super::load::Loaded;
 
@@ -22,9 +21,8 @@ pub struct CompiledRule {
     pub root_ops: Vec<String>,
     /// How many nodes its replacement builds, at most.
     pub new_nodes: usize,
-    /// How many times its constant expressions read each variable: a
-    /// constant read more than once is decoded once.
-    pub const_reads: Vec<(String, u32)>,
+    /// Its constant expressions, compiled.
+    pub consts: Consts,
 }
 
 /// Rules in priority order, with parameter values.
@@ -86,14 +84,7 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
                 Replacement::Single(e) => new_nodes(e),
                 Replacement::Ports(es, _) => es.iter().map(new_nodes).sum(),
             },
-            const_reads: {
-                let mut reads = Vec::new();
-                match &r.rule.replacement {
-                    Replacement::Single(e) => count_reads(e, &mut reads),
-                    Replacement::Ports(es, _) => es.iter().for_each(|e| count_reads(e, &mut reads)),
-                }
-                reads
-            },
+            consts: Consts::of(&r.rule.replacement),
             rule: r.rule.clone(),
             source: r.source.clone(),
         })
@@ -119,38 +110,6 @@ fn new_nodes(expr: &RExpr) -> usize {
     }
 }
 
-/// Counts the variables the constant expressions of `expr` read.
-fn count_reads(expr: &RExpr, reads: &mut Vec<(String, u32)>) {
-    fn texpr(t: &TExpr, reads: &mut Vec<(String, u32)>) {
-        match &t.kind {
-            TExprKind::Var(var) => match reads.iter_mut().find(|r| r.0 == var.name) {
-                Some(r) => r.1 += 1,
-                None => reads.push((var.name.clone(), 1)),
-            },
-            TExprKind::Num(_) | TExprKind::Attr(..) => {}
-            TExprKind::Call(_, items) | TExprKind::List(items) => {
-                items.iter().for_each(|i| texpr(i, reads))
-            }
-            TExprKind::Neg(inner) => texpr(inner, reads),
-            TExprKind::Bin(a, _, b) => {
-                texpr(a, reads);
-                texpr(b, reads);
-            }
-        }
-    }
-    match expr {
-        RExpr::Const(t, _) => texpr(t, reads),
-        RExpr::NewNode { inputs, .. } | RExpr::Copy { inputs, .. } => {
-            for input in inputs {
-                if let RInput::Data(e) = input {
-                    count_reads(e, reads);
-                }
-            }
-        }
-        RExpr::Dead(_) | RExpr::Var { .. } | RExpr::Number(..) => {}
-    }
-}
-
 /// A `--set` value: a number, `true`/`false`, a comma-separated list of
 /// strings, or a string.
 fn parse_set(value: &str) -> Literal {
@@ -172,24 +131,4 @@ fn parse_set(value: &str) -> Literal {
         LiteralKind::Str(value.to_string())
     };
     Literal { kind, span: Span::default() }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compile;
-    use crate::rules::load::load_text;
-
-    /// Reads are counted across every constant expression of a rule, in
-    /// nested calls and lists too; attributes and new nodes' inputs are not
-    /// constant reads.
-    #[test]
-    fn constant_reads_are_counted_per_variable() {
-        let text = "rule r: n = Op{eps: e}(x, a: Const, b: Const) => \
-            Mul(x, const(a * rsqrt(b + e) + reshape(a, [dim(b, 0)]) - n.eps))";
-        let rules = compile(&load_text("t.rules", text), &[]).expect("compiles");
-        let mut reads = rules.rules[0].const_reads.clone();
-        reads.sort();
-        let expected = [("a", 2), ("b", 2), ("e", 1)].map(|(v, n)| (v.to_string(), n));
-        assert_eq!(reads, expected);
-    }
 }

@@ -8,6 +8,7 @@
 pub mod ast;
 pub mod check;
 pub mod compile;
+pub mod consts;
 pub mod diag;
 pub mod engine;
 pub mod load;

@@ -2,17 +2,19 @@
 //! attributes and inputs, copies of matched nodes, computed constants, and
 //! the names they get. The result is a [`Patch`]; the engine applies it.
 
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use bytes::Bytes;
 
 use super::ast::*;
 use super::compile::RuleSet;
+use super::consts::{Consts, Inputs, Slots};
 use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
 use super::work::{Body, Work};
 use crate::graph::{NodeId, Port};
 use crate::proto::{AttrValue, DataType, attr_value};
+use crate::tensor::Array;
 use smallvec::SmallVec;
 
 /// One rule application, computed without touching the graph.
@@ -60,11 +62,10 @@ pub(super) struct Builder<'a> {
     pub(super) nodes: Vec<NewNode>,
     /// The root's device, once read.
     pub(super) device: Option<String>,
-    /// How many times the rule's constant expressions read each variable.
-    pub(super) reads: &'a [(String, u32)],
-    /// Constants this patch reads again, with their node and how many reads
-    /// are left (a rule often reads one twice; a patch reads a few).
-    pub(super) constants: RefCell<Vec<(NodeId, crate::tensor::Array, DataType, u32)>>,
+    /// The rule's constant expressions, and the thread's room to compute
+    /// them in.
+    pub(super) consts: &'a Consts,
+    pub(super) slots: &'a mut Slots,
 }
 
 impl<'a> Builder<'a> {
@@ -155,13 +156,17 @@ impl<'a> Builder<'a> {
                 _ => Err(format!("`{}` is not a tensor", var.name)),
             },
             RExpr::Number(value, _) => {
-                let dtype = self.port_dtype(port);
-                self.constant(&crate::tensor::Array::scalar(*value), dtype)
+                let (device, dtype) = (self.root_device(), self.port_dtype(port));
+                let body = encode_const(&device, &crate::tensor::Array::scalar(*value), dtype)?;
+                Ok(self.push_const(body))
             }
-            RExpr::Const(texpr, _) => {
-                let mut dtype = None;
-                let value = self.texpr(texpr, &mut dtype)?;
-                self.constant(&value, dtype.unwrap_or(DataType::DtFloat))
+            RExpr::Const(_, span) => {
+                let device = self.root_device();
+                let bindings =
+                    Bindings { graph: self.graph, m: self.m, params: &self.rules.params };
+                let (value, dtype) = self.consts.eval(span.start, &bindings, self.slots)?;
+                let body = encode_const(&device, value, dtype)?;
+                Ok(self.push_const(body))
             }
             RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
                 let device = self.root_device();
@@ -237,17 +242,16 @@ impl<'a> Builder<'a> {
         Ok((data, control))
     }
 
-    fn constant(&mut self, array: &crate::tensor::Array, dtype: DataType) -> Result<TRef, String> {
-        let device = self.root_device();
+    fn push_const(&mut self, body: Bytes) -> TRef {
         self.nodes.push(NewNode {
             name: "const".to_string(),
             op: "Const".into(),
-            body: Body::Encoded(encode_const(&device, array, dtype)?),
+            body: Body::Encoded(body),
             data: vec![],
             control: vec![],
             control_names: vec![],
         });
-        Ok(TRef::New(self.nodes.len() - 1, 0))
+        TRef::New(self.nodes.len() - 1, 0)
     }
 
     /// The element type of output `port` of the root.
@@ -327,155 +331,59 @@ impl<'a> Builder<'a> {
         };
         Ok(AttrOut::Value(Box::new(AttrValue { value: Some(v) })))
     }
+}
 
-    fn texpr(
-        &self,
-        expr: &TExpr,
-        dtype: &mut Option<DataType>,
-    ) -> Result<crate::tensor::Array, String> {
-        use crate::tensor::Array;
-        Ok(match &expr.kind {
-            TExprKind::Num(n) => Array::scalar(*n),
-            TExprKind::Var(var) => match self.m.vars.get(&var.name) {
-                Some(Bound::Attr(a)) => match super::matcher::attr_value_of(a) {
-                    GValue::Num(n) => Array::scalar(n),
-                    other => return Err(format!("`{}` is {other:?}, not a number", var.name)),
-                },
-                Some(_) => {
-                    let t = self.m.tensor(&var.name).ok_or("not a tensor")?;
-                    // A constant the rule reads again is kept until its
-                    // last read, which takes it.
-                    let mut constants = self.constants.borrow_mut();
-                    let (array, dt) = match constants.iter().position(|c| c.0 == t.node) {
-                        Some(at) if constants[at].3 <= 1 => {
-                            let (_, array, dt, _) = constants.swap_remove(at);
-                            (array, dt)
-                        }
-                        Some(at) => {
-                            constants[at].3 -= 1;
-                            (constants[at].1.clone(), constants[at].2)
-                        }
-                        None => {
-                            let (array, dt) = self.const_value(t.node)?;
-                            let reads =
-                                self.reads.iter().find(|r| r.0 == var.name).map_or(1, |r| r.1);
-                            if reads > 1 {
-                                constants.push((t.node, array.clone(), dt, reads - 1));
-                            }
-                            (array, dt)
-                        }
-                    };
-                    dtype.get_or_insert(dt);
-                    array
-                }
-                None => match self.rules.params.get(&var.name).map(literal_value) {
-                    Some(GValue::Num(n)) => Array::scalar(n),
-                    _ => return Err(format!("`{}` is not a number", var.name)),
-                },
+/// The values a rule's constant expressions read: the match's bindings,
+/// its nodes' attributes, the rules' parameters.
+struct Bindings<'a> {
+    graph: &'a Work<'a>,
+    m: &'a Match<'a>,
+    params: &'a HashMap<String, Literal>,
+}
+
+impl Inputs for Bindings<'_> {
+    fn var(&self, var: &str, out: &mut Array) -> Result<Option<DataType>, String> {
+        match self.m.vars.get(var) {
+            Some(Bound::Attr(a)) => match super::matcher::attr_value_of(a) {
+                GValue::Num(n) => out.set_scalar(n),
+                other => return Err(format!("`{var}` is {other:?}, not a number")),
             },
-            TExprKind::Attr(var, attr) => {
-                let node = self.m.node(&var.name).ok_or("not a node")?;
-                match self
-                    .graph
-                    .attr(node, &attr.name)
-                    .map_err(|e| e.to_string())?
-                    .map(|a| super::matcher::attr_value_of(&a))
-                {
-                    Some(GValue::Num(n)) => Array::scalar(n),
-                    other => {
-                        return Err(format!(
-                            "`{}.{}` is {other:?}, not a number",
-                            var.name, attr.name
-                        ));
-                    }
-                }
+            Some(_) => {
+                let t = self.m.tensor(var).ok_or("not a tensor")?;
+                return self.const_value(t.node, out).map(Some);
             }
-            TExprKind::Neg(inner) => self.texpr(inner, dtype)?.map(|v| -v),
-            TExprKind::Bin(_, BinOp::Mul, _) => {
-                // A product of several factors is multiplied smallest first,
-                // so `w * gamma * rsqrt(var + eps)` makes one pass over the
-                // weights instead of two (the result's shape is the same in
-                // any order; only the last bits of an f64 may differ).
-                let mut factors = Vec::new();
-                product_factors(expr, &mut factors);
-                let mut values = factors
-                    .into_iter()
-                    .map(|f| self.texpr(f, dtype))
-                    .collect::<Result<Vec<Array>, String>>()?;
-                values.sort_by_key(|v| v.data.len());
-                let largest = values.pop().ok_or("an empty product")?;
-                let mut small = values.into_iter();
-                match small.next() {
-                    None => largest,
-                    Some(first) => {
-                        let small =
-                            small.try_fold(first, |acc, v| acc.zip_owned(&v, |x, y| x * y))?;
-                        largest.zip_owned(&small, |x, y| x * y)?
-                    }
-                }
-            }
-            TExprKind::Bin(a, op, b) => {
-                let (a, b) = (self.texpr(a, dtype)?, self.texpr(b, dtype)?);
-                // In `a`'s buffer when `b` fits in its shape (most do).
-                match op {
-                    BinOp::Add => a.zip_owned(&b, |x, y| x + y)?,
-                    BinOp::Sub => a.zip_owned(&b, |x, y| x - y)?,
-                    BinOp::Mul => a.zip_owned(&b, |x, y| x * y)?,
-                    BinOp::Div => a.zip_owned(&b, |x, y| x / y)?,
-                }
-            }
-            TExprKind::List(items) => {
-                let values = items
-                    .iter()
-                    .map(|i| self.texpr(i, &mut None).map(|a| a.data[0]))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Array { shape: vec![values.len()], data: values }
-            }
-            TExprKind::Call(func, args) => {
-                let arg = |i: usize, dtype: &mut Option<DataType>| self.texpr(&args[i], dtype);
-                match func.name.as_str() {
-                    "sqrt" => arg(0, dtype)?.map(f64::sqrt),
-                    "rsqrt" => arg(0, dtype)?.map(|v| 1.0 / v.sqrt()),
-                    "neg" => arg(0, dtype)?.map(|v| -v),
-                    "abs" => arg(0, dtype)?.map(f64::abs),
-                    "square" => arg(0, dtype)?.map(|v| v * v),
-                    "reshape" => {
-                        let dims: Vec<i64> =
-                            arg(1, &mut None)?.data.iter().map(|&d| d as i64).collect();
-                        arg(0, dtype)?.reshape(&dims)?
-                    }
-                    "shape" => {
-                        let a = arg(0, &mut None)?;
-                        Array {
-                            shape: vec![a.shape.len()],
-                            data: a.shape.iter().map(|&d| d as f64).collect(),
-                        }
-                    }
-                    "dim" => {
-                        let a = arg(0, &mut None)?;
-                        let i = arg(1, &mut None)?.data.first().copied().unwrap_or(0.0) as i64;
-                        let rank = a.shape.len() as i64;
-                        let at = if i < 0 { rank + i } else { i };
-                        let d = a
-                            .shape
-                            .get(at as usize)
-                            .ok_or_else(|| format!("dimension {i} of a rank-{rank} tensor"))?;
-                        Array::scalar(*d as f64)
-                    }
-                    other => return Err(format!("unknown function `{other}`")),
-                }
-            }
-        })
+            None => match self.params.get(var).map(literal_value) {
+                Some(GValue::Num(n)) => out.set_scalar(n),
+                _ => return Err(format!("`{var}` is not a number")),
+            },
+        }
+        Ok(None)
     }
 
+    fn attr(&self, var: &str, attr: &str) -> Result<f64, String> {
+        let node = self.m.node(var).ok_or("not a node")?;
+        match self
+            .graph
+            .attr(node, attr)
+            .map_err(|e| e.to_string())?
+            .map(|a| super::matcher::attr_value_of(&a))
+        {
+            Some(GValue::Num(n)) => Ok(n),
+            other => Err(format!("`{var}.{attr}` is {other:?}, not a number")),
+        }
+    }
+}
+
+impl Bindings<'_> {
     /// The value of a Const, looking through Identity-like nodes.
-    fn const_value(&self, mut node: NodeId) -> Result<(crate::tensor::Array, DataType), String> {
+    /// Into `out`, with its dtype.
+    fn const_value(&self, mut node: NodeId, out: &mut Array) -> Result<DataType, String> {
         for _ in 0..16 {
             match self.graph.op(node) {
                 "Const" => {
                     // Most constants are read from the wire; others decoded.
                     if let Some(read) = super::matcher::const_tensor_raw(self.graph, node)
-                        .and_then(crate::tensor::from_raw)
+                        .and_then(|raw| crate::tensor::from_raw_into(raw, out))
                     {
                         return read;
                     }
@@ -484,8 +392,8 @@ impl<'a> Builder<'a> {
                     else {
                         return Err(format!("Const `{}` has no value", self.graph.name(node)));
                     };
-                    let dtype = DataType::try_from(t.dtype).unwrap_or(DataType::DtFloat);
-                    return Ok((crate::tensor::from_proto(&t)?, dtype));
+                    *out = crate::tensor::from_proto(&t)?;
+                    return Ok(DataType::try_from(t.dtype).unwrap_or(DataType::DtFloat));
                 }
                 "Identity" | "Snapshot" | "StopGradient" => {
                     node = self
@@ -638,17 +546,6 @@ fn attr_entry_header(out: &mut Vec<u8>, key: &str, value_len: usize) {
     if value_len > 0 {
         out.push(0x12);
         write_varint(value_len as u64, out);
-    }
-}
-
-/// The factors of a chain of `*`, in order.
-fn product_factors<'e>(expr: &'e TExpr, out: &mut Vec<&'e TExpr>) {
-    match &expr.kind {
-        TExprKind::Bin(a, BinOp::Mul, b) => {
-            product_factors(a, out);
-            product_factors(b, out);
-        }
-        _ => out.push(expr),
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::ast::{Arg, Pattern, PatternKind};
 use super::compile::RuleSet;
+use super::consts::Slots;
 use super::engine::{Report, Scratch, refill};
 use super::matcher::{Guard, Match, Matcher};
 use super::replace::{Builder, Patch};
@@ -270,7 +271,7 @@ pub(super) fn find_patches(
         // Sized for a patch per candidate (the pages of what is not used are
         // never touched): growing would copy the patches into fresh memory.
         let mut found = Found { patches: Vec::with_capacity(ids.len()), ..Found::default() };
-        let mut m = Match::default();
+        let (mut m, mut slots) = (Match::default(), Slots::default());
         for &root in ids {
             let mut matched = false;
             for &index in &rules_of[work.op_of(root) as usize] {
@@ -284,7 +285,7 @@ pub(super) fn find_patches(
                     found.other(index, root, None);
                     continue;
                 }
-                match try_rule(work, rules, index, root, protected, &mut m) {
+                match try_rule(work, rules, index, root, protected, &mut m, &mut slots) {
                     None => {}
                     Some(Ok(patch)) => {
                         matched = true;
@@ -304,7 +305,7 @@ pub(super) fn find_patches(
     // Then, rule by rule, in candidate order, a match is kept unless an
     // earlier rule, or an earlier match of this one, took its root or one of
     // its nodes: what trying them one by one would keep.
-    let mut m = Match::default();
+    let (mut m, mut slots) = (Match::default(), Slots::default());
     let mut late = false;
     for index in 0..rules.rules.len() {
         for part in &mut parts {
@@ -323,10 +324,13 @@ pub(super) fn find_patches(
                     let other = &mut part.others[(at & !OTHER) as usize];
                     let outcome = match other.1.take() {
                         Some(refused) => Err(refused),
-                        None => match try_rule(work, rules, index, root, protected, &mut m) {
-                            Some(tried) => tried,
-                            None => continue,
-                        },
+                        None => {
+                            match try_rule(work, rules, index, root, protected, &mut m, &mut slots)
+                            {
+                                Some(tried) => tried,
+                                None => continue,
+                            }
+                        }
                     };
                     let interior: &[NodeId] = match &outcome {
                         Ok(patch) => &patch.interior,
@@ -459,6 +463,7 @@ fn try_rule<'r>(
     root: NodeId,
     protected: &[NodeId],
     m: &mut Match<'r>,
+    slots: &mut Slots,
 ) -> Tried {
     let rule = &rules.rules[index];
     let matcher = Matcher { graph: work, dead: work.live_marker() };
@@ -477,6 +482,7 @@ fn try_rule<'r>(
             Err(reason) => return warn(m, at(&format!(": guard not evaluated: {reason}"))),
         }
     }
+    slots.start(rule.consts.steps());
     let mut builder = Builder {
         graph: work,
         m,
@@ -485,8 +491,8 @@ fn try_rule<'r>(
         root,
         nodes: Vec::with_capacity(rule.new_nodes),
         device: None,
-        reads: &rule.const_reads,
-        constants: Default::default(),
+        consts: &rule.consts,
+        slots,
     };
     let patch = match builder.patch(index) {
         Ok(patch) => patch,
