@@ -182,33 +182,38 @@ impl Quick {
         Some(quick)
     }
 
-    /// Whether `id` may match: a cheap test of its data inputs, in one pass.
-    fn admits(&self, work: &Work, id: NodeId) -> bool {
-        let (mut have, mut next, mut fits, mut unnamed) = (0, 0, true, false);
+    /// Whether a node whose data inputs are `inputs` may match.
+    fn admits(&self, inputs: &InputOps) -> bool {
+        // An input that names no node is left to the matcher (it skips it).
+        inputs.unnamed
+            || (inputs.ops.len() >= self.want
+                && (self.open || inputs.ops.len() == self.want)
+                && self.slots.iter().all(|(at, ops)| ops.contains(&inputs.ops[*at])))
+    }
+}
+
+/// A candidate's data inputs as [`Quick`] tests them: the op number of
+/// each one's producer, read once for all the rules of the candidate's op.
+struct InputOps {
+    ops: smallvec::SmallVec<[u32; 8]>,
+    /// Whether an input names no node.
+    unnamed: bool,
+}
+
+impl InputOps {
+    fn of(work: &Work, id: NodeId) -> InputOps {
+        let mut inputs = InputOps { ops: smallvec::SmallVec::new(), unnamed: false };
         for e in work.inputs(id) {
-            if e.port == Port::Control {
-                continue;
-            }
-            match e.src {
-                // An input that names no node is left to the matcher (it
-                // skips it).
-                None => unnamed = true,
-                Some(src) => {
-                    if let Some((slot, ops)) = self.slots.get(next) {
-                        if *slot == have {
-                            fits &= ops.contains(&work.op_of(src));
-                            next += 1;
-                        }
-                    }
+            match (e.port, e.src) {
+                (Port::Control, _) => {}
+                (_, Some(src)) => inputs.ops.push(work.op_of(src)),
+                (_, None) => {
+                    inputs.unnamed = true;
+                    inputs.ops.push(u32::MAX);
                 }
             }
-            have += 1;
         }
-        unnamed
-            || (fits
-                && next == self.slots.len()
-                && have >= self.want
-                && (self.open || have == self.want))
+        inputs
     }
 }
 
@@ -274,11 +279,13 @@ pub(super) fn find_patches(
         let (mut m, mut slots) = (Match::default(), Slots::default());
         for &root in ids {
             let mut matched = false;
+            let mut inputs = None;
             for &index in &rules_of[work.op_of(root) as usize] {
-                let near_enough =
-                    candidates.is_none_or(|near| near.distance[root as usize] <= reaches[index]);
-                let admits = quick[index].as_ref().is_some_and(|q| q.admits(work, root));
-                if !near_enough || !admits {
+                if candidates.is_some_and(|near| near.distance[root as usize] > reaches[index]) {
+                    continue;
+                }
+                let inputs = inputs.get_or_insert_with(|| InputOps::of(work, root));
+                if !quick[index].as_ref().is_some_and(|q| q.admits(inputs)) {
                     continue;
                 }
                 if matched {
@@ -573,5 +580,61 @@ mod tests {
             }
             assert!(found[0] == found[1], "step {step}");
         }
+    }
+
+    /// The quick test of a candidate's inputs never rejects a node the
+    /// matcher accepts, whatever its inputs (control inputs between data
+    /// ones, one that names no node, fewer or more than the pattern has,
+    /// `...`), and rejects those whose producers cannot fit.
+    #[test]
+    fn the_quick_test_never_rejects_a_match() {
+        use crate::proto::{GraphDef, NodeDef};
+        let node = |name: &str, op: &str, inputs: &[&str]| NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let graph = crate::Graph::from_def(&GraphDef {
+            node: vec![
+                node("c", "Const", &[]),
+                node("p", "Placeholder", &[]),
+                node("i", "Identity", &["p"]),
+                node("a1", "Add", &["c", "p"]),
+                node("a2", "Add", &["p", "c"]),
+                node("a3", "Add", &["^i", "c", "^p", "c"]),
+                node("a4", "Add", &["c", "missing"]),
+                node("a5", "Add", &["missing", "p"]),
+                node("a6", "Add", &["c"]),
+                node("a7", "Add", &["c", "i", "p"]),
+                node("a8", "Add", &["i", "c"]),
+                node("a9", "Add", &["missing", "c", "p"]),
+            ],
+            ..Default::default()
+        });
+        let text = "rule r1: Add(c: Const, x) => x
+            rule r2: Add(x, c: Const) => x
+            rule r3: Add(a: Const, b: Const) => b
+            rule r4: Add(c: Const, ...) => c
+            rule r5: Add(Identity(y), z) => z
+            rule r6: Add(_, _) => dead";
+        let loaded = crate::rules::load::load_text("t.rules", text);
+        let rules = crate::rules::compile::compile(&loaded, &[]).expect("compiles");
+        let work = Work::new(&graph);
+        let matcher = Matcher { graph: &work, dead: None };
+        let mut m = Match::default();
+        let (mut tried, mut rejected) = (0, 0);
+        for rule in &rules.rules {
+            let quick = Quick::of(&rule.rule.pattern, &work).expect("every op is in the graph");
+            for id in (3..graph.len() as NodeId).filter(|&id| work.op(id) == "Add") {
+                let admits = quick.admits(&InputOps::of(&work, id));
+                let matches = matcher.match_root(&rule.rule.pattern, id, &mut m);
+                assert!(admits || !matches, "{} at {}", rule.rule.name.name, work.name(id));
+                tried += 1;
+                rejected += usize::from(!admits);
+            }
+        }
+        assert_eq!(tried, 6 * 9);
+        assert!(rejected >= 20, "only {rejected} rejected");
     }
 }
