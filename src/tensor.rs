@@ -22,12 +22,6 @@ impl Array {
         Array { shape: vec![], data: vec![value] }
     }
 
-    /// Applies `f` to every element, in place.
-    pub fn map(mut self, f: impl Fn(f64) -> f64) -> Array {
-        self.data.iter_mut().for_each(|v| *v = f(*v));
-        self
-    }
-
     /// `f(a, b)` elementwise with numpy broadcasting, into `out`'s buffers
     /// (kept from one use to the next, so `big * small` allocates nothing
     /// once they have grown).

@@ -157,7 +157,7 @@ impl<'a> Builder<'a> {
             },
             RExpr::Number(value, _) => {
                 let (device, dtype) = (self.root_device(), self.port_dtype(port));
-                let body = encode_const(&device, &crate::tensor::Array::scalar(*value), dtype)?;
+                let body = encode_const(&device, &Array::scalar(*value), dtype)?;
                 Ok(self.push_const(body))
             }
             RExpr::Const(_, span) => {
@@ -319,7 +319,7 @@ impl<'a> Builder<'a> {
                             return Err(format!("a Const value must be a number, not {other:?}"));
                         }
                     };
-                    let array = crate::tensor::Array::scalar(number);
+                    let array = Array::scalar(number);
                     V::Tensor(crate::tensor::to_proto(&array, dtype)?)
                 } else {
                     lit_attr(lit)?
@@ -416,11 +416,7 @@ impl Bindings<'_> {
 /// A Const node without name or inputs holding `array` as `dtype`, encoded
 /// as prost encodes the `NodeDef` that `to_proto` would give (op, device,
 /// then the `dtype` and `value` attributes), without building either.
-fn encode_const(
-    device: &str,
-    array: &crate::tensor::Array,
-    dtype: DataType,
-) -> Result<Bytes, String> {
+fn encode_const(device: &str, array: &Array, dtype: DataType) -> Result<Bytes, String> {
     use crate::wire::{write_bytes_field, write_varint};
     use prost::Message;
     use prost::encoding::encoded_len_varint as varint_len;
