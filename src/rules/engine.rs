@@ -20,8 +20,8 @@ use std::time::Instant;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::compile::RuleSet;
-use super::replace::{Patch, TRef};
-use super::search::{Near, PARALLEL_MIN, find_patches, near, pattern_depth};
+use super::replace::TRef;
+use super::search::{Near, PARALLEL_MIN, Patches, find_patches, near, pattern_depth};
 use super::work::{Body, Work};
 use crate::graph::{Edge, Graph, NodeId, Port};
 use crate::proto::attr_value;
@@ -205,7 +205,7 @@ pub fn apply(
         }
         report.rounds += 1;
         total += patches.len();
-        for patch in &patches {
+        for patch in patches.iter() {
             report.fired[patch.rule].1 += 1;
             let nodes = recent.entry(patch.rule).or_default();
             if nodes.len() < 5 {
@@ -396,7 +396,7 @@ const DEAD: NodeId = NodeId::MAX - 1;
 /// replacements.
 struct Resolver<'a> {
     work: &'a Work<'a>,
-    patches: &'a [Patch],
+    patches: &'a Patches,
     /// Each root's patch, by node id (`u32::MAX`: not a root of the round).
     patch_of: &'a [u32],
     /// Each patch's first new node.
@@ -625,7 +625,7 @@ impl Plans {
 /// removed, their readers rewired.
 fn apply_patches(
     work: &mut Work,
-    mut patches: Vec<Patch>,
+    mut patches: Patches,
     scratch: &mut Scratch,
     changes: &mut Changes,
 ) {
@@ -701,7 +701,7 @@ fn apply_patches(
     if let Some(&first) = base.first() {
         changes.orphans.extend(first..first + new_nodes as NodeId);
     }
-    for patch in &patches {
+    for patch in patches.iter() {
         changes.inputs_left(work, patch.root);
         changes.seeds.extend(&patch.interior);
         changes.orphans.extend(&patch.interior);

@@ -228,7 +228,7 @@ pub(super) fn find_patches(
     outputs: &[String],
     scratch: &mut Scratch,
     report: &mut Report,
-) -> Vec<Patch> {
+) -> Patches {
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
@@ -330,7 +330,7 @@ pub(super) fn find_patches(
                     // then refused, or a match refused with a warning.
                     let other = &mut part.others[(at & !OTHER) as usize];
                     let outcome = match other.1.take() {
-                        Some(refused) => Err(refused),
+                        Some(refused) => Err(*refused),
                         None => {
                             match try_rule(work, rules, index, root, protected, &mut m, &mut slots)
                             {
@@ -366,20 +366,68 @@ pub(super) fn find_patches(
         }
     }
     // The kept patches in the order of their roots, which is the order of
-    // the outcomes (a root has at most one): kept where they are, unless a
-    // rule tried late took a root.
-    let mut parts = parts.into_iter();
-    let Some(head) = parts.next() else { return Vec::new() };
+    // the outcomes (a root has at most one): kept where they are, in their
+    // shares (joining them would copy every patch into fresh memory), unless
+    // a rule tried late took a root.
     if late {
-        return std::iter::once(head).chain(parts).flat_map(Found::in_order).collect();
+        return Patches::of(vec![parts.into_iter().flat_map(Found::in_order).collect()]);
     }
-    let mut kept = head.kept.iter();
-    let mut patches = head.patches;
-    patches.retain(|_| *kept.next().expect("a flag per patch"));
-    for part in parts {
-        patches.extend(part.patches.into_iter().zip(part.kept).filter(|p| p.1).map(|p| p.0));
+    Patches::of(
+        parts
+            .into_iter()
+            .map(|part| {
+                let mut kept = part.kept.iter();
+                let mut patches = part.patches;
+                patches.retain(|_| *kept.next().expect("a flag per patch"));
+                patches
+            })
+            .collect(),
+    )
+}
+
+/// A round's kept patches in order, in the shares the search found them in.
+#[derive(Default)]
+pub(super) struct Patches {
+    parts: Vec<Vec<Patch>>,
+    /// Where each part starts in the order.
+    starts: Vec<usize>,
+}
+
+impl Patches {
+    fn of(parts: Vec<Vec<Patch>>) -> Patches {
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for part in &parts {
+            starts.push(at);
+            at += part.len();
+        }
+        Patches { parts, starts }
     }
-    patches
+
+    pub(super) fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.parts.iter().all(Vec::is_empty)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Patch> {
+        self.parts.iter().flatten()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Patch> {
+        self.parts.iter_mut().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for Patches {
+    type Output = Patch;
+
+    fn index(&self, at: usize) -> &Patch {
+        let part = self.starts.partition_point(|&s| s <= at) - 1;
+        &self.parts[part][at - self.starts[part]]
+    }
 }
 
 /// `patch` is kept: its root and interior nodes are taken for the round.
@@ -401,8 +449,9 @@ struct Found {
     order: Vec<(u32, u32)>,
     patches: Vec<Patch>,
     /// A root where an earlier rule matched (`None`: not tried yet) or
-    /// whose match is refused, with the nodes matched and why.
-    others: Vec<(NodeId, Option<Refused>)>,
+    /// whose match is refused, with the nodes matched and why (boxed: most
+    /// are not, and a round may have hundreds of thousands).
+    others: Vec<(NodeId, Option<Box<Refused>>)>,
     /// Positions in `order` grouped by rule, once the share is searched.
     grouped: Grouped,
     /// Which patches are kept.
@@ -415,7 +464,7 @@ struct Found {
 impl Found {
     fn other(&mut self, rule: usize, root: NodeId, refused: Option<Refused>) {
         self.order.push((rule as u32, OTHER | self.others.len() as u32));
-        self.others.push((root, refused));
+        self.others.push((root, refused.map(Box::new)));
     }
 
     /// The kept patches, late ones included, in candidate order.
@@ -636,5 +685,29 @@ mod tests {
         }
         assert_eq!(tried, 6 * 9);
         assert!(rejected >= 20, "only {rejected} rejected");
+    }
+
+    /// A round's patches read by position are those its iteration gives,
+    /// whichever shares (empty ones included) they were found in.
+    #[test]
+    fn patches_in_shares_are_read_in_order() {
+        let patch = |root: NodeId| Patch {
+            rule: 0,
+            root,
+            ports: Default::default(),
+            nodes: vec![],
+            takes_name: None,
+            interior: Default::default(),
+        };
+        let share = |roots: std::ops::Range<NodeId>| roots.map(patch).collect::<Vec<_>>();
+        let mut patches = Patches::of(vec![share(0..0), share(0..3), share(3..3), share(3..5)]);
+        assert_eq!(patches.len(), 5);
+        assert!(!patches.is_empty());
+        let roots: Vec<NodeId> = patches.iter().map(|p| p.root).collect();
+        assert_eq!(roots, [0, 1, 2, 3, 4]);
+        assert_eq!((0..5).map(|at| patches[at].root).collect::<Vec<_>>(), roots);
+        patches.iter_mut().for_each(|p| p.root += 10);
+        assert_eq!(patches[4].root, 14);
+        assert!(Patches::of(vec![share(0..0), share(0..0)]).is_empty());
     }
 }
