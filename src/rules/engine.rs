@@ -654,24 +654,30 @@ fn apply_patches(
             changes.seeds.push(id);
         }
     }
-    // Plan every new input list while the round's graph is intact.
-    let mut plans = Plans::with_capacity(new_nodes + patches.len());
-    {
+    // Plan every new input list while the round's graph is intact (it is
+    // only read: on every core, in shares whose plans are installed in
+    // order).
+    let plans: Vec<Plans> = {
         let r = Resolver { work, patches: &patches, patch_of, base: &base };
-        for (p, patch) in patches.iter().enumerate() {
-            for (i, node) in patch.nodes.iter().enumerate() {
-                plans.start(base[p] + i as NodeId);
-                for t in &node.data {
-                    plans.data(r.data(*t, p));
-                }
-                for c in node.control.iter().filter_map(|&c| r.control(c)) {
-                    plans.control(c);
-                }
-                for text in &node.control_names {
-                    plans.control_text(text);
+        let mut plans = crate::par::ranges(patches.len(), PARALLEL_MIN, |range| {
+            let mut plans =
+                Plans::with_capacity(range.clone().map(|p| patches[p].nodes.len()).sum());
+            for p in range {
+                for (i, node) in patches[p].nodes.iter().enumerate() {
+                    plans.start(base[p] + i as NodeId);
+                    for t in &node.data {
+                        plans.data(r.data(*t, p));
+                    }
+                    for c in node.control.iter().filter_map(|&c| r.control(c)) {
+                        plans.control(c);
+                    }
+                    for text in &node.control_names {
+                        plans.control_text(text);
+                    }
                 }
             }
-        }
+            plans
+        });
         let mut readers: Vec<NodeId> = patches
             .iter()
             .flat_map(|p| work.consumers(p.root).map(|c| c.node))
@@ -679,25 +685,32 @@ fn apply_patches(
             .collect();
         readers.sort_unstable();
         readers.dedup();
-        for id in readers {
-            plans.reader(
-                work,
-                id,
-                |src, port| r.data(TRef::Old(super::matcher::Tensor { node: src, port }), 0),
-                |src| r.control(src),
-            );
-        }
-    }
+        plans.extend(crate::par::shares(&readers, PARALLEL_MIN, |_, readers| {
+            let mut plans = Plans::with_capacity(readers.len());
+            for &id in readers {
+                plans.reader(
+                    work,
+                    id,
+                    |src, port| r.data(TRef::Old(super::matcher::Tensor { node: src, port }), 0),
+                    |src| r.control(src),
+                );
+            }
+            plans
+        }));
+        plans
+    };
     let marker = match work.live_marker() {
         Some(m) => m,
-        None if plans.reads_dead() => {
+        None if plans.iter().any(Plans::reads_dead) => {
             let marker = work.add_marker(dead_name, DEAD_OP);
             changes.orphans.push(marker);
             marker
         }
         None => DEAD,
     };
-    plans.install(work, marker, &mut changes.seeds, true);
+    for plans in plans {
+        plans.install(work, marker, &mut changes.seeds, true);
+    }
     if let Some(&first) = base.first() {
         changes.orphans.extend(first..first + new_nodes as NodeId);
     }
