@@ -313,7 +313,6 @@ pub(super) fn find_patches(
     // earlier rule, or an earlier match of this one, took its root or one of
     // its nodes: what trying them one by one would keep.
     let (mut m, mut slots) = (Match::default(), Slots::default());
-    let mut late = false;
     for index in 0..rules.rules.len() {
         for part in &mut parts {
             for &at in part.grouped.of_rule(index) {
@@ -351,7 +350,6 @@ pub(super) fn find_patches(
                         Ok(patch) => {
                             keep(is_root, is_interior, &patch);
                             part.late.push((at & !OTHER, patch));
-                            late = true;
                         }
                     }
                     continue;
@@ -365,24 +363,9 @@ pub(super) fn find_patches(
             }
         }
     }
-    // The kept patches in the order of their roots, which is the order of
-    // the outcomes (a root has at most one): kept where they are, in their
-    // shares (joining them would copy every patch into fresh memory), unless
-    // a rule tried late took a root.
-    if late {
-        return Patches::of(vec![parts.into_iter().flat_map(Found::in_order).collect()]);
-    }
-    Patches::of(
-        parts
-            .into_iter()
-            .map(|part| {
-                let mut kept = part.kept.iter();
-                let mut patches = part.patches;
-                patches.retain(|_| *kept.next().expect("a flag per patch"));
-                patches
-            })
-            .collect(),
-    )
+    // The kept patches in the order of their roots, in their shares (joining
+    // them would copy every patch into fresh memory).
+    Patches::of(parts.into_iter().map(Found::kept).collect())
 }
 
 /// A round's kept patches in order, in the shares the search found them in.
@@ -467,15 +450,25 @@ impl Found {
         self.others.push((root, refused.map(Box::new)));
     }
 
-    /// The kept patches, late ones included, in candidate order.
-    fn in_order(mut self) -> impl Iterator<Item = Patch> {
+    /// The kept patches, late ones included, in candidate order (which is
+    /// the order of the outcomes: a root has at most one); kept where they
+    /// are when no rule was tried late.
+    fn kept(mut self) -> Vec<Patch> {
+        if self.late.is_empty() {
+            let mut kept = self.kept.iter();
+            self.patches.retain(|_| *kept.next().expect("a flag per patch"));
+            return self.patches;
+        }
         let mut patches = self.patches.into_iter().zip(self.kept);
         self.late.sort_unstable_by_key(|l| l.0);
         let mut late = self.late.into_iter().peekable();
-        self.order.into_iter().filter_map(move |(_, at)| match at & OTHER {
-            0 => patches.next().and_then(|(p, kept)| kept.then_some(p)),
-            _ => late.next_if(|l| l.0 == at & !OTHER).map(|l| l.1),
-        })
+        self.order
+            .into_iter()
+            .filter_map(move |(_, at)| match at & OTHER {
+                0 => patches.next().and_then(|(p, kept)| kept.then_some(p)),
+                _ => late.next_if(|l| l.0 == at & !OTHER).map(|l| l.1),
+            })
+            .collect()
     }
 }
 
