@@ -2,13 +2,15 @@
 //! graphs of 10k, 100k and 1M nodes, with the core of the inference pack
 //! (lock the training flag, fold constant Identity, fold constant-predicate
 //! Switch/Merge with dead tensors), then with the whole `inference` pack.
-//! Reports rewrite time alone (the graph is already in memory) and time per
-//! node.
+//! Reports rewrite time alone (the graph is already in memory), best and
+//! median of `GRAPHRW_BENCH_RUNS` runs (5 unless set), and time per node.
+//! The runs go round the sizes in turn, so each ratio compares times taken
+//! in the same minutes.
 
 use std::time::Instant;
 
 use graphrw::rules::compile::compile;
-use graphrw::rules::engine::{Options, apply};
+use graphrw::rules::engine::{Options, Report, apply};
 use graphrw::rules::load::{Origin, load, load_text};
 
 // The allocator the `graphrw` binary uses.
@@ -42,44 +44,65 @@ fn main() {
 }
 
 fn bench(rules: &graphrw::rules::compile::RuleSet) {
-    let mut previous: Option<(usize, f64)> = None;
-    for n in sizes() {
-        let graph = graphrw::synth::synth(n);
-        let runs = std::env::var("GRAPHRW_BENCH_RUNS")
-            .ok()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(if n >= 1_000_000 { 2 } else { 5 });
-        let mut best = f64::MAX;
-        let mut report = None;
-        for _ in 0..runs {
+    // Each graph is indexed before the runs (`nodes_with_op` builds the
+    // index): what is timed is the rewrite alone.
+    let graphs: Vec<graphrw::graph::Graph> = sizes()
+        .into_iter()
+        .map(|n| {
+            let graph = graphrw::synth::synth(n);
+            graph.nodes_with_op("Switch");
+            graph
+        })
+        .collect();
+    let runs = std::env::var("GRAPHRW_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5usize)
+        .max(1);
+    // Rounds over all sizes, so that every size sees the same minutes of
+    // this machine (its speed drifts by 30% from one minute to the next):
+    // the ratios compare like with like.
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); graphs.len()];
+    let mut best: Vec<Option<(f64, Report, usize)>> = graphs.iter().map(|_| None).collect();
+    for _ in 0..runs {
+        for (i, graph) in graphs.iter().enumerate() {
             let start = Instant::now();
-            let (out, r) = apply(&graph, rules, &Options::default()).expect("applies");
-            best = best.min(start.elapsed().as_secs_f64());
+            let (out, r) = apply(graph, rules, &Options::default()).expect("applies");
+            let t = start.elapsed().as_secs_f64();
             assert!(
                 out.nodes_with_op("Switch").is_empty() && out.nodes_with_op("Merge").is_empty()
             );
-            report = Some((r, out.len()));
+            times[i].push(t);
+            if best[i].as_ref().is_none_or(|b| t < b.0) {
+                best[i] = Some((t, r, out.len()));
+            }
         }
-        let (r, after) = report.expect("ran");
+    }
+    let mut previous: Option<(usize, f64, f64)> = None;
+    for (i, graph) in graphs.iter().enumerate() {
+        let (fastest, r, after) = best[i].take().expect("ran");
+        let median = median(&mut times[i]);
         let rewrites: usize = r.fired.iter().map(|f| f.1).sum();
-        let per_node = best / graph.len() as f64 * 1e9;
-        let scaling = previous.map_or(String::new(), |(pn, pt)| {
+        let per_node = fastest / graph.len() as f64 * 1e9;
+        let scaling = previous.map_or(String::new(), |(pn, pb, pm)| {
             format!(
-                "  ({:.1}x the nodes, {:.1}x the time)",
+                "  ({:.1}x the nodes, {:.1}x the time; medians {:.1}x)",
                 graph.len() as f64 / pn as f64,
-                best / pt
+                fastest / pb,
+                median / pm
             )
         });
         println!(
-            "{:>9} nodes -> {:>8}: {rewrites:>7} rewrites in {} rounds, {:>8.1} ms, {per_node:>6.0} ns/node{scaling}",
+            "{:>9} nodes -> {:>8}: {rewrites:>7} rewrites in {} rounds, best {:>7.1} ms, median {:>7.1} ms, {per_node:>5.0} ns/node{scaling}",
             graph.len(),
             after,
             r.rounds,
-            best * 1e3
+            fastest * 1e3,
+            median * 1e3
         );
         let p = &r.phases;
         println!(
-            "          last run: matching {:.1} ms, applying {:.1}, dead + pruning {:.1}, checking {:.1}, setting up and writing out {:.1}, other {:.1}",
+            "          best run: matching {:.1} ms, applying {:.1}, dead + pruning {:.1}, checking {:.1}, setting up and writing out {:.1}, other {:.1}",
             p.find * 1e3,
             p.apply * 1e3,
             p.settle * 1e3,
@@ -87,8 +110,14 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
             p.write * 1e3,
             (r.seconds - p.index - p.find - p.apply - p.settle - p.check - p.write) * 1e3
         );
-        previous = Some((graph.len(), best));
+        previous = Some((graph.len(), fastest, median));
     }
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 }
 }
 
 /// Graph sizes: `GRAPHRW_BENCH_SIZES=10000,100000` overrides the default.
