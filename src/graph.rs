@@ -159,7 +159,7 @@ fn attr_raw_plain<'a>(raw: &'a [u8], key: &[u8]) -> Option<Option<&'a [u8]>> {
             return None; // a key of 128 bytes or more
         }
         let entry_key = rest.get(..usize::from(key_len))?;
-        if entry_key != key {
+        if !wire::same(entry_key, key) {
             continue;
         }
         let rest = &rest[entry_key.len()..];

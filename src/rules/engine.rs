@@ -650,7 +650,13 @@ fn apply_patches(
         base.push(work.len() as NodeId);
         for (i, node) in patch.nodes.iter_mut().enumerate() {
             let body = std::mem::replace(&mut node.body, Body::Phantom);
-            let id = work.add(std::mem::take(&mut node.name), &node.op, body, patch.root, i as u32);
+            let id = work.add(
+                std::mem::take(&mut node.name).into_owned(),
+                &node.op,
+                body,
+                patch.root,
+                i as u32,
+            );
             changes.seeds.push(id);
         }
     }

@@ -7,6 +7,7 @@ use super::ast::*;
 use super::work::Work;
 use crate::graph::{NodeId, Port};
 use crate::proto::{AttrValue, DataType, attr_value};
+use crate::wire::same;
 use prost::Message;
 
 /// A tensor: an output port of a node.
@@ -83,12 +84,12 @@ pub struct Vars<'r>(Vec<(&'r str, Bound)>);
 impl<'r> Vars<'r> {
     /// What `var` is bound to.
     pub fn get(&self, var: &str) -> Option<&Bound> {
-        self.0.iter().find(|(v, _)| *v == var).map(|(_, b)| b)
+        self.0.iter().find(|(v, _)| same(v.as_bytes(), var.as_bytes())).map(|(_, b)| b)
     }
 
     /// Binds `var` (again: the new binding wins).
     pub fn insert(&mut self, var: &'r str, bound: Bound) {
-        match self.0.iter_mut().find(|(v, _)| *v == var) {
+        match self.0.iter_mut().find(|(v, _)| same(v.as_bytes(), var.as_bytes())) {
             Some(slot) => slot.1 = bound,
             None => self.0.push((var, bound)),
         }
@@ -145,7 +146,8 @@ impl Matcher<'_> {
 
     fn node<'r>(&self, pattern: &'r NodePattern, id: NodeId, m: &mut Match<'r>) -> bool {
         let graph = self.graph;
-        if Some(id) == self.dead || !pattern.ops.iter().any(|op| op.name == graph.op(id)) {
+        let op = graph.op(id).as_bytes();
+        if Some(id) == self.dead || !pattern.ops.iter().any(|o| same(o.name.as_bytes(), op)) {
             return false;
         }
         // Structure first (cheap: ops of inputs), attributes after (they are

@@ -2,6 +2,8 @@
 //! attributes and inputs, copies of matched nodes, computed constants, and
 //! the names they get. The result is a [`Patch`]; the engine applies it.
 
+use std::borrow::Cow;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -43,8 +45,10 @@ pub(super) enum TRef {
 }
 
 pub(super) struct NewNode {
-    pub(super) name: String,
-    pub(super) op: String,
+    /// Its base name (`const`, the op in lower case, a copied node's last
+    /// name component) until the patch is built, then its whole name.
+    pub(super) name: Cow<'static, str>,
+    pub(super) op: Cow<'static, str>,
     pub(super) body: Body,
     pub(super) data: Vec<TRef>,
     /// Control inputs: the rule's, then those kept from a copied node.
@@ -118,7 +122,7 @@ impl<'a> Builder<'a> {
         let mut taken: Vec<&str> = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if Some(i) == takes_name {
-                node.name = root_name.to_string();
+                node.name = Cow::Owned(root_name.to_string());
                 continue;
             }
             let mut name = String::with_capacity(root_name.len() + rule_name.len() + 24);
@@ -134,7 +138,7 @@ impl<'a> Builder<'a> {
                 write!(name, "_{n}").expect("writing to a String");
                 n += 1;
             }
-            node.name = name;
+            node.name = Cow::Owned(name);
             taken.push(&node.name);
         }
         Ok(Patch {
@@ -178,8 +182,8 @@ impl<'a> Builder<'a> {
                 let body = encode_node(&op.name, &device, values);
                 let (data, control) = self.inputs(inputs)?;
                 self.nodes.push(NewNode {
-                    name: op.name.to_lowercase(),
-                    op: op.name.clone(),
+                    name: Cow::Owned(op.name.to_lowercase()),
+                    op: Cow::Owned(op.name.clone()),
                     body: Body::Encoded(body),
                     data,
                     control,
@@ -204,12 +208,12 @@ impl<'a> Builder<'a> {
                         Some(_) => {}
                     }
                 }
-                let name = graph.name(node).rsplit('/').next().unwrap_or("copy").to_string();
+                let name = graph.name(node).rsplit('/').next().unwrap_or("copy").to_string().into();
                 let (data, mut control) = self.inputs(inputs)?;
                 control.extend(kept);
                 self.nodes.push(NewNode {
                     name,
-                    op: graph.op(node).to_string(),
+                    op: Cow::Owned(graph.op(node).to_string()),
                     body: graph.copy_body(node),
                     data,
                     control,
@@ -244,8 +248,8 @@ impl<'a> Builder<'a> {
 
     fn push_const(&mut self, body: Bytes) -> TRef {
         self.nodes.push(NewNode {
-            name: "const".to_string(),
-            op: "Const".into(),
+            name: Cow::Borrowed("const"),
+            op: Cow::Borrowed("Const"),
             body: Body::Encoded(body),
             data: vec![],
             control: vec![],
@@ -437,7 +441,11 @@ fn encode_const(device: &str, array: &Array, dtype: DataType) -> Result<Bytes, S
     let value_len = 1 + varint_len(tensor_len as u64) + tensor_len;
     let entries =
         attr_entry_len("dtype", dtype_attr.encoded_len()) + attr_entry_len("value", value_len);
-    let mut out = Vec::with_capacity(32 + device.len() + entries);
+    let device_len =
+        if device.is_empty() { 0 } else { 1 + varint_len(device.len() as u64) + device.len() };
+    // Exactly its length: a `Bytes` made of a full vector takes it as it is.
+    let len = 2 + "Const".len() + device_len + entries;
+    let mut out = Vec::with_capacity(len);
     write_bytes_field(2, b"Const", &mut out);
     if !device.is_empty() {
         write_bytes_field(4, device.as_bytes(), &mut out);
@@ -465,6 +473,7 @@ fn encode_const(device: &str, array: &Array, dtype: DataType) -> Result<Bytes, S
         write_varint(content_len as u64, &mut out);
         crate::tensor::write_content(&array.data, dtype, &mut out)?;
     }
+    debug_assert_eq!(out.len(), len);
     Ok(Bytes::from(out))
 }
 
@@ -493,14 +502,26 @@ impl AttrOut<'_> {
 fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes {
     use crate::wire::write_bytes_field;
     use prost::Message;
+    use prost::encoding::encoded_len_varint as varint_len;
     attrs.sort_by_key(|a| a.0); // stable: a repeated key's values in order
-    let mut out = Vec::with_capacity(16 + op.len() + device.len() + 48 * attrs.len());
+    let field_len = |s: &str| 1 + varint_len(s.len() as u64) + s.len();
+    let last = |i: usize, key: &str| attrs.get(i + 1).is_none_or(|next| next.0 != key);
+    // Exactly its length: a `Bytes` made of a full vector takes it as it is.
+    let len = field_len(op)
+        + if device.is_empty() { 0 } else { field_len(device) }
+        + attrs
+            .iter()
+            .enumerate()
+            .filter(|(i, (key, _))| last(*i, key))
+            .map(|(_, (key, value))| attr_entry_len(key, value.encoded_len()))
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(len);
     write_bytes_field(2, op.as_bytes(), &mut out);
     if !device.is_empty() {
         write_bytes_field(4, device.as_bytes(), &mut out);
     }
     for (i, (key, value)) in attrs.iter().enumerate() {
-        if attrs.get(i + 1).is_some_and(|next| next.0 == *key) {
+        if !last(i, key) {
             continue;
         }
         // An empty value writes nothing after its entry's header.
@@ -510,6 +531,7 @@ fn encode_node(op: &str, device: &str, mut attrs: Vec<(&str, AttrOut)>) -> Bytes
             AttrOut::Raw(raw) => out.extend_from_slice(raw),
         }
     }
+    debug_assert_eq!(out.len(), len);
     Bytes::from(out)
 }
 
