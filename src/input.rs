@@ -37,6 +37,41 @@ impl<'a> InputRef<'a> {
     pub fn is_control(&self) -> bool {
         matches!(self, InputRef::Control { .. })
     }
+
+    /// The length of the canonical form (what `Display` writes).
+    pub fn text_len(&self) -> usize {
+        match *self {
+            InputRef::Data { node, port: 0 } => node.len(),
+            InputRef::Data { node, port } => node.len() + 1 + port.ilog10() as usize + 1,
+            InputRef::Control { node } => 1 + node.len(),
+        }
+    }
+
+    /// Appends the canonical form (what `Display` writes) to `out`, without
+    /// the formatting machinery: every input of every rewritten node is
+    /// written this way.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match *self {
+            InputRef::Data { node, port: 0 } => out.extend_from_slice(node.as_bytes()),
+            InputRef::Data { node, port } => {
+                out.extend_from_slice(node.as_bytes());
+                out.push(b':');
+                let mut digits = [0u8; 10];
+                let mut n = port;
+                let mut at = digits.len();
+                while n > 0 {
+                    at -= 1;
+                    digits[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+                out.extend_from_slice(&digits[at..]);
+            }
+            InputRef::Control { node } => {
+                out.push(b'^');
+                out.extend_from_slice(node.as_bytes());
+            }
+        }
+    }
 }
 
 impl fmt::Display for InputRef<'_> {

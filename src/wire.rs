@@ -269,34 +269,48 @@ pub fn write_bytes_field(number: u32, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Where [`write_with_name_and_inputs`] put a node's name and op (the
+/// payloads of the last fields 1 and 2 it wrote, as positions in `out`;
+/// empty at 0 when it wrote none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Located {
+    /// The name's bytes.
+    pub name: std::ops::Range<usize>,
+    /// The op's bytes.
+    pub op: std::ops::Range<usize>,
+}
+
 /// Appends an encoded NodeDef with its `input` list (field 3) replaced by
 /// what `inputs` writes (called once, where the old inputs were or before
 /// the first field numbered above 3) and, when given, its `name` (field 1)
-/// by `name`; every other field is copied as it is.
+/// by `name`; every other field is copied as it is. Returns where the name
+/// and op went, so that what was just written need not be read again.
 pub fn write_with_name_and_inputs(
     out: &mut Vec<u8>,
     node: &[u8],
     name: Option<&str>,
     inputs: impl FnOnce(&mut Vec<u8>),
-) -> Result<(), WireError> {
+) -> Result<Located, WireError> {
     let mut inputs = Some(inputs);
     let mut emit = |out: &mut Vec<u8>| {
         if let Some(write) = inputs.take() {
             write(out);
         }
     };
+    let mut located = Located::default();
     // A name without a field to replace (prost leaves an empty one out)
     // goes first.
     let mut named = name.is_none();
-    let write_name = |out: &mut Vec<u8>, named: &mut bool| {
+    let write_name = |out: &mut Vec<u8>, named: &mut bool, located: &mut Located| {
         if let (Some(name), false) = (name, *named) {
             write_bytes_field(1, name.as_bytes(), out);
+            located.name = out.len() - name.len()..out.len();
             *named = true;
         }
     };
     for field in fields(node) {
         let field = field?;
-        write_name(out, &mut named);
+        write_name(out, &mut named, &mut located);
         if field.number == 1 && name.is_some() {
             continue;
         }
@@ -307,11 +321,20 @@ pub fn write_with_name_and_inputs(
         if field.number > 3 {
             emit(out);
         }
+        let at = out.len();
         out.extend_from_slice(&node[field.start..field.end]);
+        if field.wire == LEN && (field.number == 1 || field.number == 2) {
+            let payload = field.payload();
+            let copied = at + (payload.start - field.start)..at + (payload.end - field.start);
+            match field.number {
+                1 => located.name = copied,
+                _ => located.op = copied,
+            }
+        }
     }
-    write_name(out, &mut named);
+    write_name(out, &mut named, &mut located);
     emit(out);
-    Ok(())
+    Ok(located)
 }
 
 #[cfg(test)]

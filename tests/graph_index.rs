@@ -46,6 +46,20 @@ fn input_strings_parse_in_one_place() {
         assert_eq!(parse_input(text).unwrap().to_string(), text);
     }
     assert_eq!(parse_input("x:0").unwrap().to_string(), "x");
+    // `write_to` writes what Display does, `text_len` bytes of it.
+    for input in [
+        Data { node: "a/b", port: 0 },
+        Data { node: "a/b", port: 7 },
+        Data { node: "a", port: 10 },
+        Data { node: "a", port: 4_294_967_295 },
+        Control { node: "c" },
+        Data { node: "", port: 0 },
+    ] {
+        let mut out = b"prefix".to_vec();
+        input.write_to(&mut out);
+        assert_eq!(out[6..], *input.to_string().as_bytes(), "{input}");
+        assert_eq!(input.text_len(), out.len() - 6, "{input}");
+    }
 }
 
 #[test]

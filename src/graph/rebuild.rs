@@ -47,6 +47,33 @@ impl Part<'_> {
         self.origin.push(id);
     }
 
+    /// Adds the node written at `start..` (to the end) of the buffer by
+    /// [`crate::wire::write_with_name_and_inputs`], whose strings are where
+    /// it put them (`located`, `inputs`: positions in the buffer). The
+    /// strings are not checked: the writer wrote them from text.
+    pub fn push_located(
+        &mut self,
+        start: usize,
+        located: &crate::wire::Located,
+        inputs: &[std::ops::Range<usize>],
+    ) {
+        let at = |r: &std::ops::Range<usize>| match r.is_empty() {
+            true => Span::default(),
+            false => Span::of(r.start - start..r.end - start),
+        };
+        let first_input = self.input_spans.len() as u32;
+        self.input_spans.extend(inputs.iter().map(|r| Span::of(r.start - start..r.end - start)));
+        self.nodes.push(NodeRec {
+            buf: Self::OWN,
+            raw: Span::of(start..self.buffer.len()),
+            name: at(&located.name),
+            op: at(&located.op),
+            first_input,
+            inputs: inputs.len() as u32,
+        });
+        self.origin.push(NodeId::MAX);
+    }
+
     /// Adds the node encoded at `range` of the buffer, locating its strings.
     pub fn push_written(&mut self, range: std::ops::Range<usize>) -> Result<(), FormatError> {
         let raw = &self.buffer[range.clone()];
