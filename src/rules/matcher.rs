@@ -50,10 +50,32 @@ pub struct Match<'r> {
 pub struct Decoded {
     entries: Vec<(usize, usize, Option<GValue>)>,
     next: usize,
+    /// Outcomes of attribute patterns with a literal (`Const{value:
+    /// false}`) at a node: the node, the pattern's address, whether it held.
+    /// The thousands of Switches that read one predicate check it once.
+    checks: Vec<(NodeId, usize, bool)>,
+    next_check: usize,
 }
 
 impl Decoded {
     const SIZE: usize = 16;
+    const CHECKS: usize = 8;
+
+    /// Whether `pattern` held at `node`, when that was checked before.
+    fn checked(&self, node: NodeId, pattern: &AttrPattern) -> Option<bool> {
+        let at = pattern as *const AttrPattern as usize;
+        self.checks.iter().find(|c| c.0 == node && c.1 == at).map(|c| c.2)
+    }
+
+    fn remember(&mut self, node: NodeId, pattern: &AttrPattern, held: bool) {
+        let check = (node, pattern as *const AttrPattern as usize, held);
+        if self.checks.len() < Self::CHECKS {
+            self.checks.push(check);
+        } else {
+            self.checks[self.next_check] = check;
+            self.next_check = (self.next_check + 1) % Self::CHECKS;
+        }
+    }
 
     /// The guard value of the encoded attribute `raw` (see
     /// [`raw_attr_value`]).
@@ -244,24 +266,40 @@ impl Matcher<'_> {
 
     fn attrs<'r>(&self, attrs: &'r [AttrPattern], id: NodeId, m: &mut Match<'r>) -> bool {
         for attr in attrs {
-            let Ok(Some(raw)) = self.graph.attr_raw(id, &attr.name.name) else {
-                return false;
-            };
-            match &attr.value {
-                AttrPatternValue::Literal(lit) => match m.decoded.value(raw) {
-                    Some(value) if literal_value(lit).equals(&value) => {}
-                    _ => return false,
+            let held = match &attr.value {
+                // A literal's outcome at a node is the same for every try
+                // of the round: checked once.
+                AttrPatternValue::Literal(lit) => match m.decoded.checked(id, attr) {
+                    Some(held) => held,
+                    None => {
+                        let held = match self.graph.attr_raw(id, &attr.name.name) {
+                            Ok(Some(raw)) => m
+                                .decoded
+                                .value(raw)
+                                .is_some_and(|value| literal_value(lit).equals(&value)),
+                            _ => false,
+                        };
+                        m.decoded.remember(id, attr, held);
+                        held
+                    }
                 },
                 AttrPatternValue::Bind(var) => {
+                    let Ok(Some(raw)) = self.graph.attr_raw(id, &attr.name.name) else {
+                        return false;
+                    };
                     let Ok(value) = AttrValue::decode(raw) else { return false };
                     match m.vars.get(&var.name) {
-                        Some(Bound::Attr(bound)) if **bound == value => {}
-                        Some(_) => return false,
+                        Some(Bound::Attr(bound)) => **bound == value,
+                        Some(_) => false,
                         None => {
                             m.vars.insert(&var.name, Bound::Attr(Box::new(value)));
+                            true
                         }
                     }
                 }
+            };
+            if !held {
+                return false;
             }
         }
         true
@@ -614,6 +652,59 @@ fn glob(text: &[u8], pattern: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::proto::{TensorShapeProto, attr_value::ListValue, attr_value::Value as V};
+
+    /// One match reused for every try (as a round's search reuses it) finds
+    /// what a fresh one finds: a literal's remembered outcome belongs to its
+    /// node and its pattern, and more of them than are kept is fine.
+    #[test]
+    fn remembered_literal_checks_belong_to_node_and_pattern() {
+        use crate::proto::{GraphDef, NodeDef};
+        let tensor = |v: bool| {
+            let t = crate::tensor::to_proto(
+                &crate::tensor::Array::scalar(f64::from(u8::from(v))),
+                DataType::DtBool,
+            )
+            .unwrap();
+            AttrValue { value: Some(V::Tensor(t)) }
+        };
+        let mut nodes =
+            vec![NodeDef { name: "x".into(), op: "Placeholder".into(), ..Default::default() }];
+        // Ten predicates, true every third, each read by three Switches.
+        for p in 0..10 {
+            nodes.push(NodeDef {
+                name: format!("p{p}"),
+                op: "Const".into(),
+                attr: [("value".to_string(), tensor(p % 3 == 0))].into(),
+                ..Default::default()
+            });
+        }
+        for i in 0..30 {
+            nodes.push(NodeDef {
+                name: format!("s{i}"),
+                op: "Switch".into(),
+                input: vec!["x".into(), format!("p{}", i % 10)],
+                ..Default::default()
+            });
+        }
+        let graph = crate::Graph::from_def(&GraphDef { node: nodes, ..Default::default() });
+        let work = Work::new(&graph);
+        let text = "rule f: Switch(x, Const{value: false}) => x
+            rule t: Switch(x, Const{value: true}) => x";
+        let rules =
+            crate::rules::compile::compile(&crate::rules::load::load_text("t.rules", text), &[])
+                .expect("compiles");
+        let matcher = Matcher { graph: &work, dead: None };
+        let mut reused = Match::default();
+        let mut matched = [0, 0];
+        for id in 11..41 {
+            for (r, rule) in rules.rules.iter().enumerate() {
+                let fresh = matcher.match_root(&rule.rule.pattern, id, &mut Match::default());
+                assert_eq!(matcher.match_root(&rule.rule.pattern, id, &mut reused), fresh);
+                matched[r] += usize::from(fresh);
+            }
+        }
+        assert_eq!(matched, [18, 12]);
+    }
 
     /// Reading an attribute from the wire gives what decoding it gives.
     #[test]
