@@ -515,6 +515,38 @@ fn no_prune_keeps_unreachable_nodes() {
     assert_eq!(shape_of(&after), ["x: Placeholder()", "y: Placeholder()", "out: Relu(x)"]);
 }
 
+/// The first round prunes what no output reaches: by following lost
+/// readers when the input shows that every node reached an output (inputs
+/// listed first, every unread node an output), by a walk from the outputs
+/// otherwise. Either way the same nodes go: an unread node that is not an
+/// output, a cycle no output reads, inputs listed after their readers.
+#[test]
+fn the_first_round_prunes_what_no_output_reaches() {
+    let rule = rules("rule m: Merge(a, _) => a", &[]);
+    let prune = |nodes: Vec<NodeDef>, outputs: &[&str]| {
+        let options = Options {
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+            ..Options::default()
+        };
+        shape_of(&apply(&graph(nodes), &rule, &options).unwrap_or_else(|e| panic!("{e}")).0)
+    };
+    let x = || node("x", "Placeholder", &[], &[]);
+    let y = || node("y", "Placeholder", &[], &[]);
+    let m = || node("m", "Merge", &["x", "y"], &[]);
+    let out = || node("out", "Relu", &["m"], &[]);
+    let kept = ["x: Placeholder()", "out: Relu(x)"];
+    // Inputs first, the only unread node an output: `y` lost its reader.
+    assert_eq!(prune(vec![x(), y(), m(), out()], &[]), kept);
+    // An unread node that is not one of the outputs named.
+    let extra = node("extra", "Relu", &["x"], &[]);
+    assert_eq!(prune(vec![x(), y(), m(), out(), extra], &["out"]), kept);
+    // A cycle that no output reads.
+    let (a, b) = (node("a", "Identity", &["b"], &[]), node("b", "Identity", &["a"], &[]));
+    assert_eq!(prune(vec![x(), y(), a, b, m(), out()], &[]), kept);
+    // The same graph with readers listed before their inputs.
+    assert_eq!(prune(vec![out(), m(), x(), y()], &[]), ["out: Relu(x)", "x: Placeholder()"]);
+}
+
 #[test]
 fn untouched_nodes_keep_their_bytes() {
     let g = graph(vec![

@@ -184,9 +184,10 @@ pub fn apply(
     let mut candidates: Option<Near> = None;
     let mut total = 0usize;
     let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
-    // Whether a round pruned the graph: from then on every node reaches an
-    // output, which pruning by orphans relies on.
-    let mut pruned = false;
+    // Whether every node reaches an output (a round pruned the graph, or
+    // the input shows it without a walk), which pruning by orphans relies
+    // on.
+    let mut pruned = options.prune && !has_loops(&work) && reaches_outputs(graph, &outputs);
     let mut scratch = Scratch::default();
     loop {
         let t = Instant::now();
@@ -748,6 +749,29 @@ enum Prune {
     /// nodes the round took readers from. The same nodes as the walk, at
     /// the cost of the round's changes instead of the graph.
     Orphans,
+}
+
+/// Whether every node of the graph is shown to reach an output without
+/// walking from them (a walk's reads are scattered over the whole graph;
+/// these are in order, on every core): every input comes from an earlier
+/// node, so there is no cycle and following readers from any node ends at
+/// a node no one reads, and every such node is an output. TensorFlow writes
+/// graphs with inputs first, and the outputs by default are the nodes no
+/// one reads. `false` says nothing: the first round walks.
+fn reaches_outputs(graph: &Graph, outputs: &[String]) -> bool {
+    let mut is_output = vec![false; graph.len()];
+    for id in outputs.iter().filter_map(|o| graph.id(o)) {
+        is_output[id as usize] = true;
+    }
+    crate::par::ranges(graph.len(), 1 << 16, |ids| {
+        ids.into_iter().all(|i| {
+            let id = i as NodeId;
+            graph.inputs(id).iter().all(|e| e.src.is_none_or(|src| src < id))
+                && (is_output[i] || !graph.consumers(id).is_empty())
+        })
+    })
+    .into_iter()
+    .all(|share| share)
 }
 
 /// Whether the graph has a loop (TensorFlow's only cycles; a cycle without
