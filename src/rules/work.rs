@@ -538,8 +538,9 @@ impl<'g> Work<'g> {
         id < self.n0 && self.era[id as usize] == 0 && !self.redefined.contains_key(&id)
     }
 
-    /// Appends the node, encoded, to `out`; `false` (nothing appended) for
-    /// a node written as it was read. `text` is a scratch buffer.
+    /// Appends the node, encoded, to `out`, and returns where its name and
+    /// op went (`inputs_at` gets where each input went); `None` (nothing
+    /// appended) for a node written as it was read.
     fn write_node(
         &self,
         id: NodeId,
