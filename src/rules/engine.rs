@@ -207,14 +207,14 @@ pub fn apply(
         report.rounds += 1;
         total += patches.len();
         for patch in patches.iter() {
-            report.fired[patch.rule].1 += 1;
-            let nodes = recent.entry(patch.rule).or_default();
+            report.fired[patch.rule as usize].1 += 1;
+            let nodes = recent.entry(patch.rule as usize).or_default();
             if nodes.len() < 5 {
                 nodes.push(work.name(patch.root).to_string());
             }
         }
         let fired: Vec<usize> = {
-            let mut f: Vec<usize> = patches.iter().map(|p| p.rule).collect();
+            let mut f: Vec<usize> = patches.iter().map(|p| p.rule as usize).collect();
             f.sort_unstable();
             f.dedup();
             f
@@ -456,7 +456,7 @@ impl Resolver<'_> {
         let source_const = match target {
             TRef::Old(t) => self.work.op(t.node) == "Const" && self.work.inputs(t.node).is_empty(),
             TRef::New(i, _) => {
-                let new = &self.patches[patch].nodes[i];
+                let new = &self.patches[patch].nodes[i as usize];
                 new.op == "Const"
                     && new.data.is_empty()
                     && new.control.is_empty()

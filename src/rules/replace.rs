@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 
 /// One rule application, computed without touching the graph.
 pub(super) struct Patch {
-    pub(super) rule: usize,
+    pub(super) rule: u32,
     pub(super) root: NodeId,
     /// Replacement of each output port of the root (`None`: untouched).
     /// Most patches replace one or two ports and match a few nodes below
@@ -30,7 +30,7 @@ pub(super) struct Patch {
     pub(super) ports: SmallVec<[Option<TRef>; 2]>,
     /// New nodes, inputs first; the one at `takes_name` gets the root's name.
     pub(super) nodes: Vec<NewNode>,
-    pub(super) takes_name: Option<usize>,
+    pub(super) takes_name: Option<u32>,
     /// The nodes the pattern matched below the root.
     pub(super) interior: SmallVec<[NodeId; 4]>,
 }
@@ -39,8 +39,8 @@ pub(super) struct Patch {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) enum TRef {
     Old(Tensor),
-    /// A new node of the same patch, and its port.
-    New(usize, u32),
+    /// A new node of the same patch (its place among them), and its port.
+    New(u32, u32),
     Dead,
 }
 
@@ -73,7 +73,7 @@ pub(super) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    pub(super) fn patch(&mut self, rule: usize) -> Result<Patch, String> {
+    pub(super) fn patch(&mut self, rule: u32) -> Result<Patch, String> {
         let ports = match &self.rule.replacement {
             // `Op(...):N => r` replaces output N alone; otherwise port 0.
             Replacement::Single(expr) => {
@@ -121,7 +121,7 @@ impl<'a> Builder<'a> {
         let rule_name = &self.rule.name.name;
         let mut taken: Vec<&str> = Vec::with_capacity(self.nodes.len());
         for (i, node) in self.nodes.iter_mut().enumerate() {
-            if Some(i) == takes_name {
+            if Some(i as u32) == takes_name {
                 node.name = Cow::Owned(root_name.to_string());
                 continue;
             }
@@ -189,7 +189,7 @@ impl<'a> Builder<'a> {
                     control,
                     control_names: vec![],
                 });
-                Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
+                Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
             RExpr::Copy { of, inputs, port: p, .. } => {
                 let node =
@@ -219,7 +219,7 @@ impl<'a> Builder<'a> {
                     control,
                     control_names,
                 });
-                Ok(TRef::New(self.nodes.len() - 1, p.unwrap_or(0)))
+                Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
         }
     }
@@ -255,7 +255,7 @@ impl<'a> Builder<'a> {
             control: vec![],
             control_names: vec![],
         });
-        TRef::New(self.nodes.len() - 1, 0)
+        TRef::New(self.nodes.len() as u32 - 1, 0)
     }
 
     /// The element type of output `port` of the root.

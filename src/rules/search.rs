@@ -543,7 +543,7 @@ fn try_rule<'r>(
         consts: &rule.consts,
         slots,
     };
-    let patch = match builder.patch(index) {
+    let patch = match builder.patch(index as u32) {
         Ok(patch) => patch,
         Err(reason) => return warn(m, at(&format!(" not applied: {reason}"))),
     };
