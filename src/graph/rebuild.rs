@@ -20,11 +20,12 @@ pub enum NodeSource {
 /// A run of the nodes of a graph being built from another (made by
 /// [`Graph::part`], joined by [`Graph::assembled`]): nodes of the source,
 /// shared, and nodes encoded into the part's own buffer. Parts are built on
-/// several threads, each locating the strings of the nodes it encodes.
+/// several threads, each locating the strings of the nodes it encodes (or
+/// told where they are by what wrote them).
 pub struct Part<'g> {
     src: &'g Graph,
     /// The encoded nodes: one is written here, then added with
-    /// [`Part::push_written`].
+    /// [`Part::push_written`] or [`Part::push_located`].
     pub buffer: Vec<u8>,
     nodes: Vec<NodeRec>,
     input_spans: Vec<Span>,

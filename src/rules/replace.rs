@@ -3,7 +3,6 @@
 //! the names they get. The result is a [`Patch`]; the engine applies it.
 
 use std::borrow::Cow;
-
 use std::collections::HashMap;
 use std::fmt::Write;
 
