@@ -88,7 +88,7 @@ impl<'a> Builder<'a> {
             // port only when something reads it: what nothing reads is not
             // built (a Merge's `value_index` constant, mostly).
             Replacement::Ports(exprs, _) => {
-                let mut read = vec![false; exprs.len()];
+                let mut read: SmallVec<[bool; 8]> = smallvec::smallvec![false; exprs.len()];
                 if let Some(first) = read.first_mut() {
                     *first = true;
                 }
