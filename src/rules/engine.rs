@@ -804,6 +804,7 @@ fn settle(
     let mut dead_nodes = Vec::new();
     if let Some(marker) = marker {
         dead[marker as usize] = true;
+        let merge = work.op_number("Merge");
         // Deadness only spreads to readers: a worklist from the marker's
         // readers visits the dead region and its border, not the graph.
         let mut queue: Vec<NodeId> = work.consumers(marker).map(|c| c.node).collect();
@@ -813,7 +814,7 @@ fn settle(
             }
             let inputs = work.inputs(id);
             let reads_dead = |e: &&Edge| e.src.is_some_and(|s| dead[s as usize]);
-            let is_dead = if work.op(id) == "Merge" {
+            let is_dead = if Some(work.op_of(id)) == merge {
                 let data: Vec<_> =
                     inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
                 (!data.is_empty() && data.iter().all(reads_dead))
