@@ -816,8 +816,9 @@ fn str_at(raw: &[u8], span: Span) -> &str {
     let bytes = &raw[span.range()];
     debug_assert!(std::str::from_utf8(bytes).is_ok());
     // SAFETY: every span stored in a `NodeRec` or `Graph::input_spans` was
-    // made by `locate_strings`, which checked those bytes are UTF-8, and the
-    // buffers they point into are immutable `Bytes`.
+    // made by `locate_strings`, which checked those bytes are UTF-8, or by
+    // `Part::push_located`, whose callers promise it; the buffers they
+    // point into are immutable `Bytes`.
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 

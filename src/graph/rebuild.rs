@@ -50,25 +50,37 @@ impl Part<'_> {
 
     /// Adds the node written at `start..` (to the end) of the buffer by
     /// [`crate::wire::write_with_name_and_inputs`], whose strings are where
-    /// it put them (`located`, `inputs`: positions in the buffer). The
-    /// strings are not checked: the writer wrote them from text.
-    pub fn push_located(
+    /// it put them (`located`, `inputs`: positions in the buffer), so the
+    /// node is not read again.
+    ///
+    /// # Safety
+    ///
+    /// The bytes at `located.name`, `located.op` and each of `inputs` are
+    /// UTF-8: a graph hands its strings out without checking them again.
+    /// (They are, when they were written from Rust strings or copied from
+    /// the fields of a node of a graph, which were checked when it was
+    /// read.) Checked in debug builds.
+    pub(crate) unsafe fn push_located(
         &mut self,
         start: usize,
         located: &crate::wire::Located,
         inputs: &[std::ops::Range<usize>],
     ) {
-        let at = |r: &std::ops::Range<usize>| match r.is_empty() {
-            true => Span::default(),
-            false => Span::of(r.start - start..r.end - start),
+        let span = |r: &std::ops::Range<usize>| {
+            debug_assert!(std::str::from_utf8(&self.buffer[r.clone()]).is_ok());
+            match r.is_empty() {
+                true => Span::default(),
+                false => Span::of(r.start - start..r.end - start),
+            }
         };
+        let (name, op) = (span(&located.name), span(&located.op));
         let first_input = self.input_spans.len() as u32;
-        self.input_spans.extend(inputs.iter().map(|r| Span::of(r.start - start..r.end - start)));
+        self.input_spans.extend(inputs.iter().map(span));
         self.nodes.push(NodeRec {
             buf: Self::OWN,
             raw: Span::of(start..self.buffer.len()),
-            name: at(&located.name),
-            op: at(&located.op),
+            name,
+            op,
             first_input,
             inputs: inputs.len() as u32,
         });

@@ -622,7 +622,10 @@ impl<'g> Work<'g> {
                 match self.write_node(id, &mut part.buffer, &mut inputs_at) {
                     // Where its strings are is known from writing them:
                     // they are not looked for again.
-                    Some(located) => part.push_located(at, &located, &inputs_at),
+                    // SAFETY: `write_node` writes names and inputs from
+                    // `&str`s, and copies ops (and a source node's own name)
+                    // from fields of nodes read or encoded from Rust strings.
+                    Some(located) => unsafe { part.push_located(at, &located, &inputs_at) },
                     None => part.push_existing(id),
                 }
             }
