@@ -519,7 +519,8 @@ fn no_prune_keeps_unreachable_nodes() {
 /// readers when the input shows that every node reached an output (inputs
 /// listed first, every unread node an output), by a walk from the outputs
 /// otherwise. Either way the same nodes go: an unread node that is not an
-/// output, a cycle no output reads, inputs listed after their readers.
+/// output, a cycle no output reads, inputs listed after their readers. When
+/// no rule fires, what the outputs do not reach goes all the same.
 #[test]
 fn the_first_round_prunes_what_no_output_reaches() {
     let rule = rules("rule m: Merge(a, _) => a", &[]);
@@ -545,6 +546,17 @@ fn the_first_round_prunes_what_no_output_reaches() {
     assert_eq!(prune(vec![x(), y(), a, b, m(), out()], &[]), kept);
     // The same graph with readers listed before their inputs.
     assert_eq!(prune(vec![out(), m(), x(), y()], &[]), ["out: Relu(x)", "x: Placeholder()"]);
+    // No rule fires: what the outputs named do not reach still goes, unless
+    // pruning is off.
+    let never = rules("rule never: NoSuchOp(a) => a", &[]);
+    let g = graph(vec![x(), y(), node("o", "Relu", &["x"], &[]), node("z", "Relu", &["y"], &[])]);
+    let outputs = vec!["o".to_string()];
+    let pruned = Options { outputs: outputs.clone(), ..Options::default() };
+    let (after, report) = apply(&g, &never, &pruned).unwrap();
+    assert_eq!(report.rounds, 0);
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "o: Relu(x)"]);
+    let kept = Options { outputs, prune: false, ..Options::default() };
+    assert_eq!(shape_of(&apply(&g, &never, &kept).unwrap().0).len(), 4);
 }
 
 #[test]

@@ -275,6 +275,14 @@ pub fn apply(
         candidates = Some(near(&work, &changes.seeds, reach, distance));
         report.phases.find += t.elapsed().as_secs_f64();
     }
+    // Rounds prune as they go; when none ran, what the outputs do not reach
+    // still goes (unless the input showed there is none).
+    if report.rounds == 0 && options.prune && !pruned {
+        let t = Instant::now();
+        let mut changes = Changes::default();
+        settle(&mut work, &outputs, Prune::Walk, "", &mut scratch, &mut changes)?;
+        report.phases.settle += t.elapsed().as_secs_f64();
+    }
     // A dead marker nothing reaches is gone; one that is still read means a
     // node reads a branch that never runs, which must not be written.
     if let Some(marker) = work.live_marker() {
