@@ -805,8 +805,12 @@ fn settle(
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
     let marker = work.live_marker();
-    // The outputs' nodes (few; compared by id, not by name).
-    let output_ids: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
+    // The outputs' nodes, compared by id, not by name; sorted, as dead and
+    // orphaned nodes are looked up among them (by default every unread node
+    // is an output: there may be thousands).
+    let mut output_ids: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
+    output_ids.sort_unstable();
+    let is_output = |id: NodeId| output_ids.binary_search(&id).is_ok();
     let dead = &mut scratch.dead;
     refill(dead, work.len(), false);
     let mut dead_nodes = Vec::new();
@@ -831,7 +835,7 @@ fn settle(
                 inputs.iter().any(|e| reads_dead(&e))
             };
             if is_dead {
-                if output_ids.contains(&id) {
+                if is_output(id) {
                     return Err(ApplyError::DeadOutput {
                         output: work.name(id).to_string(),
                         rule: rules.to_string(),
@@ -909,7 +913,7 @@ fn settle(
         while let Some(id) = changes.orphans.pop() {
             if !work.is_alive(id)
                 || work.is_phantom(id)
-                || output_ids.contains(&id)
+                || is_output(id)
                 || work.consumers(id).next().is_some()
             {
                 continue;
