@@ -251,6 +251,19 @@ fn a_rule_that_never_ends_hits_the_cap_and_names_itself() {
     let text = err.to_string();
     assert!(matches!(err, ApplyError::Cap { .. }), "{text}");
     assert!(text.contains("`forever` fired 11 times, on r"), "{text}");
+    // Rules that fired as often are named in rule order, every time.
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("t", "Tanh", &["x"], &[]),
+        node("r", "Relu", &["t"], &[]),
+        node("out", "Identity", &["r"], &[]),
+    ]);
+    let both = rules("rule b: Tanh(x) => Tanh(x)\nrule a: Relu(x) => Relu(x)", &[]);
+    for _ in 0..8 {
+        let text = apply(&g, &both, &options).unwrap_err().to_string();
+        let (b, a) = (text.find("`b` fired 6 times"), text.find("`a` fired 6 times"));
+        assert!(b.is_some() && a.is_some() && b < a, "{text}");
+    }
 }
 
 #[test]

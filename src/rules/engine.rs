@@ -14,7 +14,7 @@
 //! the graph is checked before the next round. A cap on rewrites stops rule
 //! sets that never end. The result is written as a [`Graph`] once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -183,7 +183,9 @@ pub fn apply(
     let reach = reaches.iter().copied().max().unwrap_or(0);
     let mut candidates: Option<Near> = None;
     let mut total = 0usize;
-    let mut recent: HashMap<usize, Vec<String>> = HashMap::new();
+    // The first few roots each rule fired at in the round, by rule (named
+    // by the cap's error).
+    let mut recent: Vec<Vec<String>> = vec![Vec::new(); rules.rules.len()];
     // Whether every node reaches an output (a round pruned the graph, or
     // the input shows it without a walk), which pruning by orphans relies
     // on.
@@ -208,20 +210,18 @@ pub fn apply(
         total += patches.len();
         for patch in patches.iter() {
             report.fired[patch.rule as usize].1 += 1;
-            let nodes = recent.entry(patch.rule as usize).or_default();
+            let nodes = &mut recent[patch.rule as usize];
             if nodes.len() < 5 {
                 nodes.push(work.name(patch.root).to_string());
             }
         }
-        let fired: Vec<usize> = {
-            let mut f: Vec<usize> = patches.iter().map(|p| p.rule as usize).collect();
-            f.sort_unstable();
-            f.dedup();
-            f
-        };
-        let rule_names = fired
+        // The rules that fired in the round (those it noted roots for), in
+        // rule order.
+        let rule_names = recent
             .iter()
-            .map(|&r| format!("`{}`", rules.rules[r].rule.name.name))
+            .enumerate()
+            .filter(|(_, nodes)| !nodes.is_empty())
+            .map(|(r, _)| format!("`{}`", rules.rules[r].rule.name.name))
             .collect::<Vec<_>>()
             .join(", ");
         let t = Instant::now();
@@ -253,7 +253,9 @@ pub fn apply(
         if total > options.max_rewrites {
             let mut lines: Vec<(usize, String)> = recent
                 .iter()
-                .map(|(&r, nodes)| {
+                .enumerate()
+                .filter(|(_, nodes)| !nodes.is_empty())
+                .map(|(r, nodes)| {
                     (
                         report.fired[r].1,
                         format!(
@@ -269,7 +271,7 @@ pub fn apply(
             let detail = lines.into_iter().map(|l| l.1).collect::<Vec<_>>().join("\n");
             return Err(ApplyError::Cap { total, detail });
         }
-        recent.clear();
+        recent.iter_mut().for_each(Vec::clear);
         let t = Instant::now();
         let distance = candidates.take().map(|c| c.distance).unwrap_or_default();
         candidates = Some(near(&work, &changes.seeds, reach, distance));
