@@ -77,12 +77,28 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_graphrw"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "100")
-        .output()
-        .expect("the graphrw binary runs")
+    command(args).output().expect("the graphrw binary runs")
+}
+
+/// Runs graphrw in `dir`, so that paths relative to it appear in messages
+/// as given: a snapshot then does not depend on where the temporary
+/// directory is (its length would move where a long line wraps).
+pub fn graphrw_in<I, S>(dir: &std::path::Path, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    command(args).current_dir(dir).output().expect("the graphrw binary runs")
+}
+
+fn command<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_graphrw"));
+    command.args(args).env("NO_COLOR", "1").env("COLUMNS", "100");
+    command
 }
 
 pub fn stdout(out: &Output) -> String {
