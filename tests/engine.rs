@@ -394,6 +394,35 @@ fn a_constant_whose_shapes_do_not_fit_fails_the_match_with_a_reason() {
     );
 }
 
+/// A refused match is reported once, though later rounds try it again:
+/// here every round changes most of the graph, so every node is tried in
+/// each, the refused fold too.
+#[test]
+fn a_match_refused_in_every_round_is_reported_once() {
+    let mut nodes = vec![
+        node("x", "Placeholder", &[], &[]),
+        constant("a", vec![2], &[1.0, 2.0], DataType::DtFloat),
+        constant("b", vec![3], &[1.0, 2.0, 3.0], DataType::DtFloat),
+        node("m", "Mul", &["a", "b"], &[]),
+        node("m_out", "Identity", &["m"], &[]),
+    ];
+    for i in 0..40 {
+        nodes.push(node(&format!("act_{i}"), "Relu", &["x"], &[]));
+        nodes.push(node(&format!("out_{i}"), "Identity", &[&format!("act_{i}")], &[]));
+    }
+    let text = "
+        rule fold: Mul(a: Const, b: Const) => const(a * b)
+        rule sigmoid: Relu(x) => Sigmoid(x)
+        rule tanh: Sigmoid(x) => Tanh(x)
+        rule abs: Tanh(x) => Abs(x)";
+    let (after, report) = run(&graph(nodes), text);
+    assert_eq!((report.rounds, fired(&report, "abs")), (3, 40));
+    assert_eq!(after.nodes_with_op("Abs").len(), 40);
+    let refused: Vec<&String> =
+        report.warnings.iter().filter(|w| w.contains("do not broadcast")).collect();
+    assert_eq!(refused.len(), 1, "{:?}", report.warnings);
+}
+
 #[test]
 fn alternation_producers_sharing_copies_and_guards() {
     let g = graph(vec![

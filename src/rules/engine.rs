@@ -391,6 +391,10 @@ pub(super) struct Scratch {
     pub(super) is_interior: Vec<bool>,
     patch_of: Vec<u32>,
     dead: Vec<bool>,
+    /// The warnings reported so far: a match refused again in a later round
+    /// (tried again because something near it changed, or because every
+    /// node was) is reported once.
+    pub(super) warned: FxHashSet<String>,
 }
 
 /// `v` as `n` copies of `value`, in the memory it has.

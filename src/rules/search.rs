@@ -40,6 +40,10 @@ pub(super) struct Near {
     pub(super) distance: Vec<u8>,
 }
 
+/// A round whose changed nodes are more than one alive node in this many
+/// makes every node a candidate of the next.
+const DENSE: usize = 8;
+
 /// The candidates of the next round: alive nodes at most `reach` edges
 /// downstream of a change, in output order, with their distances. Any
 /// other node's match reads only what did not change, so it is what it
@@ -56,6 +60,14 @@ pub(super) fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u
             distance[id as usize] = 0;
             frontier.push(id);
         }
+    }
+    // Changes all over the graph (a round that rewrote every block): nearly
+    // every node is near one, and finding which costs more than trying them
+    // all. Every node is a candidate for every rule; the ones no change
+    // reaches match as they did, which is not at all.
+    if frontier.len() > work.alive() / DENSE {
+        distance.fill(0);
+        return Near { ids: work.order(), distance };
     }
     for level in 1..=reach {
         // Most nodes changed (a round that rewrote every block of the
@@ -232,7 +244,7 @@ pub(super) fn find_patches(
     // Roots are exclusive in a round. Interior nodes (matched by a nested op
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
-    let Scratch { is_root, is_interior, .. } = scratch;
+    let Scratch { is_root, is_interior, warned, .. } = scratch;
     // The outputs' nodes in this round's graph, compared by id.
     let mut protected: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
     protected.sort_unstable();
@@ -346,7 +358,11 @@ pub(super) fn find_patches(
                         continue;
                     }
                     match outcome {
-                        Err((_, warning)) => report.warnings.push(warning),
+                        Err((_, warning)) => {
+                            if warned.insert(warning.clone()) {
+                                report.warnings.push(warning);
+                            }
+                        }
                         Ok(patch) => {
                             keep(is_root, is_interior, &patch);
                             part.late.push((at & !OTHER, patch));

@@ -496,6 +496,11 @@ impl<'g> Work<'g> {
         rank
     }
 
+    /// How many nodes are alive (phantoms included).
+    pub fn alive(&self) -> usize {
+        self.alive_count
+    }
+
     /// Alive nodes in output order (phantoms left out).
     pub fn order(&self) -> Vec<NodeId> {
         self.order_of(self.alive_count, |_| true)
