@@ -161,7 +161,25 @@ struct Quick {
     want: usize,
     open: bool,
     /// Input position and the op numbers its producer may have.
-    slots: Vec<(usize, Vec<u32>)>,
+    slots: Vec<(usize, OpSet)>,
+}
+
+/// A set of op numbers, one bit each (a test per rule per candidate).
+struct OpSet(smallvec::SmallVec<[u64; 4]>);
+
+impl OpSet {
+    fn of(ops: &[u32]) -> OpSet {
+        let words = ops.iter().map(|&op| op as usize / 64 + 1).max().unwrap_or(0);
+        let mut bits = smallvec::smallvec![0u64; words];
+        for &op in ops {
+            bits[op as usize / 64] |= 1 << (op % 64);
+        }
+        OpSet(bits)
+    }
+
+    fn contains(&self, op: u32) -> bool {
+        self.0.get(op as usize / 64).is_some_and(|w| w >> (op % 64) & 1 == 1)
+    }
 }
 
 impl Quick {
@@ -187,7 +205,7 @@ impl Quick {
                 if ids.is_empty() {
                     return None;
                 }
-                quick.slots.push((quick.want, ids));
+                quick.slots.push((quick.want, OpSet::of(&ids)));
             }
             quick.want += 1;
         }
@@ -200,7 +218,7 @@ impl Quick {
         inputs.unnamed
             || (inputs.ops.len() >= self.want
                 && (self.open || inputs.ops.len() == self.want)
-                && self.slots.iter().all(|(at, ops)| ops.contains(&inputs.ops[*at])))
+                && self.slots.iter().all(|(at, ops)| ops.contains(inputs.ops[*at])))
     }
 }
 
@@ -644,6 +662,19 @@ mod tests {
     /// matcher accepts, whatever its inputs (control inputs between data
     /// ones, one that names no node, fewer or more than the pattern has,
     /// `...`), and rejects those whose producers cannot fit.
+    /// An op set holds the op numbers it was made of, in any word of its
+    /// bits, and no other (nor one beyond its last word).
+    #[test]
+    fn op_sets_hold_their_ops_alone() {
+        let ops = [0, 5, 63, 64, 130];
+        let set = OpSet::of(&ops);
+        for op in 0..200 {
+            assert_eq!(set.contains(op), ops.contains(&op), "op {op}");
+        }
+        assert!(!set.contains(u32::MAX));
+        assert!(!OpSet::of(&[]).contains(0));
+    }
+
     #[test]
     fn the_quick_test_never_rejects_a_match() {
         use crate::proto::{GraphDef, NodeDef};
