@@ -658,10 +658,6 @@ mod tests {
         }
     }
 
-    /// The quick test of a candidate's inputs never rejects a node the
-    /// matcher accepts, whatever its inputs (control inputs between data
-    /// ones, one that names no node, fewer or more than the pattern has,
-    /// `...`), and rejects those whose producers cannot fit.
     /// An op set holds the op numbers it was made of, in any word of its
     /// bits, and no other (nor one beyond its last word).
     #[test]
@@ -675,6 +671,10 @@ mod tests {
         assert!(!OpSet::of(&[]).contains(0));
     }
 
+    /// The quick test of a candidate's inputs never rejects a node the
+    /// matcher accepts, whatever its inputs (control inputs between data
+    /// ones, one that names no node, fewer or more than the pattern has,
+    /// `...`), and rejects those whose producers cannot fit.
     #[test]
     fn the_quick_test_never_rejects_a_match() {
         use crate::proto::{GraphDef, NodeDef};
