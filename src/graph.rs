@@ -44,13 +44,50 @@ pub enum Port {
     Control,
 }
 
-/// One entry of a node's input list, resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One entry of a node's input list, resolved: its producer ([`Edge::src`])
+/// and what it reads from it ([`Edge::port`]). Eight bytes (a graph holds
+/// one per input, a rewrite one per input of every node it rewires).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
+    /// The producer's id; `NONE` for none.
+    s: u32,
+    /// The port read; `NONE` for a control edge.
+    p: u32,
+}
+
+impl Edge {
+    /// Stands for "no producer" and for a control edge.
+    const NONE: u32 = u32::MAX;
+
+    /// The edge reading `port` of `src` (`None`: the input is malformed or
+    /// names no node).
+    pub fn new(src: Option<NodeId>, port: Port) -> Edge {
+        debug_assert!(src != Some(Self::NONE) && port != Port::Data(Self::NONE));
+        let s = src.unwrap_or(Self::NONE);
+        match port {
+            Port::Data(p) => Edge { s, p },
+            Port::Control => Edge { s, p: Self::NONE },
+        }
+    }
+
     /// The producer, or `None` if the input is malformed or names no node.
-    pub src: Option<NodeId>,
-    /// What the edge reads from it.
-    pub port: Port,
+    pub fn src(&self) -> Option<NodeId> {
+        (self.s != Self::NONE).then_some(self.s)
+    }
+
+    /// What the edge reads from its producer.
+    pub fn port(&self) -> Port {
+        match self.p {
+            Self::NONE => Port::Control,
+            p => Port::Data(p),
+        }
+    }
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge").field("src", &self.src()).field("port", &self.port()).finish()
+    }
 }
 
 /// One use of a node's output.
@@ -467,12 +504,12 @@ impl Index {
                         &old.edges[old.edge_start[o] as usize..old.edge_start[o + 1] as usize];
                     let kept = old_edges
                         .iter()
-                        .all(|e| e.src.is_some_and(|s| old_to_new[s as usize] != NodeId::MAX));
+                        .all(|e| e.src().is_some_and(|s| old_to_new[s as usize] != NodeId::MAX));
                     if kept {
                         for e in old_edges {
-                            let src = old_to_new[e.src.expect("checked") as usize];
+                            let src = old_to_new[e.src().expect("checked") as usize];
                             fan_out[src as usize] += 1;
-                            edges.push(Edge { src: Some(src), port: e.port });
+                            edges.push(Edge::new(Some(src), e.port()));
                         }
                         continue;
                     }
@@ -491,11 +528,11 @@ impl Index {
                             Some(src) => fan_out[src as usize] += 1,
                             None => bad_inputs.push((id as NodeId, slot as u32, BadInput::Missing)),
                         }
-                        Edge { src, port }
+                        Edge::new(src, port)
                     }
                     Err(e) => {
                         bad_inputs.push((id as NodeId, slot as u32, BadInput::Syntax(e)));
-                        Edge { src: None, port: Port::Control }
+                        Edge::new(None, Port::Control)
                     }
                 };
                 edges.push(edge);
@@ -518,10 +555,10 @@ impl Index {
         for id in 0..n {
             let range = edge_start[id] as usize..edge_start[id + 1] as usize;
             for (slot, edge) in edges[range].iter().enumerate() {
-                if let Some(src) = edge.src {
+                if let Some(src) = edge.src() {
                     let at = &mut fill[src as usize];
                     consumers[*at as usize] =
-                        Consumer { node: id as NodeId, slot: slot as u32, port: edge.port };
+                        Consumer { node: id as NodeId, slot: slot as u32, port: edge.port() };
                     *at += 1;
                 }
             }

@@ -60,7 +60,7 @@ pub fn reachable(graph: &Graph, roots: &[NodeId]) -> Vec<bool> {
     }
     while let Some(id) = stack.pop() {
         for edge in graph.inputs(id) {
-            if let Some(src) = edge.src {
+            if let Some(src) = edge.src() {
                 if !keep[src as usize] {
                     keep[src as usize] = true;
                     stack.push(src);

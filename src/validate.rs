@@ -177,7 +177,7 @@ pub fn validate(graph: &Graph) -> Vec<Problem> {
                 problems
                     .push(Problem::DataAfterControl { node: name(id), input: text.to_string() });
             }
-            if let (Some(src), Port::Data(port)) = (edge.src, edge.port) {
+            if let (Some(src), Port::Data(port)) = (edge.src(), edge.port()) {
                 if let Some(outputs) = ops::num_outputs(graph, src) {
                     if port >= outputs {
                         problems.push(Problem::NoSuchPort {
@@ -223,7 +223,7 @@ pub fn topological_order(graph: &Graph) -> (Vec<NodeId>, bool) {
         pending[id as usize] = graph
             .inputs(id)
             .iter()
-            .filter(|e| e.src.is_some_and(|src| !is_back_edge(graph, src)))
+            .filter(|e| e.src().is_some_and(|src| !is_back_edge(graph, src)))
             .count() as u32;
     }
     let mut order: Vec<NodeId> = graph.ids().filter(|&id| pending[id as usize] == 0).collect();
@@ -268,7 +268,7 @@ fn find_cycle(graph: &Graph) -> Option<Vec<NodeId>> {
         let prev = graph
             .inputs(at)
             .iter()
-            .filter_map(|e| e.src)
+            .filter_map(|e| e.src())
             .find(|&src| !placed[src as usize] && !is_back_edge(graph, src))?;
         if step_of[prev as usize] != usize::MAX {
             let mut cycle = path.split_off(step_of[prev as usize]);

@@ -77,10 +77,7 @@ fn index_finds_names_ops_inputs_and_consumers() {
     assert_eq!(g.nodes_with_op("Conv2D"), &[] as &[u32]);
     assert_eq!(
         g.inputs(id("f")),
-        &[
-            Edge { src: Some(id("sw")), port: Port::Data(0) },
-            Edge { src: Some(id("t")), port: Port::Control }
-        ]
+        &[Edge::new(Some(id("sw")), Port::Data(0)), Edge::new(Some(id("t")), Port::Control)]
     );
     assert_eq!(
         g.consumers(id("sw")),

@@ -568,7 +568,7 @@ fn ancestors(g: &Graph, start: graphrw::NodeId) -> std::collections::HashSet<gra
     let mut stack = vec![start];
     while let Some(id) = stack.pop() {
         if seen.insert(id) {
-            stack.extend(g.inputs(id).iter().filter_map(|e| e.src));
+            stack.extend(g.inputs(id).iter().filter_map(|e| e.src()));
         }
     }
     seen
@@ -584,7 +584,7 @@ fn inference_on_every_fixture_leaves_no_training_machinery_and_the_same_outputs(
             assert!(after.nodes_with_op(op).is_empty(), "{name}: {op} left");
         }
         for &id in after.nodes_with_op("Rsqrt") {
-            let input = after.inputs(id)[0].src.unwrap();
+            let input = after.inputs(id)[0].src().unwrap();
             assert_ne!(after.op(input), "Const", "{name}: Rsqrt of a constant left");
         }
         for flag in &meta.training_placeholders {
@@ -596,7 +596,7 @@ fn inference_on_every_fixture_leaves_no_training_machinery_and_the_same_outputs(
         // A Switch or Merge left belongs to a cond on data: nothing it
         // depends on is a training flag or a constant predicate.
         for &id in after.nodes_with_op("Switch") {
-            let pred = after.inputs(id)[1].src.unwrap();
+            let pred = after.inputs(id)[1].src().unwrap();
             let up = ancestors(&after, pred);
             assert!(
                 up.iter().all(|&a| !meta.training_placeholders.iter().any(|t| t == after.name(a)))

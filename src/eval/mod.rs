@@ -111,13 +111,13 @@ fn evaluate(
     let mut inputs: Vec<Value> = Vec::new();
     let mut control_dead = false;
     for edge in graph.inputs(id) {
-        let src = edge.src.ok_or_else(|| EvalError::Kernel {
+        let src = edge.src().ok_or_else(|| EvalError::Kernel {
             node: graph.name(id).into(),
             op: op.into(),
             reason: "an input names no node".into(),
         })?;
         let outs = values.get(&src).ok_or(EvalError::Cycle)?;
-        match edge.port {
+        match edge.port() {
             Port::Data(p) => inputs.push(outs.get(p as usize).cloned().flatten()),
             Port::Control => control_dead |= outs.iter().all(Option::is_none) && !outs.is_empty(),
         }

@@ -208,7 +208,7 @@ fn names_whose_hashes_collide_still_resolve() {
     assert_eq!(g.duplicates(), &[3]);
     assert_eq!(
         g.inputs(2),
-        &[Edge { src: Some(1), port: Port::Data(0) }, Edge { src: Some(0), port: Port::Control }]
+        &[Edge::new(Some(1), Port::Data(0)), Edge::new(Some(0), Port::Control)]
     );
     assert_eq!(g.consumers(0).len(), 2);
     COLLIDE.with(|c| c.set(false));

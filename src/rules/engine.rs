@@ -325,7 +325,7 @@ impl Changes {
     /// may have lost their last reader.
     fn inputs_left(&mut self, work: &Work, id: NodeId) {
         let before = self.seeds.len();
-        self.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src));
+        self.seeds.extend(work.inputs(id).iter().filter_map(|e| e.src()));
         self.orphans.extend_from_slice(&self.seeds[before..]);
     }
 }
@@ -449,7 +449,7 @@ impl Resolver<'_> {
     /// The data edge reading `r` (of patch `patch`).
     fn data(&self, r: TRef, patch: usize) -> Edge {
         let (src, port) = self.target(self.resolve(r, patch));
-        Edge { src: Some(src), port: Port::Data(port) }
+        Edge::new(Some(src), Port::Data(port))
     }
 
     /// The control input replacing `^node`: moved to the producer of what
@@ -519,7 +519,7 @@ impl Plans {
     }
 
     fn control(&mut self, node: NodeId) {
-        self.push(Edge { src: Some(node), port: Port::Control });
+        self.push(Edge::new(Some(node), Port::Control));
     }
 
     /// A data input that names no node (at the next data slot).
@@ -527,7 +527,7 @@ impl Plans {
         let plan = self.nodes.len() as u32 - 1;
         let slot = self.nodes[plan as usize].2;
         self.texts.push((plan, Some(slot), text.to_string()));
-        self.push(Edge { src: None, port: Port::Data(0) });
+        self.push(Edge::new(None, Port::Data(0)));
     }
 
     /// A control input that names no node.
@@ -536,7 +536,7 @@ impl Plans {
     }
 
     fn reads_dead(&self) -> bool {
-        self.edges.iter().any(|e| e.src == Some(DEAD))
+        self.edges.iter().any(|e| e.src() == Some(DEAD))
     }
 
     /// Plans a rewired reader: its data inputs through `data`, its control
@@ -553,14 +553,14 @@ impl Plans {
         let inputs = work.inputs(id);
         let text = |slot: usize| work.source_input_text(id, slot as u32).unwrap_or("");
         for (slot, edge) in inputs.iter().enumerate() {
-            match (edge.src, edge.port) {
+            match (edge.src(), edge.port()) {
                 (Some(src), Port::Data(port)) => self.data(data(src, port)),
                 (None, _) if !text(slot).starts_with('^') => self.data_text(text(slot)),
                 _ => {}
             }
         }
         for (slot, edge) in inputs.iter().enumerate() {
-            match (edge.src, edge.port) {
+            match (edge.src(), edge.port()) {
                 (Some(src), Port::Control) => {
                     if let Some(c) = control(src) {
                         self.control(c);
@@ -596,24 +596,24 @@ impl Plans {
             edges.extend(
                 planned
                     .iter()
-                    .filter(|e| e.port != Port::Control)
-                    .map(|e| Edge { src: e.src.map(fix), port: e.port }),
+                    .filter(|e| e.port() != Port::Control)
+                    .map(|e| Edge::new(e.src().map(fix), e.port())),
             );
             let data = edges.len();
             // Controls without repeats: a scan while they are few.
-            let controls = planned.iter().filter(|e| e.port == Port::Control);
+            let controls = planned.iter().filter(|e| e.port() == Port::Control);
             seen.clear();
-            for c in controls.filter_map(|e| e.src).map(fix) {
+            for c in controls.filter_map(|e| e.src()).map(fix) {
                 let repeat = if edges.len() - data < 16 {
-                    edges[data..].iter().any(|e| e.src == Some(c))
+                    edges[data..].iter().any(|e| e.src() == Some(c))
                 } else {
                     if seen.is_empty() {
-                        seen.extend(edges[data..].iter().filter_map(|e| e.src));
+                        seen.extend(edges[data..].iter().filter_map(|e| e.src()));
                     }
                     !seen.insert(c)
                 };
                 if c != id && !repeat {
-                    edges.push(Edge { src: Some(c), port: Port::Control });
+                    edges.push(Edge::new(Some(c), Port::Control));
                 }
             }
             seen_texts.clear();
@@ -629,7 +629,7 @@ impl Plans {
             }
             seeds.push(id);
             if producers_too {
-                seeds.extend(edges.iter().filter_map(|e| e.src));
+                seeds.extend(edges.iter().filter_map(|e| e.src()));
             }
             work.set_inputs(id, &edges);
         }
@@ -780,7 +780,7 @@ fn reaches_outputs(graph: &Graph, outputs: &[String]) -> bool {
     crate::par::ranges(graph.len(), 1 << 16, |ids| {
         ids.into_iter().all(|i| {
             let id = i as NodeId;
-            graph.inputs(id).iter().all(|e| e.src.is_none_or(|src| src < id))
+            graph.inputs(id).iter().all(|e| e.src().is_none_or(|src| src < id))
                 && (is_output[i] || !graph.consumers(id).is_empty())
         })
     })
@@ -831,12 +831,12 @@ fn settle(
                 continue;
             }
             let inputs = work.inputs(id);
-            let reads_dead = |e: &&Edge| e.src.is_some_and(|s| dead[s as usize]);
+            let reads_dead = |e: &&Edge| e.src().is_some_and(|s| dead[s as usize]);
             let is_dead = if Some(work.op_of(id)) == merge {
                 let data: Vec<_> =
-                    inputs.iter().filter(|e| matches!(e.port, Port::Data(_))).collect();
+                    inputs.iter().filter(|e| matches!(e.port(), Port::Data(_))).collect();
                 (!data.is_empty() && data.iter().all(reads_dead))
-                    || inputs.iter().filter(|e| e.port == Port::Control).any(|e| reads_dead(&e))
+                    || inputs.iter().filter(|e| e.port() == Port::Control).any(|e| reads_dead(&e))
             } else {
                 inputs.iter().any(|e| reads_dead(&e))
             };
@@ -863,7 +863,7 @@ fn settle(
         }
         while let Some(id) = stack.pop() {
             for edge in work.inputs(id) {
-                let Some(src) = edge.src else { continue };
+                let Some(src) = edge.src() else { continue };
                 let src = if dead[src as usize] { marker.unwrap_or(src) } else { src };
                 if !keep[src as usize] {
                     keep[src as usize] = true;
@@ -892,8 +892,8 @@ fn settle(
                 work,
                 id,
                 |src, port| match dead[src as usize] {
-                    true => Edge { src: Some(marker), port: Port::Data(0) },
-                    false => Edge { src: Some(src), port: Port::Data(port) },
+                    true => Edge::new(Some(marker), Port::Data(0)),
+                    false => Edge::new(Some(src), Port::Data(port)),
                 },
                 |src| Some(live(src)),
             );

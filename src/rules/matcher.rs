@@ -176,8 +176,8 @@ impl Matcher<'_> {
         // decoded from the node's bytes).
         let inputs = graph.inputs(id);
         let data = || {
-            inputs.iter().filter_map(|e| match e.port {
-                Port::Data(port) => e.src.map(|node| Tensor { node, port }),
+            inputs.iter().filter_map(|e| match e.port() {
+                Port::Data(port) => e.src().map(|node| Tensor { node, port }),
                 Port::Control => None,
             })
         };
@@ -206,8 +206,8 @@ impl Matcher<'_> {
                 let controls: Vec<NodeId> = graph
                     .inputs(id)
                     .iter()
-                    .filter(|e| e.port == Port::Control)
-                    .filter_map(|e| e.src)
+                    .filter(|e| e.port() == Port::Control)
+                    .filter_map(|e| e.src())
                     .collect();
                 let bound = m.vars.get(&var.name).cloned();
                 let pick = match bound {

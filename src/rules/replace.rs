@@ -196,8 +196,8 @@ impl<'a> Builder<'a> {
                 let graph = self.graph;
                 let (mut kept, mut control_names) = (Vec::new(), Vec::new());
                 for (slot, e) in graph.inputs(node).iter().enumerate() {
-                    match e.src {
-                        Some(src) if e.port == Port::Control => kept.push(src),
+                    match e.src() {
+                        Some(src) if e.port() == Port::Control => kept.push(src),
                         None => control_names.extend(
                             graph
                                 .source_input_text(node, slot as u32)
@@ -403,8 +403,8 @@ impl Bindings<'_> {
                         .graph
                         .inputs(node)
                         .iter()
-                        .find(|e| matches!(e.port, Port::Data(_)))
-                        .and_then(|e| e.src)
+                        .find(|e| matches!(e.port(), Port::Data(_)))
+                        .and_then(|e| e.src())
                         .ok_or("an Identity without input")?;
                 }
                 op => {

@@ -123,7 +123,7 @@ fn next_level(
                         && work
                             .inputs(id)
                             .iter()
-                            .any(|e| e.src.is_some_and(|src| seen[src as usize] == previous))
+                            .any(|e| e.src().is_some_and(|src| seen[src as usize] == previous))
                 })
                 .collect::<Vec<NodeId>>()
         })
@@ -234,7 +234,7 @@ impl InputOps {
     fn of(work: &Work, id: NodeId) -> InputOps {
         let mut inputs = InputOps { ops: smallvec::SmallVec::new(), unnamed: false };
         for e in work.inputs(id) {
-            match (e.port, e.src) {
+            match (e.port(), e.src()) {
                 (Port::Control, _) => {}
                 (_, Some(src)) => inputs.ops.push(work.op_of(src)),
                 (_, None) => {

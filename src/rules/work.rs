@@ -418,7 +418,7 @@ impl<'g> Work<'g> {
             },
         };
         let id = self.add(name.to_string(), "", Body::Phantom, NodeId::MAX, 0);
-        Edge { src: Some(id), port }
+        Edge::new(Some(id), port)
     }
 
     /// Makes room for `more` rewired inputs.
@@ -435,10 +435,10 @@ impl<'g> Work<'g> {
         self.edges.extend_from_slice(inputs);
         self.ins[id as usize] = (start, inputs.len() as u32);
         for (slot, e) in inputs.iter().enumerate() {
-            if let Some(src) = e.src {
+            if let Some(src) = e.src() {
                 let next = self.head[src as usize];
                 self.head[src as usize] = self.links.len() as u32;
-                self.links.push(Link { node: id, slot: slot as u32, era, port: e.port, next });
+                self.links.push(Link { node: id, slot: slot as u32, era, port: e.port(), next });
             }
         }
     }
@@ -563,8 +563,8 @@ impl<'g> Work<'g> {
         inputs_at.clear();
         let located = crate::wire::write_with_name_and_inputs(out, raw, name, |out| {
             for e in self.inputs(id) {
-                let node = self.name(e.src.expect("edges of rewired nodes resolve"));
-                let input = match e.port {
+                let node = self.name(e.src().expect("edges of rewired nodes resolve"));
+                let input = match e.port() {
                     Port::Data(port) => InputRef::Data { node, port },
                     Port::Control => InputRef::Control { node },
                 };
@@ -694,7 +694,7 @@ mod tests {
         let n0 = work.len() as NodeId;
         for root in (0..n0).step_by(101) {
             let new = work.add(format!("r{root}/new"), "Identity", Body::Copy(root), root, 0);
-            work.set_inputs(new, &[Edge { src: Some(root), port: Port::Data(0) }]);
+            work.set_inputs(new, &[Edge::new(Some(root), Port::Data(0))]);
         }
         for id in (1..n0).step_by(7) {
             let mut edges = work.inputs(id).to_vec();
