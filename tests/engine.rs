@@ -423,6 +423,38 @@ fn a_match_refused_in_every_round_is_reported_once() {
     assert_eq!(refused.len(), 1, "{:?}", report.warnings);
 }
 
+/// A constant a rule built is written under its name, and so is a copy of
+/// it a later round makes (its bytes hold the original's name).
+#[test]
+fn a_copy_of_a_built_constant_has_its_own_name() {
+    let g = graph(vec![
+        constant("a", vec![2], &[1.0, 2.0], DataType::DtFloat),
+        constant("b", vec![2], &[3.0, 4.0], DataType::DtFloat),
+        node("m", "Mul", &["a", "b"], &[]),
+        node("r", "Relu", &["m"], &[]),
+        node("out", "Identity", &["r"], &[]),
+    ]);
+    let text = "
+        rule fold: Mul(a: Const, b: Const) => const(a * b)
+        rule copy: Relu(c = Const()) => Neg(c())";
+    let (after, report) = run(&g, text);
+    assert_eq!((report.rounds, fired(&report, "fold"), fired(&report, "copy")), (2, 1, 1));
+    assert_eq!(shape_of(&after), ["r/copy/m: Const()", "r: Neg(r/copy/m)", "out: Identity(r)"]);
+    let mut bytes = Vec::new();
+    after.encode(&mut bytes).unwrap();
+    let read = Graph::from_bytes(Bytes::from(bytes)).unwrap();
+    assert_eq!(shape_of(&read), shape_of(&after));
+    let value = |name: &str| {
+        let id = read.id(name).unwrap();
+        let Some(AttrValue { value: Some(Value::Tensor(t)) }) = read.attr(id, "value").unwrap()
+        else {
+            panic!("{name} has no tensor");
+        };
+        from_proto(&t).unwrap().data
+    };
+    assert_eq!(value("r/copy/m"), [3.0, 8.0]);
+}
+
 #[test]
 fn alternation_producers_sharing_copies_and_guards() {
     let g = graph(vec![

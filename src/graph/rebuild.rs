@@ -32,11 +32,16 @@ pub struct Part<'g> {
     /// Each node's id in the source, or `NodeId::MAX` for an encoded one.
     origin: Vec<NodeId>,
     start: usize,
+    /// Nodes encoded elsewhere, whose bytes the new graph shares.
+    shared: Vec<Bytes>,
 }
 
 impl Part<'_> {
     /// Marks a node of the part's own buffer, until the parts are joined.
     const OWN: u32 = u32::MAX;
+    /// Marks a node of `shared` (its index in the low bits), until the
+    /// parts are joined.
+    const SHARED: u32 = 1 << 31;
 
     /// Adds node `id` of the source graph, as it is.
     pub fn push_existing(&mut self, id: NodeId) {
@@ -85,6 +90,34 @@ impl Part<'_> {
             inputs: inputs.len() as u32,
         });
         self.origin.push(NodeId::MAX);
+    }
+
+    /// Adds a new node encoded elsewhere, whose bytes the new graph shares
+    /// rather than copies; `name` and `op` are where its strings are in
+    /// them. It has no inputs.
+    ///
+    /// # Safety
+    ///
+    /// The bytes at `name` and `op` are UTF-8 (see [`Part::push_located`]).
+    /// Checked in debug builds.
+    pub(crate) unsafe fn push_shared(
+        &mut self,
+        bytes: Bytes,
+        name: std::ops::Range<usize>,
+        op: std::ops::Range<usize>,
+    ) {
+        debug_assert!(std::str::from_utf8(&bytes[name.clone()]).is_ok());
+        debug_assert!(std::str::from_utf8(&bytes[op.clone()]).is_ok());
+        self.nodes.push(NodeRec {
+            buf: Self::SHARED | self.shared.len() as u32,
+            raw: Span::of(0..bytes.len()),
+            name: Span::of(name),
+            op: Span::of(op),
+            first_input: self.input_spans.len() as u32,
+            inputs: 0,
+        });
+        self.origin.push(NodeId::MAX);
+        self.shared.push(bytes);
     }
 
     /// Adds the node encoded at `range` of the buffer, locating its strings.
@@ -221,6 +254,7 @@ impl Graph {
             input_spans: Vec::new(),
             origin: Vec::with_capacity(nodes),
             start,
+            shared: Vec::new(),
         }
     }
 
@@ -236,15 +270,21 @@ impl Graph {
         let mut origin = Vec::with_capacity(count);
         for part in parts {
             let own = graph.bufs.len() as u32;
+            let shared = own + 1;
             let offset = graph.input_spans.len() as u32;
             graph.input_spans.extend_from_slice(&part.input_spans);
             graph.nodes.extend(part.nodes.iter().map(|rec| NodeRec {
-                buf: if rec.buf == Part::OWN { own } else { rec.buf },
+                buf: match rec.buf {
+                    Part::OWN => own,
+                    b if b & Part::SHARED != 0 => shared + (b & !Part::SHARED),
+                    b => b,
+                },
                 first_input: rec.first_input + offset,
                 ..*rec
             }));
             origin.extend_from_slice(&part.origin);
             graph.bufs.push(Bytes::from(part.buffer));
+            graph.bufs.extend(part.shared);
         }
         if let Some(index) = self.index.get() {
             graph.seed = Some(std::sync::Arc::new(Seed {

@@ -140,6 +140,17 @@ impl<'a> Builder<'a> {
             node.name = Cow::Owned(name);
             taken.push(&node.name);
         }
+        // A node without inputs (a constant) is encoded whole, under its
+        // name, here on the matching threads: the written graph shares it.
+        for node in &mut self.nodes {
+            let Body::Encoded(body) = &node.body else { continue };
+            if node.data.is_empty() && node.control.is_empty() && node.control_names.is_empty() {
+                let mut whole = Vec::with_capacity(body.len() + node.name.len() + 6);
+                crate::wire::write_bytes_field(1, node.name.as_bytes(), &mut whole);
+                whole.extend_from_slice(body);
+                node.body = Body::Whole(Bytes::from(whole));
+            }
+        }
         Ok(Patch {
             rule,
             root: self.root,

@@ -35,6 +35,9 @@ pub enum Body {
     /// A node a rule built, encoded without its name and inputs (they are
     /// kept apart, and written in when the graph is).
     Encoded(Bytes),
+    /// A node a rule built with no inputs (a constant), encoded whole under
+    /// its name: while it has none, the written graph shares these bytes.
+    Whole(Bytes),
     /// An input of the source that names no node, kept as written: never
     /// written out, matched or removed.
     Phantom,
@@ -279,7 +282,9 @@ impl<'g> Work<'g> {
         match self.added(id) {
             None => Some(self.src.node_bytes(id)),
             Some(Added { body: Body::Copy(s), .. }) => Some(self.src.node_bytes(*s)),
-            Some(Added { body: Body::Encoded(bytes), .. }) => Some(bytes.clone()),
+            Some(Added { body: Body::Encoded(bytes) | Body::Whole(bytes), .. }) => {
+                Some(bytes.clone())
+            }
             Some(Added { body: Body::Phantom, .. }) => None,
         }
     }
@@ -292,7 +297,7 @@ impl<'g> Work<'g> {
         match self.added(id) {
             None => Some(self.src.node_raw(id)),
             Some(Added { body: Body::Copy(s), .. }) => Some(self.src.node_raw(*s)),
-            Some(Added { body: Body::Encoded(bytes), .. }) => Some(bytes),
+            Some(Added { body: Body::Encoded(bytes) | Body::Whole(bytes), .. }) => Some(bytes),
             Some(Added { body: Body::Phantom, .. }) => None,
         }
     }
@@ -623,6 +628,12 @@ impl<'g> Work<'g> {
             let mut part = self.src.part(start, ids.len(), self.written_size(ids));
             let mut inputs_at = Vec::new();
             for &id in ids {
+                if let Some((bytes, name, op)) = self.whole(id) {
+                    // SAFETY: `whole` found the name and op where a rule's
+                    // constant has them, written from Rust strings.
+                    unsafe { part.push_shared(bytes.clone(), name, op) };
+                    continue;
+                }
                 let at = part.buffer.len();
                 match self.write_node(id, &mut part.buffer, &mut inputs_at) {
                     // Where its strings are is known from writing them:
@@ -639,11 +650,37 @@ impl<'g> Work<'g> {
         self.src.assembled(crate::par::shares(order, 1 << 14, encode))
     }
 
+    /// A node written as its bytes are (a rule's constant, still without
+    /// inputs, under the name it was encoded with), and where its name and
+    /// op are in them.
+    fn whole(
+        &self,
+        id: NodeId,
+    ) -> Option<(&Bytes, std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let Some(Added { body: Body::Whole(bytes), name, .. }) = self.added(id) else {
+            return None;
+        };
+        if !self.inputs(id).is_empty() || self.redefined.contains_key(&id) {
+            return None;
+        }
+        // Field 1 (the name), then field 2 (the op), each with a one-byte
+        // key and length.
+        let name = name.as_bytes();
+        let op_at = 2 + name.len();
+        let (&[0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else { return None };
+        if usize::from(name_len) != name.len() || name_len >= 0x80 || !rest.starts_with(name) {
+            return None;
+        }
+        let &[0x12, op_len] = bytes.get(op_at..op_at + 2)? else { return None };
+        let op = op_at + 2..op_at + 2 + usize::from(op_len);
+        (op_len < 0x80 && op.end <= bytes.len()).then_some((bytes, 2..op_at, op))
+    }
+
     /// About how many bytes these nodes take once written (those written
-    /// as read take none): their bodies, names and inputs.
+    /// as read, or shared, take none): their bodies, names and inputs.
     fn written_size(&self, ids: &[NodeId]) -> usize {
         ids.iter()
-            .filter(|&&id| !self.as_read(id))
+            .filter(|&&id| !self.as_read(id) && self.whole(id).is_none())
             .map(|&id| {
                 let body = self.raw(id).map_or(0, <[u8]>::len);
                 body + self.name(id).len() + 8 + self.inputs(id).len() * 48
@@ -704,12 +741,37 @@ mod tests {
         for id in (3..n0).step_by(501) {
             work.redefine(id, NodeDef { op: "NoOp".into(), ..Default::default() });
         }
+        // Constants encoded whole: shared as they are; under another name
+        // than their bytes hold (a copy's), or once given inputs, rewritten.
+        let whole = |name: &str| {
+            let def = NodeDef { name: name.into(), op: "Const".into(), ..Default::default() };
+            Body::Whole(Bytes::from(def.encode_to_vec()))
+        };
+        let mut consts = Vec::new();
+        for (i, root) in (50..n0).step_by(97).filter(|r| r % 101 != 0).enumerate() {
+            let name = format!("r{root}/const");
+            consts.push((name.clone(), i % 3 == 2));
+            let body = match i % 3 {
+                1 => whole(&name.replacen('r', "x", 1)),
+                _ => whole(&name),
+            };
+            let id = work.add(name, "Const", body, root, 0);
+            if i % 3 == 2 {
+                work.set_inputs(id, &[Edge::new(Some(root), Port::Control)]);
+            }
+        }
         let written = work.written(&work.order());
         let mut bytes = Vec::new();
         written.encode(&mut bytes).unwrap();
         let read = Graph::from_bytes(Bytes::from(bytes)).unwrap();
         assert_eq!(written.len(), read.len());
         assert!(read.nodes_with_op("NoOp").len() > 100);
+        assert!(consts.len() > 500);
+        for (name, has_input) in &consts {
+            let id = read.id(name).unwrap_or_else(|| panic!("{name} is not written"));
+            assert_eq!(read.op(id), "Const");
+            assert_eq!(read.input_strs(id).count(), usize::from(*has_input), "{name}");
+        }
         for id in read.ids() {
             assert_eq!(written.name(id), read.name(id));
             assert_eq!(written.op(id), read.op(id));
