@@ -273,8 +273,8 @@ impl<'g> Work<'g> {
         self.src.id_hashed(name, hash).filter(|&id| self.alive[id as usize])
     }
 
-    /// The bytes the node is written from (without name and inputs for an
-    /// added node); `None` for a phantom.
+    /// The bytes the node is written from (an added node's without inputs,
+    /// and without its name unless encoded whole); `None` for a phantom.
     fn bytes_of(&self, id: NodeId) -> Option<Bytes> {
         if let Some(bytes) = self.redefined.get(&id) {
             return Some(bytes.clone());
@@ -660,20 +660,19 @@ impl<'g> Work<'g> {
         let Some(Added { body: Body::Whole(bytes), name, .. }) = self.added(id) else {
             return None;
         };
-        if !self.inputs(id).is_empty() || self.redefined.contains_key(&id) {
+        if !self.inputs(id).is_empty() {
             return None;
         }
-        // Field 1 (the name), then field 2 (the op), each with a one-byte
-        // key and length.
-        let name = name.as_bytes();
-        let op_at = 2 + name.len();
-        let (&[0x0a, name_len], rest) = bytes.split_first_chunk::<2>()? else { return None };
-        if usize::from(name_len) != name.len() || name_len >= 0x80 || !rest.starts_with(name) {
+        // Field 1, the name the node has; then field 2, the op.
+        use crate::wire::{Plain, plain_field};
+        let mut at = 0;
+        let (0x0a, Plain::Len(written)) = plain_field(bytes, &mut at)? else { return None };
+        if written != name.as_bytes() {
             return None;
         }
-        let &[0x12, op_len] = bytes.get(op_at..op_at + 2)? else { return None };
-        let op = op_at + 2..op_at + 2 + usize::from(op_len);
-        (op_len < 0x80 && op.end <= bytes.len()).then_some((bytes, 2..op_at, op))
+        let name = at - written.len()..at;
+        let (0x12, Plain::Len(op)) = plain_field(bytes, &mut at)? else { return None };
+        Some((bytes, name, at - op.len()..at))
     }
 
     /// About how many bytes these nodes take once written (those written
