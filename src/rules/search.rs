@@ -32,11 +32,11 @@ pub(super) fn pattern_depth(pattern: &Pattern) -> usize {
 
 /// The candidates of a round after the first.
 pub(super) struct Near {
-    /// Alive nodes at most the largest reach downstream of a change, in
-    /// output order.
+    /// Alive nodes at most the largest reach downstream of a change (every
+    /// alive node after a round that changed many), in output order.
     pub(super) ids: Vec<NodeId>,
     /// Each node's distance downstream of the nearest change (`u8::MAX`
-    /// beyond the reach).
+    /// beyond the reach; 0 for every node when all are candidates).
     pub(super) distance: Vec<u8>,
 }
 
@@ -48,7 +48,8 @@ const DENSE: usize = 8;
 /// downstream of a change, in output order, with their distances. Any
 /// other node's match reads only what did not change, so it is what it
 /// was, and it did not fire; a rule whose pattern reaches less far needs
-/// only the nodes at most its own reach away.
+/// only the nodes at most its own reach away. After a round that changed
+/// more than one alive node in [`DENSE`], every alive node, at distance 0.
 pub(super) fn near(work: &Work, seeds: &[NodeId], reach: u8, mut distance: Vec<u8>) -> Near {
     refill(&mut distance, work.len(), u8::MAX);
     let mut frontier: Vec<NodeId> = Vec::new();
