@@ -1,13 +1,19 @@
-//! What fresh memory costs this machine: milliseconds per MB to touch a
+//! What memory costs this machine right now: milliseconds per MB to touch a
 //! new anonymous mapping, in transparent huge pages (which graphrw's
 //! allocator asks for) twice, the second time in memory the first just
-//! gave back, then in 4 KB pages.
+//! gave back, then in 4 KB pages; nanoseconds per read that misses the
+//! caches (a chain of dependent reads at random places of a huge-page
+//! mapping); and, for comparison, a loop that touches no memory.
 //!
 //! On a virtual machine whose host takes back the memory its guest leaves
 //! idle, huge pages are cheap while the host still backs them (the second
 //! touch) and dearer than small pages once it does not (the first, after
 //! the machine sat idle); a rewrite that touches a few hundred MB of fresh
-//! memory feels the difference.
+//! memory feels the difference. A rewrite reads a graph's records all over
+//! its memory, so it also feels how long a read that misses the caches
+//! takes, which on a shared host changes with what the neighbours do while
+//! the compute loop's time stays put. Run it beside a benchmark to tell
+//! the machine's slow hours from a slower program.
 //!
 //! Usage: cargo run --release --example first_touch [MB]
 
@@ -31,4 +37,53 @@ fn main() {
         let ms = start.elapsed().as_secs_f64() * 1e3;
         println!("{label}: {mb} MB first touched in {ms:.0} ms, {:.2} ms/MB", ms / mb as f64);
     }
+    println!("a read that misses the caches: {:.0} ns", random_read_ns(mb));
+    println!("a loop that touches no memory: {:.0} ms", compute_ms());
+}
+
+/// Nanoseconds per read of a chain of reads, each at the place the one
+/// before it read, through every 8-byte slot of an `mb`-MB mapping in a
+/// random order (one cycle, so no read is cached or prefetched).
+fn random_read_ns(mb: usize) -> f64 {
+    let slots = (mb << 20) / 8;
+    let mut map = MmapMut::map_anon(slots * 8).expect("an anonymous mapping");
+    map.advise(Advice::HugePage).expect("madvise");
+    // SAFETY: the mapping is page-aligned, `slots * 8` bytes long, and
+    // zeroed, which is a valid `u64` array.
+    let next: &mut [u64] =
+        unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast::<u64>(), slots) };
+    // The slots in a random order (xorshift, Fisher-Yates), linked into one
+    // cycle.
+    let mut order: Vec<u64> = (0..slots as u64).collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..slots).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    for pair in order.windows(2) {
+        next[pair[0] as usize] = pair[1];
+    }
+    next[order[slots - 1] as usize] = order[0];
+    let reads = 20_000_000usize.min(slots * 4);
+    let start = Instant::now();
+    let mut at = 0u64;
+    for _ in 0..reads {
+        at = next[at as usize];
+    }
+    let ns = start.elapsed().as_secs_f64() * 1e9 / reads as f64;
+    std::hint::black_box(at);
+    ns
+}
+
+/// Milliseconds for a fixed chain of floating-point multiply-adds.
+fn compute_ms() -> f64 {
+    let start = Instant::now();
+    let mut x = 1.0f64;
+    for _ in 0..300_000_000u32 {
+        x = std::hint::black_box(x * 1.000_000_1 + 1e-9);
+    }
+    std::hint::black_box(x);
+    start.elapsed().as_secs_f64() * 1e3
 }
