@@ -3,7 +3,8 @@
 //! (lock the training flag, fold constant Identity, fold constant-predicate
 //! Switch/Merge with dead tensors), then with the whole `inference` pack.
 //! Reports rewrite time alone (the graph is already in memory), best and
-//! median of `GRAPHRW_BENCH_RUNS` runs (5 unless set), and time per node.
+//! median of `GRAPHRW_BENCH_RUNS` runs (5 unless set), time per node, and
+//! (runs of 0.1 s or more, on Linux) the best run's CPU time on all threads.
 //! The runs go round the sizes in turn, so each ratio compares times taken
 //! in the same minutes.
 
@@ -63,24 +64,26 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
     // this machine (its speed drifts by 30% from one minute to the next):
     // the ratios compare like with like.
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); graphs.len()];
-    let mut best: Vec<Option<(f64, Report, usize)>> = graphs.iter().map(|_| None).collect();
+    let mut best: Vec<Option<Best>> = graphs.iter().map(|_| None).collect();
     for _ in 0..runs {
         for (i, graph) in graphs.iter().enumerate() {
+            let cpu_before = cpu_seconds();
             let start = Instant::now();
             let (out, r) = apply(graph, rules, &Options::default()).expect("applies");
             let t = start.elapsed().as_secs_f64();
+            let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before);
             assert!(
                 out.nodes_with_op("Switch").is_empty() && out.nodes_with_op("Merge").is_empty()
             );
             times[i].push(t);
-            if best[i].as_ref().is_none_or(|b| t < b.0) {
-                best[i] = Some((t, r, out.len()));
+            if best[i].as_ref().is_none_or(|b| t < b.seconds) {
+                best[i] = Some(Best { seconds: t, report: r, after: out.len(), cpu });
             }
         }
     }
     let mut previous: Option<(usize, f64, f64)> = None;
     for (i, graph) in graphs.iter().enumerate() {
-        let (fastest, r, after) = best[i].take().expect("ran");
+        let Best { seconds: fastest, report: r, after, cpu } = best[i].take().expect("ran");
         let median = median(&mut times[i]);
         let rewrites: usize = r.fired.iter().map(|f| f.1).sum();
         let per_node = fastest / graph.len() as f64 * 1e9;
@@ -110,8 +113,35 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
             p.write * 1e3,
             (r.seconds - p.index - p.find - p.apply - p.settle - p.check - p.write) * 1e3
         );
+        // CPU time is counted in ticks of 10 ms: shown where that is fine.
+        if let Some(cpu) = cpu.filter(|_| fastest >= 0.1) {
+            println!(
+                "          its CPU time, all threads: {:.0} ms ({:.2} cores busy on average)",
+                cpu * 1e3,
+                cpu / fastest
+            );
+        }
         previous = Some((graph.len(), fastest, median));
     }
+}
+
+/// A size's fastest run: its time, report, nodes after, and CPU time.
+struct Best {
+    seconds: f64,
+    report: Report,
+    after: usize,
+    cpu: Option<f64>,
+}
+
+/// User and system time of the whole process so far (all its threads), in
+/// seconds, from `/proc/self/stat` (in ticks of 1/100 s); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses: utime
+    // and stime are the 14th and 15th fields of the line.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn median(times: &mut [f64]) -> f64 {
