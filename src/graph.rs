@@ -491,54 +491,72 @@ impl Index {
             None => graph.ids().for_each(|id| add(&mut by_op, id)),
         }
 
-        let mut edges = Vec::with_capacity(graph.input_spans.len());
+        // Each node's edges start where the inputs of the nodes before it
+        // end; they are resolved on every core, each share of the nodes
+        // into its own part of `edges` (a lookup is a read at a random place
+        // of the name index, and then of the graph, to compare the name).
         let mut edge_start = Vec::with_capacity(n + 1);
-        let mut bad_inputs = Vec::new();
-        let mut fan_out = vec![0u32; n];
-        for id in 0..n {
-            edge_start.push(edges.len() as u32);
-            if let Some((old, origin, old_to_new)) = reuse {
-                let o = origin[id] as usize;
-                if o != NodeId::MAX as usize {
-                    let old_edges =
-                        &old.edges[old.edge_start[o] as usize..old.edge_start[o + 1] as usize];
-                    let kept = old_edges
-                        .iter()
-                        .all(|e| e.src().is_some_and(|s| old_to_new[s as usize] != NodeId::MAX));
-                    if kept {
-                        for e in old_edges {
-                            let src = old_to_new[e.src().expect("checked") as usize];
-                            fan_out[src as usize] += 1;
-                            edges.push(Edge::new(Some(src), e.port()));
+        let mut total = 0u32;
+        for rec in &graph.nodes {
+            edge_start.push(total);
+            total += rec.inputs;
+        }
+        edge_start.push(total);
+        let mut edges = vec![Edge::new(None, Port::Control); total as usize];
+        let resolve = |ids: std::ops::Range<usize>, edges: &mut [Edge]| {
+            let mut bad_inputs = Vec::new();
+            let mut at = 0;
+            for id in ids {
+                if let Some((old, origin, old_to_new)) = reuse {
+                    let o = origin[id] as usize;
+                    if o != NodeId::MAX as usize {
+                        let old_edges =
+                            &old.edges[old.edge_start[o] as usize..old.edge_start[o + 1] as usize];
+                        let kept = old_edges.len() == graph.nodes[id].inputs as usize
+                            && old_edges.iter().all(|e| {
+                                e.src().is_some_and(|s| old_to_new[s as usize] != NodeId::MAX)
+                            });
+                        if kept {
+                            for e in old_edges {
+                                let src = old_to_new[e.src().expect("checked") as usize];
+                                edges[at] = Edge::new(Some(src), e.port());
+                                at += 1;
+                            }
+                            continue;
                         }
-                        continue;
                     }
                 }
-            }
-            for (slot, text) in graph.input_strs(id as NodeId).enumerate() {
-                let edge = match parse_input(text) {
-                    Ok(input) => {
-                        let port = match input {
-                            InputRef::Data { port, .. } => Port::Data(port),
-                            InputRef::Control { .. } => Port::Control,
-                        };
-                        let node = input.node();
-                        let src = lookup(graph, &by_name, &collisions, node, name_hash(node));
-                        match src {
-                            Some(src) => fan_out[src as usize] += 1,
-                            None => bad_inputs.push((id as NodeId, slot as u32, BadInput::Missing)),
+                for (slot, text) in graph.input_strs(id as NodeId).enumerate() {
+                    edges[at] = match parse_input(text) {
+                        Ok(input) => {
+                            let port = match input {
+                                InputRef::Data { port, .. } => Port::Data(port),
+                                InputRef::Control { .. } => Port::Control,
+                            };
+                            let node = input.node();
+                            let src = lookup(graph, &by_name, &collisions, node, name_hash(node));
+                            if src.is_none() {
+                                bad_inputs.push((id as NodeId, slot as u32, BadInput::Missing));
+                            }
+                            Edge::new(src, port)
                         }
-                        Edge::new(src, port)
-                    }
-                    Err(e) => {
-                        bad_inputs.push((id as NodeId, slot as u32, BadInput::Syntax(e)));
-                        Edge::new(None, Port::Control)
-                    }
-                };
-                edges.push(edge);
+                        Err(e) => {
+                            bad_inputs.push((id as NodeId, slot as u32, BadInput::Syntax(e)));
+                            Edge::new(None, Port::Control)
+                        }
+                    };
+                    at += 1;
+                }
             }
+            debug_assert_eq!(at, edges.len(), "a node's edges are as many as its inputs");
+            bad_inputs
+        };
+        let bad_inputs: Vec<(NodeId, u32, BadInput)> =
+            crate::par::split_mut(&mut edges, &edge_start, 1 << 15, resolve).concat();
+        let mut fan_out = vec![0u32; n];
+        for src in edges.iter().filter_map(|e| e.src()) {
+            fan_out[src as usize] += 1;
         }
-        edge_start.push(edges.len() as u32);
 
         // A counting sort of the edges by producer gives the consumer lists,
         // each in (consumer, slot) order.

@@ -48,6 +48,47 @@ pub fn ranges<R: Send>(len: usize, min: usize, f: impl Fn(Range<usize>) -> R + S
     })
 }
 
+/// `f(range, part)` for each share of `0..starts.len() - 1`, where `part`
+/// is the share's own run of `items`: item `i` of the range owns
+/// `items[starts[i]..starts[i + 1]]` (`starts` ascending, its last entry
+/// `items.len()`). One share per thread, in order; a single share, on this
+/// thread, as [`ranges`] decides.
+pub fn split_mut<T: Send, R: Send>(
+    items: &mut [T],
+    starts: &[u32],
+    min: usize,
+    f: impl Fn(Range<usize>, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let len = starts.len().saturating_sub(1);
+    assert_eq!(starts.last().map_or(0, |&s| s as usize), items.len(), "starts cover the items");
+    let threads = threads();
+    if threads == 1 || len < min.max(threads) {
+        return vec![f(0..len, items)];
+    }
+    let f = &f;
+    let size = len.div_ceil(threads);
+    // The shares' parts, cut off the front of `items` in turn.
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = items;
+    for start in (0..len).step_by(size) {
+        let end = (start + size).min(len);
+        let (part, tail) = rest.split_at_mut((starts[end] - starts[start]) as usize);
+        parts.push((start..end, part));
+        rest = tail;
+    }
+    std::thread::scope(|scope| {
+        let mut parts = parts.into_iter();
+        let (first, first_part) = parts.next().expect("at least one share");
+        let handles: Vec<_> =
+            parts.map(|(range, part)| scope.spawn(move || f(range, part))).collect();
+        let mut results = Vec::with_capacity(handles.len() + 1);
+        results.push(f(first, first_part));
+        results
+            .extend(handles.into_iter().map(|h| h.join().expect("a share's work does not panic")));
+        results
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -67,6 +108,39 @@ mod tests {
                     share.to_vec()
                 });
                 assert_eq!(parts.concat(), items);
+            }
+        }
+    }
+
+    #[test]
+    fn split_parts_are_the_items_of_their_ranges() {
+        for len in [0usize, 1, 2, 3, 7, 100, 1001] {
+            for min in [0, 1, 10] {
+                // Item i owns i % 3 slots, each holding i.
+                let mut starts = vec![0u32];
+                for i in 0..len {
+                    starts.push(starts[i] + (i % 3) as u32);
+                }
+                let mut items = vec![usize::MAX; *starts.last().unwrap() as usize];
+                let ranges = super::split_mut(&mut items, &starts, min, |range, part| {
+                    let mut at = 0;
+                    for i in range.clone() {
+                        for _ in 0..i % 3 {
+                            part[at] = i;
+                            at += 1;
+                        }
+                    }
+                    assert_eq!(at, part.len(), "len {len}, min {min}, {range:?}");
+                    range
+                });
+                let mut next = 0;
+                for r in &ranges {
+                    assert_eq!(r.start, next);
+                    next = r.end;
+                }
+                assert_eq!(next, len);
+                let expected: Vec<usize> = (0..len).flat_map(|i| vec![i; i % 3]).collect();
+                assert_eq!(items, expected, "len {len}, min {min}");
             }
         }
     }

@@ -124,6 +124,76 @@ fn indexes_carried_over_from_the_parent_are_exact() {
     }
 }
 
+/// A graph large enough to be indexed on several cores resolves every
+/// input as a plain reading of the names does, reports the inputs that
+/// name no node or are not input strings in order, and a graph rebuilt
+/// from it (producers dropped) carries the same edges over as it builds.
+#[test]
+fn inputs_resolved_on_several_cores_are_the_named_nodes() {
+    let synth = crate::synth::synth(100_000);
+    // Every 1000th node reads a name no node has, and every 777th a
+    // string that is not an input.
+    let mut nodes = Vec::new();
+    for id in synth.ids() {
+        let mut def = synth.node_def(id).unwrap();
+        if id % 1000 == 5 {
+            def.input.insert(0, format!("nowhere_{id}"));
+        }
+        if id % 777 == 6 {
+            def.input.push("bad:port".into());
+        }
+        nodes.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
+    }
+    let g = synth.rebuilt(nodes).unwrap();
+    assert!(g.len() >= 2 << 15, "large enough to be split: {}", g.len());
+    // What the inputs name, read plainly.
+    let expected = |g: &Graph| {
+        let by_name: std::collections::HashMap<&str, NodeId> =
+            g.ids().map(|id| (g.name(id), id)).collect();
+        let (mut edges, mut bad) = (Vec::new(), Vec::new());
+        for id in g.ids() {
+            for (slot, text) in g.input_strs(id).enumerate() {
+                match parse_input(text) {
+                    Ok(input) => {
+                        let src = by_name.get(input.node()).copied();
+                        if src.is_none() {
+                            bad.push((id, slot as u32, BadInput::Missing));
+                        }
+                        let port = match input {
+                            InputRef::Data { port, .. } => Port::Data(port),
+                            InputRef::Control { .. } => Port::Control,
+                        };
+                        edges.push(Edge::new(src, port));
+                    }
+                    Err(e) => {
+                        bad.push((id, slot as u32, BadInput::Syntax(e)));
+                        edges.push(Edge::new(None, Port::Control));
+                    }
+                }
+            }
+        }
+        (edges, bad)
+    };
+    let index = Index::build(&g);
+    let (edges, bad) = expected(&g);
+    assert_eq!(index.edges, edges);
+    assert_eq!(index.bad_inputs, bad);
+    assert_eq!(bad.len(), 100 + 129, "{bad:?}");
+    for id in g.ids() {
+        let mine = &index.edges[index.edge_start[id as usize] as usize..][..g.input_strs(id).len()];
+        assert_eq!(mine.len(), g.input_strs(id).len());
+    }
+    // Drop every seventh node: their readers' inputs name no node.
+    let kept = g.ids().filter(|id| id % 7 != 3).map(NodeSource::Existing);
+    g.nodes_with_op("Const");
+    let rebuilt = g.rebuilt(kept).unwrap();
+    let carried = Index::build_from(&rebuilt, rebuilt.seed.as_ref().unwrap());
+    let (edges, bad) = expected(&rebuilt);
+    assert_eq!(carried.edges, edges);
+    assert_eq!(carried.bad_inputs, bad);
+    assert_eq!(carried.consumers, Index::build(&rebuilt).consumers);
+}
+
 /// Parts built apart and assembled give the graph `rebuilt` gives from
 /// the same nodes: same bytes, strings and indexes (carried over from
 /// the parent exactly); a malformed node is named by its place in the
