@@ -23,29 +23,15 @@ pub fn shares<T: Sync, R: Send>(
 
 /// `f(range)` for each share of `0..len`, one share per thread, in order;
 /// a single share, on this thread, when `len` is under `min` or under the
-/// number of cores, or there is one core.
-///
-/// The first share runs on the calling thread: its allocations come from
-/// (and return to) this thread's heap, which lives on, so later work reuses
-/// their memory instead of touching fresh pages.
+/// number of cores, or there is one core. The first share runs on the
+/// calling thread (see `on_threads`).
 pub fn ranges<R: Send>(len: usize, min: usize, f: impl Fn(Range<usize>) -> R + Sync) -> Vec<R> {
     let threads = threads();
     if threads == 1 || len < min.max(threads) {
         return vec![f(0..len)];
     }
-    let f = &f;
     let size = len.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (size..len)
-            .step_by(size)
-            .map(|start| scope.spawn(move || f(start..(start + size).min(len))))
-            .collect();
-        let mut results = Vec::with_capacity(handles.len() + 1);
-        results.push(f(0..size.min(len)));
-        results
-            .extend(handles.into_iter().map(|h| h.join().expect("a share's work does not panic")));
-        results
-    })
+    on_threads((0..len).step_by(size).map(|start| start..(start + size).min(len)).collect(), f)
 }
 
 /// `f(range, part)` for each share of `0..starts.len() - 1`, where `part`
@@ -60,12 +46,12 @@ pub fn split_mut<T: Send, R: Send>(
     f: impl Fn(Range<usize>, &mut [T]) -> R + Sync,
 ) -> Vec<R> {
     let len = starts.len().saturating_sub(1);
+    assert!(starts.first().is_none_or(|&s| s == 0), "the first item's run starts at 0");
     assert_eq!(starts.last().map_or(0, |&s| s as usize), items.len(), "starts cover the items");
     let threads = threads();
     if threads == 1 || len < min.max(threads) {
         return vec![f(0..len, items)];
     }
-    let f = &f;
     let size = len.div_ceil(threads);
     // The shares' parts, cut off the front of `items` in turn.
     let mut parts = Vec::with_capacity(threads);
@@ -76,13 +62,21 @@ pub fn split_mut<T: Send, R: Send>(
         parts.push((start..end, part));
         rest = tail;
     }
+    on_threads(parts, |(range, part)| f(range, part))
+}
+
+/// `f(share)` for each share, in order: the first on the calling thread,
+/// whose allocations come from (and return to) this thread's heap, which
+/// lives on, so later work reuses their memory instead of touching fresh
+/// pages; the others on threads of their own.
+fn on_threads<P: Send, R: Send>(shares: Vec<P>, f: impl Fn(P) -> R + Sync) -> Vec<R> {
+    let f = &f;
     std::thread::scope(|scope| {
-        let mut parts = parts.into_iter();
-        let (first, first_part) = parts.next().expect("at least one share");
-        let handles: Vec<_> =
-            parts.map(|(range, part)| scope.spawn(move || f(range, part))).collect();
+        let mut shares = shares.into_iter();
+        let first = shares.next();
+        let handles: Vec<_> = shares.map(|share| scope.spawn(move || f(share))).collect();
         let mut results = Vec::with_capacity(handles.len() + 1);
-        results.push(f(first, first_part));
+        results.extend(first.map(f));
         results
             .extend(handles.into_iter().map(|h| h.join().expect("a share's work does not panic")));
         results
