@@ -268,10 +268,11 @@ pub struct Graph {
 /// Names are indexed by a 64-bit hash of the name's bytes (in the graph's
 /// buffer), so a million names cost no allocation; a lookup checks the name
 /// itself, and the rare names whose hash another name took are kept in
-/// `collisions`.
+/// `collisions`. The hashes are split between maps by [`shard`] (one map per
+/// core for a large graph, each filled on its own core).
 #[derive(Clone, Debug)]
 struct Index {
-    by_name: Map<u64, NodeId>,
+    by_name: Vec<Map<u64, NodeId>>,
     collisions: std::collections::HashMap<Box<str>, NodeId>,
     by_op: Map<Box<str>, Vec<NodeId>>,
     /// Each node's op as its position in `by_op`: reading an op through it
@@ -392,14 +393,43 @@ impl Index {
     /// Builds every index from the graph's strings.
     fn build(graph: &Graph) -> Index {
         let n = graph.len();
+        const PARALLEL_MIN: usize = 1 << 15;
+        let shards = if n < PARALLEL_MIN { 1 } else { crate::par::threads() };
+        // The names' hashes, read and computed on every core; then each
+        // core fills the maps of its shards, taking the nodes in order (the
+        // first of a repeated name is the one indexed).
+        let hashes: Vec<u64> = crate::par::ranges(n, PARALLEL_MIN, |ids| {
+            ids.map(|id| name_hash(graph.name(id as NodeId))).collect::<Vec<u64>>()
+        })
+        .concat();
+        let parts = crate::par::ranges(shards, 1, |range| {
+            range
+                .map(|s| {
+                    let mut names = Names {
+                        by_name: vec![Map::with_capacity_and_hasher(n / shards, FxBuildHasher)],
+                        collisions: std::collections::HashMap::new(),
+                        duplicates: Vec::new(),
+                    };
+                    for (id, &hash) in hashes.iter().enumerate() {
+                        if shard(hash, shards) == s {
+                            names.insert_in(graph, id as NodeId, hash, 0);
+                        }
+                    }
+                    names
+                })
+                .collect::<Vec<Names>>()
+        });
         let mut names = Names {
-            by_name: Map::with_capacity_and_hasher(n, FxBuildHasher),
+            by_name: Vec::with_capacity(shards),
             collisions: std::collections::HashMap::new(),
             duplicates: Vec::new(),
         };
-        for id in graph.ids() {
-            names.insert(graph, id);
+        for part in parts.into_iter().flatten() {
+            names.by_name.extend(part.by_name);
+            names.collisions.extend(part.collisions);
+            names.duplicates.extend(part.duplicates);
         }
+        names.duplicates.sort_unstable();
         Index::with_names(graph, names, None)
     }
 
@@ -428,11 +458,14 @@ impl Index {
             collisions: old.collisions.clone(),
             duplicates: Vec::new(),
         };
-        names.by_name.retain(|_, v| remap(v));
+        for map in &mut names.by_name {
+            map.retain(|_, v| remap(v));
+        }
         names.collisions.retain(|_, v| remap(v));
         for id in graph.ids() {
             if seed.origin[id as usize] == NodeId::MAX {
-                names.insert(graph, id);
+                let hash = name_hash(graph.name(id));
+                names.insert_in(graph, id, hash, shard(hash, names.by_name.len()));
             }
         }
         if !names.duplicates.is_empty() {
@@ -605,15 +638,17 @@ impl Index {
 
 /// The name index being built.
 struct Names {
-    by_name: Map<u64, NodeId>,
+    by_name: Vec<Map<u64, NodeId>>,
     collisions: std::collections::HashMap<Box<str>, NodeId>,
     duplicates: Vec<NodeId>,
 }
 
 impl Names {
-    fn insert(&mut self, graph: &Graph, id: NodeId) {
+    /// Adds node `id`, whose name's [`name_hash`] is `hash`, to map `map`
+    /// (its shard).
+    fn insert_in(&mut self, graph: &Graph, id: NodeId, hash: u64, map: usize) {
         let name = graph.name(id);
-        match self.by_name.entry(name_hash(name)) {
+        match self.by_name[map].entry(hash) {
             indexmap::map::Entry::Vacant(slot) => {
                 slot.insert(id);
             }
@@ -852,14 +887,19 @@ pub(crate) fn name_hash(name: &str) -> u64 {
     foldhash::quality::FixedState::with_seed(0x6772_6170_6872_7721).hash_one(name.as_bytes())
 }
 
+/// Which of `shards` name maps holds `hash`.
+fn shard(hash: u64, shards: usize) -> usize {
+    (hash >> 32) as usize % shards
+}
+
 fn lookup(
     graph: &Graph,
-    by_name: &Map<u64, NodeId>,
+    by_name: &[Map<u64, NodeId>],
     collisions: &std::collections::HashMap<Box<str>, NodeId>,
     name: &str,
     hash: u64,
 ) -> Option<NodeId> {
-    match by_name.get(&hash) {
+    match by_name[shard(hash, by_name.len())].get(&hash) {
         Some(&id) if graph.name(id) == name => Some(id),
         Some(_) => collisions.get(name).copied(),
         None => None,

@@ -125,31 +125,41 @@ fn indexes_carried_over_from_the_parent_are_exact() {
 }
 
 /// A graph large enough to be indexed on several cores resolves every
-/// input as a plain reading of the names does, reports the inputs that
-/// name no node or are not input strings in order, and a graph rebuilt
-/// from it (producers dropped) carries the same edges over as it builds.
+/// input as a plain reading of the names does (a repeated name, the first
+/// node of that name), reports the repeated names and the inputs that name
+/// no node or are not input strings in order, and a graph rebuilt from it
+/// (producers dropped) carries the same edges over as it builds.
 #[test]
 fn inputs_resolved_on_several_cores_are_the_named_nodes() {
     let synth = crate::synth::synth(100_000);
-    // Every 1000th node reads a name no node has, and every 777th a
-    // string that is not an input.
-    let mut nodes = Vec::new();
-    for id in synth.ids() {
-        let mut def = synth.node_def(id).unwrap();
-        if id % 1000 == 5 {
-            def.input.insert(0, format!("nowhere_{id}"));
+    // Every 1000th node reads a name no node has, every 777th a string
+    // that is not an input, and every 3001st takes the name of the node
+    // 2000 before it.
+    let make = |repeat_names: bool| {
+        let mut nodes = Vec::new();
+        for id in synth.ids() {
+            let mut def = synth.node_def(id).unwrap();
+            if repeat_names && id % 3001 == 2500 {
+                def.name = synth.name(id - 2000).to_string();
+            }
+            if id % 1000 == 5 {
+                def.input.insert(0, format!("nowhere_{id}"));
+            }
+            if id % 777 == 6 {
+                def.input.push("bad:port".into());
+            }
+            nodes.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
         }
-        if id % 777 == 6 {
-            def.input.push("bad:port".into());
-        }
-        nodes.push(NodeSource::Encoded(Bytes::from(def.encode_to_vec())));
-    }
-    let g = synth.rebuilt(nodes).unwrap();
+        synth.rebuilt(nodes).unwrap()
+    };
+    let g = make(true);
     assert!(g.len() >= 2 << 15, "large enough to be split: {}", g.len());
     // What the inputs name, read plainly.
     let expected = |g: &Graph| {
-        let by_name: std::collections::HashMap<&str, NodeId> =
-            g.ids().map(|id| (g.name(id), id)).collect();
+        let mut by_name: std::collections::HashMap<&str, NodeId> = Default::default();
+        for id in g.ids() {
+            by_name.entry(g.name(id)).or_insert(id);
+        }
         let (mut edges, mut bad) = (Vec::new(), Vec::new());
         for id in g.ids() {
             for (slot, text) in g.input_strs(id).enumerate() {
@@ -176,14 +186,25 @@ fn inputs_resolved_on_several_cores_are_the_named_nodes() {
     };
     let index = Index::build(&g);
     let (edges, bad) = expected(&g);
+    let repeated: Vec<NodeId> = g.ids().filter(|id| id % 3001 == 2500).collect();
+    assert_eq!(index.duplicates, repeated);
+    for &id in &repeated {
+        let name = g.name(id);
+        assert_eq!(
+            lookup(&g, &index.by_name, &index.collisions, name, name_hash(name)),
+            Some(id - 2000)
+        );
+    }
     assert_eq!(index.edges, edges);
     assert_eq!(index.bad_inputs, bad);
-    assert_eq!(bad.len(), 100 + 129, "{bad:?}");
+    assert!(bad.len() > 100 + 129, "the readers of renamed nodes too: {}", bad.len());
     for id in g.ids() {
         let mine = &index.edges[index.edge_start[id as usize] as usize..][..g.input_strs(id).len()];
         assert_eq!(mine.len(), g.input_strs(id).len());
     }
-    // Drop every seventh node: their readers' inputs name no node.
+    // Without repeated names, drop every seventh node: their readers'
+    // inputs name no node.
+    let g = make(false);
     let kept = g.ids().filter(|id| id % 7 != 3).map(NodeSource::Existing);
     g.nodes_with_op("Const");
     let rebuilt = g.rebuilt(kept).unwrap();
