@@ -521,7 +521,30 @@ impl Index {
                     }
                 }
             }
-            None => graph.ids().for_each(|id| add(&mut by_op, id)),
+            // Each share of the nodes lists its ops on a core of its own, and
+            // the lists are joined in order: an op first seen in a later share
+            // comes after the earlier shares' ops, as in one pass.
+            None => {
+                let parts = crate::par::ranges(n, 1 << 15, |ids| {
+                    let mut part = Map::default();
+                    ids.for_each(|id| add(&mut part, id as NodeId));
+                    part
+                });
+                for part in parts {
+                    if by_op.is_empty() {
+                        by_op = part;
+                        continue;
+                    }
+                    for (op, ids) in part {
+                        match by_op.get_mut(&op) {
+                            Some(all) => all.extend(ids),
+                            None => {
+                                by_op.insert(op, ids);
+                            }
+                        }
+                    }
+                }
+            }
         }
 
         // Each node's edges start where the inputs of the nodes before it

@@ -126,9 +126,10 @@ fn indexes_carried_over_from_the_parent_are_exact() {
 
 /// A graph large enough to be indexed on several cores resolves every
 /// input as a plain reading of the names does (a repeated name, the first
-/// node of that name), reports the repeated names and the inputs that name
-/// no node or are not input strings in order, and a graph rebuilt from it
-/// (producers dropped) carries the same edges over as it builds.
+/// node of that name), lists each op's nodes as one pass would, reports
+/// the repeated names and the inputs that name no node or are not input
+/// strings in order, and a graph rebuilt from it (producers dropped)
+/// carries the same edges over as it builds.
 #[test]
 fn inputs_resolved_on_several_cores_are_the_named_nodes() {
     let synth = crate::synth::synth(100_000);
@@ -139,6 +140,9 @@ fn inputs_resolved_on_several_cores_are_the_named_nodes() {
         let mut nodes = Vec::new();
         for id in synth.ids() {
             let mut def = synth.node_def(id).unwrap();
+            if id == 90_000 {
+                def.op = "SeenLate".into(); // an op first seen in a later share
+            }
             if repeat_names && id % 3001 == 2500 {
                 def.name = synth.name(id - 2000).to_string();
             }
@@ -197,6 +201,13 @@ fn inputs_resolved_on_several_cores_are_the_named_nodes() {
     }
     assert_eq!(index.edges, edges);
     assert_eq!(index.bad_inputs, bad);
+    // Each op's nodes in order, the ops in order of first appearance.
+    let mut by_op: Map<Box<str>, Vec<NodeId>> = Map::default();
+    for id in g.ids() {
+        by_op.entry(g.op(id).into()).or_default().push(id);
+    }
+    assert!(by_op.len() > 10);
+    assert!(index.by_op.iter().eq(by_op.iter()));
     assert!(bad.len() > 100 + 129, "the readers of renamed nodes too: {}", bad.len());
     for id in g.ids() {
         let mine = &index.edges[index.edge_start[id as usize] as usize..][..g.input_strs(id).len()];
