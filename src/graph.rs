@@ -402,11 +402,14 @@ impl Index {
             ids.map(|id| name_hash(graph.name(id as NodeId))).collect::<Vec<u64>>()
         })
         .concat();
+        // A shard holds about `n / shards` names, give or take a few
+        // hundred: room for a little more, so its map is never copied to grow.
+        let room = n / shards + n / shards / 16 + 64;
         let parts = crate::par::ranges(shards, 1, |range| {
             range
                 .map(|s| {
                     let mut names = Names {
-                        by_name: vec![Map::with_capacity_and_hasher(n / shards, FxBuildHasher)],
+                        by_name: vec![Map::with_capacity_and_hasher(room, FxBuildHasher)],
                         collisions: std::collections::HashMap::new(),
                         duplicates: Vec::new(),
                     };
