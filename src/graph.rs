@@ -389,16 +389,19 @@ impl Graph {
     }
 }
 
+/// Graphs of fewer nodes are indexed on one core (splitting the work
+/// would cost more than it saves).
+const INDEX_PARALLEL_MIN: usize = 1 << 15;
+
 impl Index {
     /// Builds every index from the graph's strings.
     fn build(graph: &Graph) -> Index {
         let n = graph.len();
-        const PARALLEL_MIN: usize = 1 << 15;
-        let shards = if n < PARALLEL_MIN { 1 } else { crate::par::threads() };
+        let shards = if n < INDEX_PARALLEL_MIN { 1 } else { crate::par::threads() };
         // The names' hashes, read and computed on every core; then each
         // core fills the maps of its shards, taking the nodes in order (the
         // first of a repeated name is the one indexed).
-        let hashes: Vec<u64> = crate::par::ranges(n, PARALLEL_MIN, |ids| {
+        let hashes: Vec<u64> = crate::par::ranges(n, INDEX_PARALLEL_MIN, |ids| {
             ids.map(|id| name_hash(graph.name(id as NodeId))).collect::<Vec<u64>>()
         })
         .concat();
@@ -528,7 +531,7 @@ impl Index {
             // the lists are joined in order: an op first seen in a later share
             // comes after the earlier shares' ops, as in one pass.
             None => {
-                let parts = crate::par::ranges(n, 1 << 15, |ids| {
+                let parts = crate::par::ranges(n, INDEX_PARALLEL_MIN, |ids| {
                     let mut part = Map::default();
                     ids.for_each(|id| add(&mut part, id as NodeId));
                     part
@@ -611,7 +614,7 @@ impl Index {
             bad_inputs
         };
         let bad_inputs: Vec<(NodeId, u32, BadInput)> =
-            crate::par::split_mut(&mut edges, &edge_start, 1 << 15, resolve).concat();
+            crate::par::split_mut(&mut edges, &edge_start, INDEX_PARALLEL_MIN, resolve).concat();
         let mut fan_out = vec![0u32; n];
         for src in edges.iter().filter_map(|e| e.src()) {
             fan_out[src as usize] += 1;

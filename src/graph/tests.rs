@@ -157,7 +157,7 @@ fn inputs_resolved_on_several_cores_are_the_named_nodes() {
         synth.rebuilt(nodes).unwrap()
     };
     let g = make(true);
-    assert!(g.len() >= 2 << 15, "large enough to be split: {}", g.len());
+    assert!(g.len() >= 2 * INDEX_PARALLEL_MIN, "large enough to be split: {}", g.len());
     // What the inputs name, read plainly.
     let expected = |g: &Graph| {
         let mut by_name: std::collections::HashMap<&str, NodeId> = Default::default();
