@@ -542,12 +542,7 @@ impl Index {
                         continue;
                     }
                     for (op, ids) in part {
-                        match by_op.get_mut(&op) {
-                            Some(all) => all.extend(ids),
-                            None => {
-                                by_op.insert(op, ids);
-                            }
-                        }
+                        by_op.entry(op).or_default().extend(ids);
                     }
                 }
             }
