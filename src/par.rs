@@ -107,6 +107,34 @@ mod tests {
     }
 
     #[test]
+    fn a_share_that_panics_panics_the_caller() {
+        if super::threads() == 1 {
+            return; // one share, on this thread: nothing to show
+        }
+        // The last share runs on a thread of its own.
+        let caught = std::panic::catch_unwind(|| {
+            super::ranges(1000, 1, |r| {
+                assert!(r.end < 1000, "the last share fails");
+                r.len()
+            })
+        });
+        assert!(caught.is_err());
+        assert_eq!(super::ranges(1000, 1, |r| r.len()).iter().sum::<usize>(), 1000);
+    }
+
+    #[test]
+    fn shares_split_again_inside_a_share() {
+        // Every share splits its own range again.
+        let sums = super::ranges(1000, 1, |outer| {
+            let start = outer.start;
+            super::ranges(outer.len(), 1, |inner| inner.map(|i| start + i).sum::<usize>())
+                .into_iter()
+                .sum::<usize>()
+        });
+        assert_eq!(sums.into_iter().sum::<usize>(), (0..1000).sum::<usize>());
+    }
+
+    #[test]
     fn split_parts_are_the_items_of_their_ranges() {
         for len in [0usize, 1, 2, 3, 7, 100, 1001] {
             for min in [0, 1, 10] {
