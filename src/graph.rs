@@ -759,6 +759,14 @@ impl Graph {
         self.raw(id)
     }
 
+    /// Whether `finder`'s needle is anywhere in the buffers the graph's
+    /// nodes live in (a `false` holds for every node's bytes): a read in
+    /// order, split between cores, where asking node by node would read
+    /// them scattered.
+    pub fn bytes_hold(&self, finder: &memchr::memmem::Finder) -> bool {
+        self.bufs.iter().any(|buf| holds(buf, finder, 1 << 22))
+    }
+
     /// The node's encoded `NodeDef`, sharing the graph's buffer.
     pub fn node_bytes(&self, id: NodeId) -> Bytes {
         let rec = &self.nodes[id as usize];
@@ -928,6 +936,21 @@ fn lookup(
         Some(_) => collisions.get(name).copied(),
         None => None,
     }
+}
+
+/// Whether `finder`'s needle is in `buf`, searched in chunks of `chunk`
+/// bytes (each reaching on far enough to find a needle it starts) split
+/// between cores.
+fn holds(buf: &[u8], finder: &memchr::memmem::Finder, chunk: usize) -> bool {
+    let overlap = finder.needle().len().saturating_sub(1);
+    let chunks = buf.len().div_ceil(chunk);
+    crate::par::ranges(chunks, 4, |range| {
+        range.into_iter().any(|c| {
+            let end = ((c + 1) * chunk + overlap).min(buf.len());
+            finder.find(&buf[c * chunk..end]).is_some()
+        })
+    })
+    .contains(&true)
 }
 
 /// A string field of a node.

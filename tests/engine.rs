@@ -789,6 +789,33 @@ fn colocation_with_a_removed_node_is_dropped() {
     );
 }
 
+/// A node a rule builds may colocate too: its `_class` entries naming a
+/// node the rewrite removed are dropped, though the source has none.
+#[test]
+fn colocation_a_rule_writes_with_a_removed_node_is_dropped() {
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("m", "Merge", &["x", "y"], &[("T", float())]),
+        node("a", "Relu", &["m"], &[("T", float())]),
+    ]);
+    let (after, report) = run(
+        &g,
+        r#"rule m: Merge(a, _) => a
+rule r: Relu(v) => Neg{T: DT_FLOAT, _class: ["loc:@m", "loc:@x"]}(v)"#,
+    );
+    assert_eq!(fired(&report, "r"), 1);
+    assert!(
+        graphrw::validate::validate(&after).is_empty(),
+        "{:?}",
+        graphrw::validate::validate(&after)
+    );
+    let a = after.node_def(after.id("a").unwrap()).unwrap();
+    assert_eq!(a.op, "Neg");
+    let kept: Vec<&str> = graphrw::validate::colocated_with(&a).collect();
+    assert_eq!(kept, ["x"]);
+}
+
 /// A control edge that would move onto a Const with no inputs is dropped:
 /// the Const is always ready, so it orders nothing, and keeping it would
 /// keep the Const alive (frozen TF2 graphs tie every weight to the output

@@ -315,3 +315,23 @@ fn names_whose_hashes_collide_still_resolve() {
     assert_eq!(g.consumers(0).len(), 2);
     COLLIDE.with(|c| c.set(false));
 }
+
+/// A needle is found wherever it is in a buffer searched in chunks on
+/// several cores: inside a chunk, across a boundary between two, at either
+/// end; and not found when one byte of it is missing.
+#[test]
+fn a_needle_across_chunks_is_found() {
+    let finder = memchr::memmem::Finder::new(b"loc:@");
+    let chunk = 16;
+    for len in [0usize, 4, 5, 16, 17, 40, 160] {
+        let clean = vec![b'.'; len];
+        assert!(!holds(&clean, &finder, chunk), "len {len}");
+        for at in 0..len.saturating_sub(4) {
+            let mut buf = clean.clone();
+            buf[at..at + 5].copy_from_slice(b"loc:@");
+            assert!(holds(&buf, &finder, chunk), "len {len}, at {at}");
+            buf[at + 2] = b'.';
+            assert!(!holds(&buf, &finder, chunk), "len {len}, at {at}, broken");
+        }
+    }
+}

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::ast::{RExpr, RInput, Replacement, Rule};
 use super::compile::RuleSet;
 use super::replace::TRef;
 use super::search::{Near, PARALLEL_MIN, Patches, find_patches, near, pattern_depth};
@@ -295,7 +296,7 @@ pub fn apply(
     }
     let t = Instant::now();
     let order = work.order();
-    drop_dangling_colocation(&mut work, &order);
+    drop_dangling_colocation(&mut work, &order, rules.rules.iter().any(|r| builds_class(&r.rule)));
     let mut counts: FxHashMap<u32, usize> = FxHashMap::default();
     for &id in &order {
         *counts.entry(work.op_of(id)).or_default() += 1;
@@ -333,11 +334,19 @@ impl Changes {
 /// Colocation entries (`_class: "loc:@name"`) naming a node the rewrite
 /// removed are dropped (and `_class` with them when none is left):
 /// TensorFlow refuses to import a graph that colocates with a missing node.
-/// Only nodes whose bytes hold `loc:@` are decoded.
-fn drop_dangling_colocation(work: &mut Work, order: &[NodeId]) {
+/// Only nodes whose bytes hold `loc:@` are decoded; their bytes are not
+/// searched node by node when the source's bytes have none and no rule
+/// (`rules_build_class`) gives a node it builds a `_class`.
+fn drop_dangling_colocation(work: &mut Work, order: &[NodeId], rules_build_class: bool) {
     let finder = memchr::memmem::Finder::new(b"loc:@");
+    let in_source = work.source().bytes_hold(&finder);
+    if !in_source && !rules_build_class {
+        return;
+    }
     // Nodes whose bytes hold `loc:@`, looked for on several threads.
-    let colocated = par_filter(order, |id| work.bytes_hold(id, &finder));
+    let colocated = par_filter(order, |id| {
+        (in_source || !work.bytes_from_source(id)) && work.bytes_hold(id, &finder)
+    });
     let mut changed = Vec::new();
     for id in colocated {
         let Some(mut def) = work.colocated_def(id, &finder) else { continue };
@@ -362,6 +371,27 @@ fn drop_dangling_colocation(work: &mut Work, order: &[NodeId]) {
     }
     for (id, def) in changed {
         work.redefine(id, def);
+    }
+}
+
+/// Whether the rule's replacement gives a node it builds a `_class`
+/// attribute (copies keep their source node's).
+fn builds_class(rule: &Rule) -> bool {
+    fn builds(e: &RExpr) -> bool {
+        let inputs = match e {
+            RExpr::NewNode { attrs, .. } if attrs.iter().any(|(name, _)| name.name == "_class") => {
+                return true;
+            }
+            RExpr::NewNode { inputs, .. } | RExpr::Copy { inputs, .. } => inputs,
+            RExpr::Dead(_) | RExpr::Var { .. } | RExpr::Number(..) | RExpr::Const(..) => {
+                return false;
+            }
+        };
+        inputs.iter().any(|i| matches!(i, RInput::Data(e) if builds(e)))
+    }
+    match &rule.replacement {
+        Replacement::Single(e) => builds(e),
+        Replacement::Ports(es, _) => es.iter().any(builds),
     }
 }
 

@@ -190,6 +190,13 @@ impl<'g> Work<'g> {
         self.raw(id).is_some_and(|raw| finder.find(raw).is_some())
     }
 
+    /// Whether the node's bytes are the source's (a source node as read,
+    /// or a copy of one).
+    pub fn bytes_from_source(&self, id: NodeId) -> bool {
+        !self.redefined.contains_key(&id)
+            && self.added(id).is_none_or(|a| matches!(a.body, Body::Copy(_)))
+    }
+
     /// The node decoded, when its bytes hold `loc:@` (it may colocate with
     /// others): what colocation fixes edit.
     pub fn colocated_def(&self, id: NodeId, finder: &memchr::memmem::Finder) -> Option<NodeDef> {
