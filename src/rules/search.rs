@@ -308,7 +308,10 @@ pub(super) fn find_patches(
         // never touched): growing would copy the patches into fresh memory.
         let mut found = Found { patches: Vec::with_capacity(ids.len()), ..Found::default() };
         let (mut m, mut slots) = (Match::default(), Slots::default());
-        for &root in ids {
+        for (i, &root) in ids.iter().enumerate() {
+            if let Some(&ahead) = ids.get(i + 6) {
+                work.prefetch(ahead);
+            }
             let mut matched = false;
             let mut inputs = None;
             for &index in &rules_of[work.op_of(root) as usize] {
