@@ -148,8 +148,11 @@ impl<'g> Work<'g> {
     }
 
     /// Asks the CPU to fetch the start of the node's bytes and its inputs
-    /// into the caches (a hint: nothing is read).
+    /// into the caches: a hint, which reads the node's records (where they
+    /// are) but not them. Does nothing on other processors than x86-64.
     pub fn prefetch(&self, id: NodeId) {
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = id;
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
