@@ -21,9 +21,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::ast::{RExpr, RInput, Replacement, Rule};
 use super::compile::RuleSet;
-use super::replace::TRef;
+use super::replace::{NewNode, TRef};
 use super::search::{Near, PARALLEL_MIN, Patches, find_patches, near, pattern_depth};
-use super::work::{Body, Work};
+use super::work::{Adding, Body, Work};
 use crate::graph::{Edge, Graph, NodeId, Port};
 use crate::proto::attr_value;
 
@@ -690,21 +690,22 @@ fn apply_patches(
     let patch_of = &mut scratch.patch_of;
     refill(patch_of, work.len(), u32::MAX);
     let mut base = Vec::with_capacity(patches.len());
-    for (p, patch) in patches.iter_mut().enumerate() {
+    let mut next = work.len() as NodeId;
+    for (p, patch) in patches.iter().enumerate() {
         patch_of[patch.root as usize] = p as u32;
-        base.push(work.len() as NodeId);
-        for (i, node) in patch.nodes.iter_mut().enumerate() {
-            let body = std::mem::replace(&mut node.body, Body::Phantom);
-            let id = work.add(
-                std::mem::take(&mut node.name).into_owned(),
-                &node.op,
-                body,
-                patch.root,
-                i as u32,
-            );
-            changes.seeds.push(id);
-        }
+        base.push(next);
+        next += patch.nodes.len() as NodeId;
     }
+    let first = work.add_all(patches.iter_mut().flat_map(|patch| {
+        let root = patch.root;
+        patch.nodes.iter_mut().enumerate().map(move |(i, node)| {
+            let name = std::mem::take(&mut node.name).into_owned();
+            let body = std::mem::replace(&mut node.body, Body::Phantom);
+            let node: &NewNode = node;
+            Adding { name, hash: node.hash, op: &node.op, body, parent: root, index: i as u32 }
+        })
+    }));
+    changes.seeds.extend(first..next);
     // Plan every new input list while the round's graph is intact (it is
     // only read: on every core, in shares whose plans are installed in
     // order).

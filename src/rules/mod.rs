@@ -13,6 +13,7 @@ pub mod diag;
 pub mod engine;
 pub mod load;
 pub mod matcher;
+mod names;
 mod replace;
 mod search;
 pub mod syntax;

@@ -47,6 +47,8 @@ pub(super) struct NewNode {
     /// Its base name (`const`, the op in lower case, a copied node's last
     /// name component) until the patch is built, then its whole name.
     pub(super) name: Cow<'static, str>,
+    /// The [`crate::graph::name_hash`] of its whole name, once it has one.
+    pub(super) hash: u64,
     pub(super) op: Cow<'static, str>,
     pub(super) body: Body,
     pub(super) data: Vec<TRef>,
@@ -122,6 +124,7 @@ impl<'a> Builder<'a> {
         for (i, node) in self.nodes.iter_mut().enumerate() {
             if Some(i as u32) == takes_name {
                 node.name = Cow::Owned(root_name.to_string());
+                node.hash = crate::graph::name_hash(root_name);
                 continue;
             }
             let mut name = String::with_capacity(root_name.len() + rule_name.len() + 24);
@@ -130,14 +133,17 @@ impl<'a> Builder<'a> {
             }
             let base = name.len();
             let mut n = 1;
+            let mut hash = crate::graph::name_hash(&name);
             // Names of different patches cannot clash (each starts with its
             // own root's name); within the patch, the earlier nodes' names.
-            while self.graph.id(&name).is_some() || taken.iter().any(|t| **t == name) {
+            while self.graph.id_hashed(&name, hash).is_some() || taken.iter().any(|t| **t == name) {
                 name.truncate(base);
                 write!(name, "_{n}").expect("writing to a String");
+                hash = crate::graph::name_hash(&name);
                 n += 1;
             }
             node.name = Cow::Owned(name);
+            node.hash = hash;
             taken.push(&node.name);
         }
         // A node without inputs (a constant) is encoded whole, under its
@@ -198,6 +204,7 @@ impl<'a> Builder<'a> {
                     data,
                     control,
                     control_names: vec![],
+                    hash: 0,
                 });
                 Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
@@ -228,6 +235,7 @@ impl<'a> Builder<'a> {
                     data,
                     control,
                     control_names,
+                    hash: 0,
                 });
                 Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
@@ -264,6 +272,7 @@ impl<'a> Builder<'a> {
             data: vec![],
             control: vec![],
             control_names: vec![],
+            hash: 0,
         });
         TRef::New(self.nodes.len() as u32 - 1, 0)
     }

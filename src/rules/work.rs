@@ -19,6 +19,7 @@
 //! Output order is the source's, each replaced root's place taken by the
 //! nodes that replaced it, then the dead-tensor marker.
 
+use super::names::HashedIds;
 use bytes::Bytes;
 use prost::Message;
 use rustc_hash::FxHashMap;
@@ -64,6 +65,17 @@ struct Link {
 
 const NONE: u32 = u32::MAX;
 
+/// A node for [`Work::add_all`]: what [`Work::add`] takes, and the
+/// [`crate::graph::name_hash`] of its name.
+pub struct Adding<'a> {
+    pub name: String,
+    pub hash: u64,
+    pub op: &'a str,
+    pub body: Body,
+    pub parent: NodeId,
+    pub index: u32,
+}
+
 /// The working graph.
 pub struct Work<'g> {
     src: &'g Graph,
@@ -84,8 +96,9 @@ pub struct Work<'g> {
     /// by a later one); names whose hashes collide with another's are in
     /// `collisions`. Sized round by round for what is added (room for half
     /// the graph up front scattered a 1M-node graph's 143k new names over
-    /// 16 MB of table, each insert and lookup touching fresh memory).
-    names: FxHashMap<u64, NodeId>,
+    /// 16 MB of table, each insert and lookup touching fresh memory), and
+    /// filled a round at a time by [`Work::add_all`].
+    names: HashedIds,
     collisions: FxHashMap<Box<str>, NodeId>,
     /// Added nodes by op.
     added_by_op: Vec<Vec<NodeId>>,
@@ -135,7 +148,7 @@ impl<'g> Work<'g> {
             head: filled(n, room, NONE),
             links: Vec::new(),
             added: Vec::with_capacity(n / 2),
-            names: FxHashMap::default(),
+            names: HashedIds::default(),
             collisions: FxHashMap::default(),
             kids: filled(n, room, NONE),
             redefined: FxHashMap::default(),
@@ -290,9 +303,13 @@ impl<'g> Work<'g> {
 
     /// The alive node named `name` (phantoms have no name here).
     pub fn id(&self, name: &str) -> Option<NodeId> {
-        let hash = crate::graph::name_hash(name);
-        let added = match self.names.get(&hash) {
-            Some(&id) if self.name(id) == name => Some(id),
+        self.id_hashed(name, crate::graph::name_hash(name))
+    }
+
+    /// [`Work::id`] for a name whose [`crate::graph::name_hash`] is known.
+    pub fn id_hashed(&self, name: &str, hash: u64) -> Option<NodeId> {
+        let added = match self.names.get(hash) {
+            Some(id) if self.name(id) == name => Some(id),
             Some(_) => self.collisions.get(name).copied(),
             None => None,
         };
@@ -410,6 +427,42 @@ impl<'g> Work<'g> {
         parent: NodeId,
         index: u32,
     ) -> NodeId {
+        let named = !matches!(body, Body::Phantom);
+        let hash = if named { crate::graph::name_hash(&name) } else { 0 };
+        let id = self.push(name, op, body, parent, index);
+        if named {
+            self.index_name(hash, id);
+        }
+        id
+    }
+
+    /// Adds nodes, in order, as [`Work::add`] would; their names are indexed
+    /// after, all together, each slot asked for a few names ahead (one by
+    /// one, a large round's inserts were a cache miss each). Gives the first
+    /// one's id (the others follow).
+    pub fn add_all<'a>(&mut self, nodes: impl IntoIterator<Item = Adding<'a>>) -> NodeId {
+        let first = self.len() as NodeId;
+        let mut named = Vec::new();
+        for n in nodes {
+            let phantom = matches!(n.body, Body::Phantom);
+            let id = self.push(n.name, n.op, n.body, n.parent, n.index);
+            if !phantom {
+                named.push((n.hash, id));
+            }
+        }
+        self.names.reserve(named.len());
+        const AHEAD: usize = 16;
+        for (i, &(hash, id)) in named.iter().enumerate() {
+            if let Some(&(ahead, _)) = named.get(i + AHEAD) {
+                self.names.prefetch(ahead);
+            }
+            self.index_name(hash, id);
+        }
+        first
+    }
+
+    /// Adds the node's records, without indexing its name.
+    fn push(&mut self, name: String, op: &str, body: Body, parent: NodeId, index: u32) -> NodeId {
         let id = self.ops.len() as NodeId;
         let op = self.intern(op);
         self.ops.push(op);
@@ -419,18 +472,6 @@ impl<'g> Work<'g> {
         self.head.push(NONE);
         self.kids.push(NONE);
         if !matches!(body, Body::Phantom) {
-            match self.names.entry(crate::graph::name_hash(&name)) {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    if self.added[(*e.get() - self.n0) as usize].name == name {
-                        e.insert(id);
-                    } else {
-                        self.collisions.insert(name.as_str().into(), id);
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(id);
-                }
-            }
             self.added_by_op[op as usize].push(id);
         }
         if parent != NodeId::MAX && self.kids[parent as usize] == NONE {
@@ -439,6 +480,19 @@ impl<'g> Work<'g> {
         self.added.push(Added { name, body, parent, index });
         self.alive_count += 1;
         id
+    }
+
+    /// Indexes added node `id` by its name's hash: it shadows an earlier
+    /// node of that name.
+    fn index_name(&mut self, hash: u64, id: NodeId) {
+        let name = &self.added[(id - self.n0) as usize].name;
+        if let Some(place) = self.names.insert_new(hash, id) {
+            if self.added[(*place - self.n0) as usize].name == *name {
+                *place = id;
+            } else {
+                self.collisions.insert(name.as_str().into(), id);
+            }
+        }
     }
 
     /// A phantom standing for an input string that names no node.
@@ -747,6 +801,59 @@ mod tests {
         assert_eq!(work.order(), expected);
         let odd: Vec<NodeId> = expected.iter().copied().filter(|id| id % 2 == 1).collect();
         assert_eq!(work.order_of(0, |id| id % 2 == 1), odd);
+    }
+
+    /// Names of nodes added one by one or all at once are found, through
+    /// clashing hashes and name tables that grow; a name added again shadows
+    /// the earlier node, and a removed node is not found.
+    #[test]
+    fn added_names_are_found_through_clashing_hashes() {
+        let graph = crate::synth::synth(100);
+        let mut work = Work::new(&graph);
+        let source = graph.name(0).to_string();
+        let names: Vec<String> = (0..3000).map(|i| format!("added/{i}")).collect();
+        // Every third name of those added at once hashed as the same value
+        // (all clash), the others by their real hash.
+        let hash =
+            |i: usize| if i % 3 == 0 && i < 2000 { 7 } else { crate::graph::name_hash(&names[i]) };
+        let first = work.add_all((0..2000).map(|i| Adding {
+            name: names[i].clone(),
+            hash: hash(i),
+            op: "NoOp",
+            body: Body::Copy(0),
+            parent: NodeId::MAX,
+            index: 0,
+        }));
+        for name in &names[2000..] {
+            work.add(name.clone(), "NoOp", Body::Copy(0), NodeId::MAX, 0);
+        }
+        let lookup = |work: &Work, i: usize| match hash(i) {
+            7 => work.id_hashed(&names[i], 7),
+            _ => work.id(&names[i]),
+        };
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(lookup(&work, i), Some(first + i as NodeId), "{name}");
+        }
+        assert_eq!(work.id(&source), Some(0), "a source node");
+        assert_eq!(work.id("added/none"), None);
+        assert_eq!(work.id_hashed("added/none", 7), None);
+        // Names added again (a clashing one and another) shadow the first
+        // nodes; removed, they leave neither found.
+        let again = work.add_all([0, 1].map(|i| Adding {
+            name: names[i].clone(),
+            hash: hash(i),
+            op: "NoOp",
+            body: Body::Copy(0),
+            parent: NodeId::MAX,
+            index: 0,
+        }));
+        assert_eq!(lookup(&work, 0), Some(again));
+        assert_eq!(lookup(&work, 1), Some(again + 1));
+        work.remove(again);
+        work.remove(again + 1);
+        assert_eq!(lookup(&work, 0), None);
+        assert_eq!(lookup(&work, 1), None);
+        assert_eq!(lookup(&work, 3), Some(first + 3), "the other clashing names stay");
     }
 
     /// The written graph's names, ops and inputs are where writing put them:
