@@ -23,6 +23,7 @@
 
 pub mod eval;
 pub mod graph;
+mod hint;
 pub mod input;
 pub mod inspect;
 pub mod io;

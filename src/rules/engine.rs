@@ -412,6 +412,37 @@ fn par_filter(ids: &[NodeId], keep: impl Fn(NodeId) -> bool + Sync) -> Vec<NodeI
     parts.into_iter().flatten().collect()
 }
 
+/// The distinct nodes `add(i, ..)` adds for each `i` of `0..len`,
+/// ascending: gathered on every core (reading consumer lists scattered over
+/// the graph), each share's sorted, then merged.
+fn gather_sorted(len: usize, add: impl Fn(usize, &mut Vec<NodeId>) + Sync) -> Vec<NodeId> {
+    let parts = crate::par::ranges(len, PARALLEL_MIN, |range| {
+        let mut ids = Vec::new();
+        for i in range {
+            add(i, &mut ids);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    });
+    parts.into_iter().reduce(merge_distinct).unwrap_or_default()
+}
+
+/// The distinct entries of two ascending lists without repeats, ascending.
+fn merge_distinct(a: Vec<NodeId>, b: Vec<NodeId>) -> Vec<NodeId> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        merged.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    merged.extend_from_slice(&a[i..]);
+    merged.extend_from_slice(&b[j..]);
+    merged
+}
+
 /// Vectors with an entry per node that every round needs afresh, kept from
 /// round to round: allocated anew, each would come as fresh pages the
 /// system zeroes on first touch, which costs more than refilling them.
@@ -730,13 +761,13 @@ fn apply_patches(
             }
             plans
         });
-        let mut readers: Vec<NodeId> = patches
-            .iter()
-            .flat_map(|p| work.consumers(p.root).map(|c| c.node))
-            .filter(|&n| patch_of.get(n as usize).is_none_or(|&p| p == u32::MAX))
-            .collect();
-        readers.sort_unstable();
-        readers.dedup();
+        let readers = gather_sorted(patches.len(), |p, readers| {
+            readers.extend(
+                work.consumers(patches[p].root)
+                    .map(|c| c.node)
+                    .filter(|&n| patch_of.get(n as usize).is_none_or(|&p| p == u32::MAX)),
+            );
+        });
         plans.extend(crate::par::shares(&readers, PARALLEL_MIN, |_, readers| {
             let mut plans = Plans::with_capacity(readers.len());
             for &id in readers {
@@ -908,13 +939,16 @@ fn settle(
     });
     let kept = |id: NodeId| keep.as_ref().is_none_or(|k| k[id as usize]);
     // Readers of dead nodes that stay read the marker instead.
-    let mut readers: Vec<NodeId> = dead_nodes
-        .iter()
-        .flat_map(|&d| work.consumers(d).map(|c| c.node))
-        .filter(|&c| !dead[c as usize] && kept(c))
-        .collect();
-    readers.sort_unstable();
-    readers.dedup();
+    let readers = {
+        let dead: &[bool] = dead;
+        gather_sorted(dead_nodes.len(), |d, readers| {
+            readers.extend(
+                work.consumers(dead_nodes[d])
+                    .map(|c| c.node)
+                    .filter(|&c| !dead[c as usize] && kept(c)),
+            );
+        })
+    };
     if let Some(marker) = marker {
         let mut plans = Plans::with_capacity(readers.len());
         let live = |n: NodeId| if dead[n as usize] { marker } else { n };
@@ -996,6 +1030,30 @@ fn check_round(
 
 #[cfg(test)]
 mod tests {
+    use crate::graph::NodeId;
+
+    /// Gathering on several threads gives what one thread gives: each node
+    /// once, ascending.
+    #[test]
+    fn gathering_in_parallel_gives_each_node_once_in_order() {
+        for len in [0, 1, 5000, 100_000] {
+            // Each item adds a few nodes, many of them added by other items
+            // (in other shares) too.
+            let add = |i: usize, ids: &mut Vec<NodeId>| {
+                ids.extend([(i * 7 % 1000) as NodeId, (i / 3) as NodeId, (len - i) as NodeId]);
+            };
+            let mut expected = Vec::new();
+            for i in 0..len {
+                add(i, &mut expected);
+            }
+            expected.sort_unstable();
+            expected.dedup();
+            assert_eq!(super::gather_sorted(len, add), expected, "{len} items");
+        }
+        assert_eq!(super::merge_distinct(vec![1, 3, 5, 9], vec![2, 3, 9, 10]), [1, 2, 3, 5, 9, 10]);
+        assert_eq!(super::merge_distinct(vec![], vec![4]), [4]);
+    }
+
     /// Filtering on several threads keeps what one thread keeps, in order.
     #[test]
     fn filtering_in_parallel_keeps_order() {

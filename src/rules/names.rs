@@ -83,19 +83,12 @@ impl HashedIds {
         }
     }
 
-    /// Asks the CPU to fetch the slot where a search for `hash` starts: a
-    /// hint, which reads nothing. Does nothing on other processors than
-    /// x86-64.
+    /// Asks the CPU to fetch the slot where a search for `hash` starts (a
+    /// hint: see [`crate::hint::prefetch`]).
     pub(super) fn prefetch(&self, hash: u64) {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
-        #[cfg(target_arch = "x86_64")]
         if !self.slots.is_empty() {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let at = hash as usize & (self.slots.len() - 1);
-            // SAFETY: prefetching reads nothing and cannot fault; the
-            // address is in the table.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().wrapping_add(at).cast()) };
+            crate::hint::prefetch(self.slots.as_ptr().wrapping_add(at));
         }
     }
 }

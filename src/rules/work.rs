@@ -161,25 +161,14 @@ impl<'g> Work<'g> {
     }
 
     /// Asks the CPU to fetch the start of the node's bytes and its inputs
-    /// into the caches: a hint, which reads the node's records (where they
-    /// are) but not them. Does nothing on other processors than x86-64.
+    /// into the caches (a hint, see [`crate::hint::prefetch`]; it reads the
+    /// node's records, where they are, to find them).
     pub fn prefetch(&self, id: NodeId) {
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = id;
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            if let Some(raw) = self.raw(id) {
-                // SAFETY: prefetching reads nothing and cannot fault.
-                unsafe {
-                    _mm_prefetch::<_MM_HINT_T0>(raw.as_ptr().cast());
-                    _mm_prefetch::<_MM_HINT_T0>(raw.as_ptr().wrapping_add(64).cast());
-                }
-            }
-            let inputs = self.inputs(id);
-            // SAFETY: as above.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(inputs.as_ptr().cast()) };
+        if let Some(raw) = self.raw(id) {
+            crate::hint::prefetch(raw.as_ptr());
+            crate::hint::prefetch(raw.as_ptr().wrapping_add(64));
         }
+        crate::hint::prefetch(self.inputs(id).as_ptr());
     }
 
     /// The graph this is a copy of.
