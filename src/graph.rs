@@ -873,6 +873,12 @@ impl Graph {
         self.input_spans.len()
     }
 
+    /// Asks the CPU to fetch where the node's inputs start (a hint, see
+    /// [`crate::hint::prefetch`]).
+    pub(crate) fn prefetch_inputs(&self, id: NodeId) {
+        crate::hint::prefetch(self.index().edge_start.as_ptr().wrapping_add(id as usize));
+    }
+
     /// The node's inputs, resolved, in `NodeDef.input` order.
     pub fn inputs(&self, id: NodeId) -> &[Edge] {
         let index = self.index();

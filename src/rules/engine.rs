@@ -652,6 +652,16 @@ impl Plans {
         let mut seen: FxHashSet<NodeId> = FxHashSet::default();
         let mut seen_texts: FxHashSet<String> = FxHashSet::default();
         for (plan, &(id, start, len)) in self.nodes.iter().enumerate() {
+            // The records this writes are scattered: asked for a few nodes
+            // ahead.
+            if let Some(&(ahead, start, len)) = self.nodes.get(plan + AHEAD) {
+                work.prefetch_records(ahead);
+                for e in &self.edges[start as usize..][..len as usize] {
+                    if let Some(src) = e.src() {
+                        work.prefetch_records(src);
+                    }
+                }
+            }
             let planned = &self.edges[start as usize..][..len as usize];
             edges.clear();
             edges.extend(
@@ -797,7 +807,10 @@ fn apply_patches(
     if let Some(&first) = base.first() {
         changes.orphans.extend(first..first + new_nodes as NodeId);
     }
-    for patch in patches.iter() {
+    for (p, patch) in patches.iter().enumerate() {
+        if p + AHEAD < patches.len() {
+            work.prefetch_records(patches[p + AHEAD].root);
+        }
         changes.inputs_left(work, patch.root);
         changes.seeds.extend(&patch.interior);
         changes.orphans.extend(&patch.interior);
@@ -810,6 +823,9 @@ fn apply_patches(
         std::thread::spawn(move || drop(patches));
     }
 }
+
+/// How many items ahead a loop over scattered nodes asks for their records.
+const AHEAD: usize = 8;
 
 /// How a round prunes what the outputs no longer reach.
 #[derive(Clone, Copy, PartialEq)]

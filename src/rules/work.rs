@@ -171,6 +171,20 @@ impl<'g> Work<'g> {
         crate::hint::prefetch(self.inputs(id).as_ptr());
     }
 
+    /// Asks the CPU to fetch the node's records: where its inputs are, its
+    /// first reader link, its generation and liveness (a hint, see
+    /// [`crate::hint::prefetch`]; nothing is read).
+    pub fn prefetch_records(&self, id: NodeId) {
+        let i = id as usize;
+        crate::hint::prefetch(self.ins.as_ptr().wrapping_add(i));
+        crate::hint::prefetch(self.head.as_ptr().wrapping_add(i));
+        crate::hint::prefetch(self.era.as_ptr().wrapping_add(i));
+        crate::hint::prefetch(self.alive.as_ptr().wrapping_add(i));
+        if id < self.n0 {
+            self.src.prefetch_inputs(id);
+        }
+    }
+
     /// The graph this is a copy of.
     pub fn source(&self) -> &'g Graph {
         self.src
