@@ -4,7 +4,9 @@
 //! Switch/Merge with dead tensors), then with the whole `inference` pack.
 //! Reports rewrite time alone (the graph is already in memory), best and
 //! median of `GRAPHRW_BENCH_RUNS` runs (5 unless set), time per node, and
-//! (runs of 0.1 s or more, on Linux) the best run's CPU time on all threads.
+//! (runs of 0.1 s or more, on Linux) the best run's CPU time on all threads,
+//! and how much of it the system took (most of it touching fresh memory,
+//! whose cost on this machine swings from one process to the next).
 //! The runs go round the sizes in turn, so each ratio compares times taken
 //! in the same minutes.
 
@@ -71,7 +73,10 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
             let start = Instant::now();
             let (out, r) = apply(graph, rules, &Options::default()).expect("applies");
             let t = start.elapsed().as_secs_f64();
-            let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| after - before);
+            let cpu = cpu_before.zip(cpu_seconds()).map(|(before, after)| Cpu {
+                all: after.all - before.all,
+                system: after.system - before.system,
+            });
             assert!(
                 out.nodes_with_op("Switch").is_empty() && out.nodes_with_op("Merge").is_empty()
             );
@@ -116,9 +121,10 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
         // CPU time is counted in ticks of 10 ms: shown where that is fine.
         if let Some(cpu) = cpu.filter(|_| fastest >= 0.1) {
             println!(
-                "          its CPU time, all threads: {:.0} ms ({:.2} cores busy on average)",
-                cpu * 1e3,
-                cpu / fastest
+                "          its CPU time, all threads: {:.0} ms ({:.2} cores busy on average), of which the system's {:.0} ms",
+                cpu.all * 1e3,
+                cpu.all / fastest,
+                cpu.system * 1e3
             );
         }
         previous = Some((graph.len(), fastest, median));
@@ -130,18 +136,26 @@ struct Best {
     seconds: f64,
     report: Report,
     after: usize,
-    cpu: Option<f64>,
+    cpu: Option<Cpu>,
+}
+
+/// CPU time of the process so far, in seconds: in all, and in the system.
+#[derive(Clone, Copy)]
+struct Cpu {
+    all: f64,
+    system: f64,
 }
 
 /// User and system time of the whole process so far (all its threads), in
 /// seconds, from `/proc/self/stat` (in ticks of 1/100 s); `None` elsewhere.
-fn cpu_seconds() -> Option<f64> {
+fn cpu_seconds() -> Option<Cpu> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The fields after the command name, which is in parentheses: utime
     // and stime are the 14th and 15th fields of the line.
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    Some((ticks(11)? + ticks(12)?) / 100.0)
+    let (user, system) = (ticks(11)? / 100.0, ticks(12)? / 100.0);
+    Some(Cpu { all: user + system, system })
 }
 
 fn median(times: &mut [f64]) -> f64 {

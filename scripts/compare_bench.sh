@@ -50,6 +50,7 @@ fields = {
     "checking": r"checking ([0-9.]+)",
     "writing": r"setting up and writing out ([0-9.]+)",
     "cpu": r"all threads: ([0-9]+) ms",
+    "system": r"the system's ([0-9]+) ms",
 }
 seen = {}
 for line in open(sys.argv[1]):
