@@ -819,14 +819,15 @@ mod tests {
         // (all clash), the others by their real hash.
         let hash =
             |i: usize| if i % 3 == 0 && i < 2000 { 7 } else { crate::graph::name_hash(&names[i]) };
-        let first = work.add_all((0..2000).map(|i| Adding {
+        let adding = |i: usize| Adding {
             name: names[i].clone(),
             hash: hash(i),
             op: "NoOp",
             body: Body::Copy(0),
             parent: NodeId::MAX,
             index: 0,
-        }));
+        };
+        let first = work.add_all((0..2000).map(adding));
         for name in &names[2000..] {
             work.add(name.clone(), "NoOp", Body::Copy(0), NodeId::MAX, 0);
         }
@@ -842,14 +843,7 @@ mod tests {
         assert_eq!(work.id_hashed("added/none", 7), None);
         // Names added again (a clashing one and another) shadow the first
         // nodes; removed, they leave neither found.
-        let again = work.add_all([0, 1].map(|i| Adding {
-            name: names[i].clone(),
-            hash: hash(i),
-            op: "NoOp",
-            body: Body::Copy(0),
-            parent: NodeId::MAX,
-            index: 0,
-        }));
+        let again = work.add_all([0, 1].map(adding));
         assert_eq!(lookup(&work, 0), Some(again));
         assert_eq!(lookup(&work, 1), Some(again + 1));
         work.remove(again);
