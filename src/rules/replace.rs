@@ -49,6 +49,9 @@ pub(super) struct NewNode {
     pub(super) name: Cow<'static, str>,
     /// The [`crate::graph::name_hash`] of its whole name, once it has one.
     pub(super) hash: u64,
+    /// Bytes left free at the start of an encoded constant's body, where
+    /// its name goes once it has one (0: none).
+    pub(super) room: usize,
     pub(super) op: Cow<'static, str>,
     pub(super) body: Body,
     pub(super) data: Vec<TRef>,
@@ -148,14 +151,16 @@ impl<'a> Builder<'a> {
         }
         // A node without inputs (a constant) is encoded whole, under its
         // name, here on the matching threads: the written graph shares it.
+        // A constant's name goes in the room left before its body when it
+        // fits (it is copied otherwise).
         for node in &mut self.nodes {
-            let Body::Encoded(body) = &node.body else { continue };
-            if node.data.is_empty() && node.control.is_empty() && node.control_names.is_empty() {
-                let mut whole = Vec::with_capacity(body.len() + node.name.len() + 6);
-                crate::wire::write_bytes_field(1, node.name.as_bytes(), &mut whole);
-                whole.extend_from_slice(body);
-                node.body = Body::Whole(Bytes::from(whole));
+            let Body::Encoded(body) = &mut node.body else { continue };
+            let room = std::mem::take(&mut node.room);
+            if !(node.data.is_empty() && node.control.is_empty() && node.control_names.is_empty()) {
+                *body = body.slice(room..);
+                continue;
             }
+            node.body = Body::Whole(named(std::mem::take(body), room, &node.name));
         }
         Ok(Patch {
             rule,
@@ -177,16 +182,18 @@ impl<'a> Builder<'a> {
             },
             RExpr::Number(value, _) => {
                 let (device, dtype) = (self.root_device(), self.port_dtype(port));
-                let body = encode_const(&device, &Array::scalar(*value), dtype)?;
-                Ok(self.push_const(body))
+                let room = self.const_room();
+                let body = encode_const(&device, &Array::scalar(*value), dtype, room)?;
+                Ok(self.push_const(body, room))
             }
             RExpr::Const(_, span) => {
                 let device = self.root_device();
                 let bindings =
                     Bindings { graph: self.graph, m: self.m, params: &self.rules.params };
+                let room = self.const_room();
                 let (value, dtype) = self.consts.eval(span.start, &bindings, self.slots)?;
-                let body = encode_const(&device, value, dtype)?;
-                Ok(self.push_const(body))
+                let body = encode_const(&device, value, dtype, room)?;
+                Ok(self.push_const(body, room))
             }
             RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
                 let device = self.root_device();
@@ -205,6 +212,7 @@ impl<'a> Builder<'a> {
                     control,
                     control_names: vec![],
                     hash: 0,
+                    room: 0,
                 });
                 Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
@@ -236,6 +244,7 @@ impl<'a> Builder<'a> {
                     control,
                     control_names,
                     hash: 0,
+                    room: 0,
                 });
                 Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
@@ -264,7 +273,16 @@ impl<'a> Builder<'a> {
         Ok((data, control))
     }
 
-    fn push_const(&mut self, body: Bytes) -> TRef {
+    /// How many bytes a new constant's body leaves free in front, where its
+    /// name goes when the patch is built (a large constant is then not
+    /// copied to be written whole): room for the root's name, or the
+    /// root's, the rule's and `const` with a number when that is taken.
+    fn const_room(&self) -> usize {
+        self.graph.name(self.root).len() + self.rule.name.name.len() + 32
+    }
+
+    /// A new constant, its body encoded with `room` bytes free in front.
+    fn push_const(&mut self, body: Bytes, room: usize) -> TRef {
         self.nodes.push(NewNode {
             name: Cow::Borrowed("const"),
             op: Cow::Borrowed("Const"),
@@ -273,6 +291,7 @@ impl<'a> Builder<'a> {
             control: vec![],
             control_names: vec![],
             hash: 0,
+            room,
         });
         TRef::New(self.nodes.len() as u32 - 1, 0)
     }
@@ -439,7 +458,36 @@ impl Bindings<'_> {
 /// A Const node without name or inputs holding `array` as `dtype`, encoded
 /// as prost encodes the `NodeDef` that `to_proto` would give (op, device,
 /// then the `dtype` and `value` attributes), without building either.
-fn encode_const(device: &str, array: &Array, dtype: DataType) -> Result<Bytes, String> {
+/// A body encoded after `room` free bytes, whole: under `name` (field 1),
+/// written into that room when it fits and no one else holds the bytes,
+/// copied after it otherwise.
+fn named(body: Bytes, room: usize, name: &str) -> Bytes {
+    let mut field = Vec::with_capacity(name.len() + 6);
+    crate::wire::write_bytes_field(1, name.as_bytes(), &mut field);
+    match body.try_into_mut() {
+        Ok(mut bytes) if field.len() <= room => {
+            let start = room - field.len();
+            bytes[start..room].copy_from_slice(&field);
+            bytes.freeze().slice(start..)
+        }
+        Ok(bytes) => {
+            field.extend_from_slice(&bytes[room..]);
+            Bytes::from(field)
+        }
+        Err(bytes) => {
+            field.extend_from_slice(&bytes[room..]);
+            Bytes::from(field)
+        }
+    }
+}
+
+/// `room` bytes left free (zero) in front of the encoding.
+fn encode_const(
+    device: &str,
+    array: &Array,
+    dtype: DataType,
+    room: usize,
+) -> Result<Bytes, String> {
     use crate::wire::{write_bytes_field, write_varint};
     use prost::Message;
     use prost::encoding::encoded_len_varint as varint_len;
@@ -463,8 +511,9 @@ fn encode_const(device: &str, array: &Array, dtype: DataType) -> Result<Bytes, S
     let device_len =
         if device.is_empty() { 0 } else { 1 + varint_len(device.len() as u64) + device.len() };
     // Exactly its length: a `Bytes` made of a full vector takes it as it is.
-    let len = 2 + "Const".len() + device_len + entries;
+    let len = room + 2 + "Const".len() + device_len + entries;
     let mut out = Vec::with_capacity(len);
+    out.resize(room, 0);
     write_bytes_field(2, b"Const", &mut out);
     if !device.is_empty() {
         write_bytes_field(4, device.as_bytes(), &mut out);
@@ -651,14 +700,46 @@ mod tests {
                     AttrValue { value: Some(attr_value::Value::Tensor(tensor.clone())) },
                 );
                 assert_eq!(
-                    encode_const(device, array, dtype).unwrap(),
+                    encode_const(device, array, dtype, 0).unwrap(),
                     def.encode_to_vec(),
                     "{:?} {device} {dtype:?}",
                     array.shape
                 );
             }
         }
-        assert!(encode_const("", &arrays[0], DataType::DtString).is_err());
+        assert!(encode_const("", &arrays[0], DataType::DtString, 0).is_err());
+        // With room in front: zeros, then the same bytes.
+        let roomy = encode_const("", &arrays[0], DataType::DtFloat, 40).unwrap();
+        assert_eq!(&roomy[..40], &[0; 40]);
+        assert_eq!(roomy[40..], encode_const("", &arrays[0], DataType::DtFloat, 0).unwrap());
+    }
+
+    /// A constant named into the room before its body, or (the room too
+    /// small, or the bytes held elsewhere) copied after its name: the same
+    /// bytes, a `NodeDef` under that name.
+    #[test]
+    fn constants_are_named_in_their_room_or_copied() {
+        let array = Array { shape: vec![3], data: vec![1.0, 2.0, 3.0] };
+        let bare = encode_const("", &array, DataType::DtFloat, 0).unwrap();
+        let mut expected = Vec::new();
+        crate::wire::write_bytes_field(1, b"a/rule/const", &mut expected);
+        expected.extend_from_slice(&bare);
+        for room in [0, 5, 13, 14, 40] {
+            let body = encode_const("", &array, DataType::DtFloat, room).unwrap();
+            let start = body.as_ptr() as usize;
+            let whole = named(body, room, "a/rule/const");
+            assert_eq!(whole, expected, "room {room}");
+            // Written in place exactly when the field (14 bytes) fits.
+            let in_place = whole.as_ptr() as usize == start + room.saturating_sub(14);
+            assert_eq!(in_place, room >= 14, "room {room}");
+            let def = NodeDef::decode(whole).unwrap();
+            assert_eq!((def.name.as_str(), def.op.as_str()), ("a/rule/const", "Const"));
+        }
+        // Held elsewhere too: copied, the other holder's bytes untouched.
+        let body = encode_const("", &array, DataType::DtFloat, 40).unwrap();
+        let other = body.clone();
+        assert_eq!(named(body, 40, "a/rule/const"), expected);
+        assert_eq!(&other[..40], &[0; 40]);
     }
 
     /// New nodes written by hand are the bytes prost writes for the same
