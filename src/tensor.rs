@@ -48,7 +48,7 @@ impl Array {
             return Ok(());
         }
         out.shape.clone_from(&self.shape);
-        out.data.clear();
+        emptied(&mut out.data, self.data.len());
         match other.data[..] {
             [y] => out.data.extend(self.data.iter().map(|&x| f(x, y))),
             _ => {
@@ -63,7 +63,7 @@ impl Array {
     /// `f` of every element, into `out`'s buffers.
     pub fn map_into(&self, out: &mut Array, f: impl Fn(f64) -> f64) {
         out.shape.clone_from(&self.shape);
-        out.data.clear();
+        emptied(&mut out.data, self.data.len());
         out.data.extend(self.data.iter().map(|&v| f(v)));
     }
 
@@ -201,6 +201,16 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
 }
 
 /// [`content_values`] into `out` (cleared first).
+/// `v` emptied, with room for `n` values: a buffer too small is replaced,
+/// not grown (growing would copy what it held, and a buffer filled a piece
+/// at a time would be copied each time it doubled).
+fn emptied(v: &mut Vec<f64>, n: usize) {
+    v.clear();
+    if v.capacity() < n {
+        *v = Vec::with_capacity(n);
+    }
+}
+
 fn content_values_into(
     dtype: DataType,
     c: &[u8],
@@ -219,7 +229,7 @@ fn content_values_into(
     }
     // One loop per type, so each is a tight conversion loop.
     fn each<const N: usize>(c: &[u8], out: &mut Vec<f64>, f: impl Fn([u8; N]) -> f64) {
-        out.clear();
+        emptied(out, c.len() / N);
         out.extend(c.chunks_exact(N).map(|b| f(b.try_into().expect("N bytes"))));
     }
     match dtype {
@@ -516,6 +526,21 @@ fn f64_to_f16(v: f64) -> u16 {
 mod tests {
     use super::*;
     use prost::Message;
+
+    /// A buffer emptied for `n` values has room for them; one that had room
+    /// keeps its memory (the buffers of constant expressions are reused
+    /// from match to match).
+    #[test]
+    fn an_emptied_buffer_has_room_and_keeps_memory_it_had() {
+        let mut v = vec![1.0; 10];
+        emptied(&mut v, 1000);
+        assert!(v.is_empty() && v.capacity() >= 1000);
+        v.extend([2.0; 1000]);
+        let at = v.as_ptr();
+        emptied(&mut v, 500);
+        assert!(v.is_empty());
+        assert_eq!(v.as_ptr(), at, "the same memory");
+    }
 
     /// Reading tensor_content from the wire gives what decoding gives, and
     /// other forms are left to decoding.
