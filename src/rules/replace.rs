@@ -455,9 +455,6 @@ impl Bindings<'_> {
     }
 }
 
-/// A Const node without name or inputs holding `array` as `dtype`, encoded
-/// as prost encodes the `NodeDef` that `to_proto` would give (op, device,
-/// then the `dtype` and `value` attributes), without building either.
 /// A body encoded after `room` free bytes, whole: under `name` (field 1),
 /// written into that room when it fits and no one else holds the bytes,
 /// copied after it otherwise.
@@ -481,7 +478,10 @@ fn named(body: Bytes, room: usize, name: &str) -> Bytes {
     }
 }
 
-/// `room` bytes left free (zero) in front of the encoding.
+/// A Const node without name or inputs holding `array` as `dtype`, encoded
+/// as prost encodes the `NodeDef` that `to_proto` would give (op, device,
+/// then the `dtype` and `value` attributes), without building either, after
+/// `room` bytes left free (zero).
 fn encode_const(
     device: &str,
     array: &Array,
