@@ -651,18 +651,17 @@ impl Plans {
         let mut edges: Vec<Edge> = Vec::new();
         let mut seen: FxHashSet<NodeId> = FxHashSet::default();
         let mut seen_texts: FxHashSet<String> = FxHashSet::default();
+        let planned = |start: u32, len: u32| &self.edges[start as usize..][..len as usize];
         for (plan, &(id, start, len)) in self.nodes.iter().enumerate() {
             // The records this writes are scattered: asked for a few nodes
             // ahead.
             if let Some(&(ahead, start, len)) = self.nodes.get(plan + AHEAD) {
                 work.prefetch_records(ahead);
-                for e in &self.edges[start as usize..][..len as usize] {
-                    if let Some(src) = e.src() {
-                        work.prefetch_records(src);
-                    }
+                for src in planned(start, len).iter().filter_map(|e| e.src()) {
+                    work.prefetch_records(src);
                 }
             }
-            let planned = &self.edges[start as usize..][..len as usize];
+            let planned = planned(start, len);
             edges.clear();
             edges.extend(
                 planned
@@ -804,18 +803,20 @@ fn apply_patches(
     for plans in plans {
         plans.install(work, marker, &mut changes.seeds, true);
     }
-    if let Some(&first) = base.first() {
-        changes.orphans.extend(first..first + new_nodes as NodeId);
-    }
-    for (p, patch) in patches.iter().enumerate() {
-        if p + AHEAD < patches.len() {
-            work.prefetch_records(patches[p + AHEAD].root);
+    changes.orphans.extend(first..next);
+    {
+        // The roots' records are asked for a few patches ahead.
+        let mut later = patches.iter().skip(AHEAD);
+        for patch in patches.iter() {
+            if let Some(later) = later.next() {
+                work.prefetch_records(later.root);
+            }
+            changes.inputs_left(work, patch.root);
+            changes.seeds.extend(&patch.interior);
+            changes.orphans.extend(&patch.interior);
+            work.remove(patch.root);
+            changes.removed.push(patch.root);
         }
-        changes.inputs_left(work, patch.root);
-        changes.seeds.extend(&patch.interior);
-        changes.orphans.extend(&patch.interior);
-        work.remove(patch.root);
-        changes.removed.push(patch.root);
     }
     // Freeing many patches (small blocks the matching threads allocated) is
     // left to another thread, while this one goes on.

@@ -27,23 +27,24 @@ pub(super) struct HashedIds {
 }
 
 impl HashedIds {
+    /// The slot holding `hash`, or the empty one where a search for it
+    /// ends (the table has slots, and at least one empty).
+    fn probe(&self, hash: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut at = hash as usize & mask;
+        while self.slots[at].id != EMPTY && self.slots[at].hash != hash {
+            at = (at + 1) & mask;
+        }
+        at
+    }
+
     /// The id stored under `hash`.
     pub(super) fn get(&self, hash: u64) -> Option<NodeId> {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut at = hash as usize & mask;
-        loop {
-            let slot = self.slots[at];
-            if slot.id == EMPTY {
-                return None;
-            }
-            if slot.hash == hash {
-                return Some(slot.id);
-            }
-            at = (at + 1) & mask;
-        }
+        let id = self.slots[self.probe(hash)].id;
+        (id != EMPTY).then_some(id)
     }
 
     /// Stores `id` under `hash` when no id is; otherwise leaves the table
@@ -51,13 +52,9 @@ impl HashedIds {
     pub(super) fn insert_new(&mut self, hash: u64, id: NodeId) -> Option<&mut NodeId> {
         debug_assert_ne!(id, EMPTY);
         self.reserve(1);
-        let mask = self.slots.len() - 1;
-        let mut at = hash as usize & mask;
-        while self.slots[at].id != EMPTY {
-            if self.slots[at].hash == hash {
-                return Some(&mut self.slots[at].id);
-            }
-            at = (at + 1) & mask;
+        let at = self.probe(hash);
+        if self.slots[at].id != EMPTY {
+            return Some(&mut self.slots[at].id);
         }
         self.slots[at] = Slot { hash, id };
         self.len += 1;
@@ -73,12 +70,9 @@ impl HashedIds {
         }
         let size = (need * 8).div_ceil(7).next_power_of_two().max(16);
         let old = std::mem::replace(&mut self.slots, vec![VACANT; size]);
-        let mask = size - 1;
+        // Each stored hash once: its search ends at an empty slot.
         for slot in old.into_iter().filter(|s| s.id != EMPTY) {
-            let mut at = slot.hash as usize & mask;
-            while self.slots[at].id != EMPTY {
-                at = (at + 1) & mask;
-            }
+            let at = self.probe(slot.hash);
             self.slots[at] = slot;
         }
     }

@@ -156,11 +156,11 @@ impl<'a> Builder<'a> {
         for node in &mut self.nodes {
             let Body::Encoded(body) = &mut node.body else { continue };
             let room = std::mem::take(&mut node.room);
-            if !(node.data.is_empty() && node.control.is_empty() && node.control_names.is_empty()) {
+            if node.data.is_empty() && node.control.is_empty() && node.control_names.is_empty() {
+                node.body = Body::Whole(named(std::mem::take(body), room, &node.name));
+            } else if room > 0 {
                 *body = body.slice(room..);
-                continue;
             }
-            node.body = Body::Whole(named(std::mem::take(body), room, &node.name));
         }
         Ok(Patch {
             rule,

@@ -430,13 +430,8 @@ impl<'g> Work<'g> {
         parent: NodeId,
         index: u32,
     ) -> NodeId {
-        let named = !matches!(body, Body::Phantom);
-        let hash = if named { crate::graph::name_hash(&name) } else { 0 };
-        let id = self.push(name, op, body, parent, index);
-        if named {
-            self.index_name(hash, id);
-        }
-        id
+        let hash = crate::graph::name_hash(&name);
+        self.add_all([Adding { name, hash, op, body, parent, index }])
     }
 
     /// Adds nodes, in order, as [`Work::add`] would; their names are indexed
