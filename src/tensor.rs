@@ -200,7 +200,6 @@ fn content_values(dtype: DataType, c: &[u8], count: usize) -> Result<Vec<f64>, S
     Ok(values)
 }
 
-/// [`content_values`] into `out` (cleared first).
 /// `v` emptied, with room for `n` values: a buffer too small is replaced,
 /// not grown (growing would copy what it held, and a buffer filled a piece
 /// at a time would be copied each time it doubled).
@@ -211,6 +210,7 @@ fn emptied(v: &mut Vec<f64>, n: usize) {
     }
 }
 
+/// [`content_values`] into `out` (cleared first).
 fn content_values_into(
     dtype: DataType,
     c: &[u8],

@@ -461,21 +461,17 @@ impl Bindings<'_> {
 fn named(body: Bytes, room: usize, name: &str) -> Bytes {
     let mut field = Vec::with_capacity(name.len() + 6);
     crate::wire::write_bytes_field(1, name.as_bytes(), &mut field);
-    match body.try_into_mut() {
+    let body = match body.try_into_mut() {
         Ok(mut bytes) if field.len() <= room => {
             let start = room - field.len();
             bytes[start..room].copy_from_slice(&field);
-            bytes.freeze().slice(start..)
+            return bytes.freeze().slice(start..);
         }
-        Ok(bytes) => {
-            field.extend_from_slice(&bytes[room..]);
-            Bytes::from(field)
-        }
-        Err(bytes) => {
-            field.extend_from_slice(&bytes[room..]);
-            Bytes::from(field)
-        }
-    }
+        Ok(bytes) => bytes.freeze(),
+        Err(bytes) => bytes,
+    };
+    field.extend_from_slice(&body[room..]);
+    Bytes::from(field)
 }
 
 /// A Const node without name or inputs holding `array` as `dtype`, encoded
