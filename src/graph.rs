@@ -831,7 +831,7 @@ impl Graph {
 
     /// Writes the binary GraphDef: every node's bytes as they are, then the
     /// other top-level fields, in their original order.
-    pub fn encode<W: Write>(&self, out: &mut W) -> io::Result<()> {
+    pub fn encode<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         let mut key = Vec::with_capacity(11);
         for id in self.ids() {
             let raw = self.raw(id);

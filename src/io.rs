@@ -272,7 +272,7 @@ pub fn encode_text(graph: &Graph) -> Result<String, io::Error> {
 }
 
 /// Serializes `graph` in `format` to `out`.
-pub fn encode<W: Write>(graph: &Graph, format: Format, out: &mut W) -> io::Result<()> {
+pub fn encode<W: Write + ?Sized>(graph: &Graph, format: Format, out: &mut W) -> io::Result<()> {
     match format {
         Format::Binary => graph.encode(out),
         Format::Text => out.write_all(encode_text(graph)?.as_bytes()),
@@ -284,12 +284,21 @@ pub fn encode<W: Write>(graph: &Graph, format: Format, out: &mut W) -> io::Resul
 /// bytes go to a temporary file in the same directory, renamed over `path`.
 pub fn write_graph(path: &Path, graph: &Graph, format: Option<Format>) -> Result<(), WriteError> {
     let format = format.unwrap_or_else(|| Format::from_path(path));
+    write_with(path, |out| encode(graph, format, out))
+}
+
+/// Writes what `fill` writes to `path` (`-` is standard output), whole or
+/// not at all (see [`write_atomic`]).
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), WriteError> {
     let err = |source| WriteError { path: path.to_path_buf(), source };
     if path == Path::new("-") {
         let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        return encode(graph, format, &mut out).and_then(|()| out.flush()).map_err(err);
+        return fill(&mut out).and_then(|()| out.flush()).map_err(err);
     }
-    write_atomic(path, |out| encode(graph, format, out)).map_err(err)
+    write_atomic(path, |out| fill(out)).map_err(err)
 }
 
 /// Writes a file atomically: `fill` writes into a temporary file beside

@@ -8,11 +8,11 @@ use miette::{IntoDiagnostic, Result, miette};
 
 use graphrw::eval::verify::Difference;
 use graphrw::inspect::summarize;
-use graphrw::io::{Format, read_graph, write_graph};
+use graphrw::io::{Format, read_graph, write_graph, write_with};
 use graphrw::prune::{outputs_or_default, prune};
 use graphrw::rules::check::check;
 use graphrw::rules::compile::{RuleSet, compile};
-use graphrw::rules::engine::{Options, Report, apply};
+use graphrw::rules::engine::{Options, Report, rewrite};
 use graphrw::rules::load::{Origin, PACKS, load};
 use graphrw::validate::validate;
 
@@ -212,7 +212,7 @@ fn run(command: Command) -> Result<ExitCode> {
             let rules = load_rules(rule_args, &sets)?;
             let graph = read_graph(&model, format)?;
             let options = Options { outputs, prune: !no_prune, max_rewrites };
-            let (rewritten, summary) = apply(&graph, &rules, &options)?;
+            let (rewritten, summary) = rewrite(&graph, &rules, &options)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");
             }
@@ -231,7 +231,8 @@ fn run(command: Command) -> Result<ExitCode> {
             }
             if check_outputs {
                 let names = output_names(&graph, &options.outputs)?;
-                let verdict = compare(&graph, &rewritten, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
+                let after = rewritten.to_graph();
+                let verdict = compare(&graph, &after, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
                 if let Some(m) = verdict.mismatch {
                     let what = match m.difference {
                         Difference::Value { index, original, rewritten } => {
@@ -254,7 +255,12 @@ fn run(command: Command) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let target = output.unwrap_or_else(|| sibling(&model, "rewritten", to));
-            write_graph(&target, &rewritten, to)?;
+            // A binary file is written straight from the engine's copy of
+            // the graph; the text format is printed from the graph built.
+            match to.unwrap_or_else(|| Format::from_path(&target)) {
+                Format::Binary => write_with(&target, |out| rewritten.encode(out))?,
+                Format::Text => write_graph(&target, &rewritten.to_graph(), Some(Format::Text))?,
+            }
             if target != Path::new("-") {
                 println!("{}", target.display());
             }

@@ -310,6 +310,16 @@ fn apply_to_stdout_and_with_a_rules_file() {
     let text = stdout(&out);
     assert!(text.starts_with("node {"), "{}", &text[..100.min(text.len())]);
     assert!(!text.contains("op: \"Relu6\"") && text.contains("op: \"Relu\""));
+    // A binary graph on standard output is the file's bytes.
+    let file = tmp.path().join("out.pb");
+    let to_file = graphrw([Path::new("apply"), &rules, &model, Path::new("-o"), &file]);
+    assert!(to_file.status.success(), "{}", stderr(&to_file));
+    let out = graphrw([Path::new("apply"), &rules, &model, Path::new("-o"), Path::new("-")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = std::fs::read(&file).unwrap();
+    assert!(out.stdout == written, "{} bytes, the file {}", out.stdout.len(), written.len());
+    let graph = graphrw::io::decode_binary(written.into()).unwrap();
+    assert!(graph.nodes_with_op("Relu6").is_empty() && !graph.nodes_with_op("Relu").is_empty());
 }
 
 #[test]

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use graphrw::Graph;
 use graphrw::proto::{AttrValue, DataType, GraphDef, NodeDef, attr_value::Value};
 use graphrw::rules::compile::{RuleSet, compile};
-use graphrw::rules::engine::{ApplyError, Options, Report, apply};
+use graphrw::rules::engine::{ApplyError, Options, Report, apply, rewrite};
 use graphrw::rules::load::load_text;
 use graphrw::tensor::{Array, from_proto, to_proto};
 
@@ -50,8 +50,17 @@ fn rules(text: &str, sets: &[(&str, &str)]) -> RuleSet {
     }
 }
 
+/// Applies the rules, and checks that the bytes `graphrw apply` writes
+/// (straight from the engine's copy) are those of the graph built.
 fn run(g: &Graph, text: &str) -> (Graph, Report) {
-    apply(g, &rules(text, &[]), &Options::default()).unwrap_or_else(|e| panic!("{e}"))
+    let (rewritten, report) =
+        rewrite(g, &rules(text, &[]), &Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let built = rewritten.to_graph();
+    let (mut written, mut encoded) = (Vec::new(), Vec::new());
+    rewritten.encode(&mut written).unwrap();
+    built.encode(&mut encoded).unwrap();
+    assert!(written == encoded, "written out, the bytes of the graph built");
+    (built, report)
 }
 
 /// `name: op(inputs)` for every node, in order.

@@ -85,7 +85,8 @@ pub struct Phases {
     pub settle: f64,
     /// Validity checks after each round.
     pub check: f64,
-    /// Setting up the working graph, and writing the result as a graph.
+    /// Setting up the working graph and ordering the result (and, for
+    /// [`apply`], building it as a graph).
     pub write: f64,
 }
 
@@ -135,12 +136,62 @@ pub enum ApplyError {
     },
 }
 
-/// Applies `rules` to `graph` until no rule matches.
+/// Applies `rules` to `graph` until no rule matches: the rewritten graph,
+/// built (see [`rewrite`], which leaves it to be written out).
 pub fn apply(
     graph: &Graph,
     rules: &RuleSet,
     options: &Options,
 ) -> Result<(Graph, Report), ApplyError> {
+    let (rewritten, mut report) = rewrite(graph, rules, options)?;
+    let t = Instant::now();
+    let built = rewritten.to_graph();
+    let seconds = t.elapsed().as_secs_f64();
+    report.phases.write += seconds;
+    report.seconds += seconds;
+    Ok((built, report))
+}
+
+/// A rewritten graph as the engine left it: its working copy of the
+/// source and the nodes to write, in order. It is written out from there
+/// ([`Rewritten::encode`]) or built into a [`Graph`] to be worked on
+/// ([`Rewritten::to_graph`]).
+pub struct Rewritten<'g> {
+    work: Work<'g>,
+    order: Vec<NodeId>,
+}
+
+impl Rewritten<'_> {
+    /// How many nodes it has.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether it has no node.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The graph, built: nodes no round rewired share the source's bytes.
+    pub fn to_graph(&self) -> Graph {
+        self.work.written(&self.order)
+    }
+
+    /// Writes the binary GraphDef: the bytes [`Graph::encode`] writes for
+    /// [`Rewritten::to_graph`], without building that graph.
+    pub fn encode<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
+        self.work.encode(&self.order, out)
+    }
+}
+
+/// Applies `rules` to `graph` until no rule matches, and checks the result
+/// (the report's time is the rewrite's: writing the result out is not in
+/// it).
+pub fn rewrite<'g>(
+    graph: &'g Graph,
+    rules: &RuleSet,
+    options: &Options,
+) -> Result<(Rewritten<'g>, Report), ApplyError> {
     let start = Instant::now();
     graph.id(""); // builds the indexes, if they were not
     let indexed = start.elapsed().as_secs_f64();
@@ -302,12 +353,11 @@ pub fn apply(
         *counts.entry(work.op_of(id)).or_default() += 1;
     }
     report.ops_after = histogram(counts.iter().map(|(&op, &n)| (work.op_name(op), n)));
-    let current = work.written(&order);
-    report.nodes_after = current.len();
+    report.nodes_after = order.len();
     report.phases.write += t.elapsed().as_secs_f64();
     report.phases.index = indexed;
     report.seconds = start.elapsed().as_secs_f64();
-    Ok((current, report))
+    Ok((Rewritten { work, order }, report))
 }
 
 /// What a round changed: nodes whose inputs, consumers or existence

@@ -54,6 +54,13 @@ struct Added {
     index: u32,
 }
 
+/// A run of the bytes [`Work::encode`] writes: a buffer of its own, or a
+/// large node's bytes where they are.
+enum Chunk<'a> {
+    Own(Vec<u8>),
+    Shared(&'a [u8]),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Link {
     node: NodeId,
@@ -729,6 +736,72 @@ impl<'g> Work<'g> {
             part
         };
         self.src.assembled(crate::par::shares(order, 1 << 14, encode))
+    }
+
+    /// Writes the binary GraphDef of these nodes (alive ones, in output
+    /// order) and the source's other top-level fields, as
+    /// [`Graph::encode`] writes the graph [`Work::written`] makes: the same
+    /// bytes, without building that graph first. A window of the order at
+    /// a time is encoded on every core, each share into buffers of its own,
+    /// written out in order before the next window: at most a window's
+    /// bytes are held (and their buffers' memory is reused from window to
+    /// window), large nodes are written from where they are.
+    pub fn encode<W: std::io::Write + ?Sized>(
+        &self,
+        order: &[NodeId],
+        out: &mut W,
+    ) -> std::io::Result<()> {
+        for window in order.chunks((1 << 15) * crate::par::threads()) {
+            for share in crate::par::shares(window, 1 << 12, |_, ids| self.encoded(ids)) {
+                for chunk in share {
+                    out.write_all(match &chunk {
+                        Chunk::Own(bytes) => bytes,
+                        Chunk::Shared(bytes) => bytes,
+                    })?;
+                }
+            }
+        }
+        for field in self.src.tail() {
+            out.write_all(field)?;
+        }
+        Ok(())
+    }
+
+    /// The nodes' bytes as [`Work::encode`] writes them, each with its key
+    /// and length: copied or encoded into buffers, but for the bytes of a
+    /// large node written as they are, which are left where they are.
+    fn encoded(&self, ids: &[NodeId]) -> Vec<Chunk<'_>> {
+        /// Nodes this large are not copied.
+        const LARGE: usize = 1 << 16;
+        let mut chunks = Vec::new();
+        let mut own = Vec::with_capacity(ids.len() * 64);
+        let (mut node, mut inputs_at) = (Vec::new(), Vec::new());
+        for &id in ids {
+            // A rule's constant, or a source node no round rewired, is
+            // written as its bytes are; any other node is encoded here.
+            let kept: Option<&[u8]> = match self.whole(id) {
+                Some((bytes, ..)) => Some(bytes),
+                None => {
+                    node.clear();
+                    match self.write_node(id, &mut node, &mut inputs_at) {
+                        Some(_) => None,
+                        None => Some(self.src.node_raw(id)),
+                    }
+                }
+            };
+            let raw = kept.unwrap_or(&node);
+            own.push(0x0a); // field 1, wire type LEN
+            crate::wire::write_varint(raw.len() as u64, &mut own);
+            match kept.filter(|bytes| bytes.len() >= LARGE) {
+                Some(bytes) => {
+                    chunks.push(Chunk::Own(std::mem::take(&mut own)));
+                    chunks.push(Chunk::Shared(bytes));
+                }
+                None => own.extend_from_slice(raw),
+            }
+        }
+        chunks.push(Chunk::Own(own));
+        chunks
     }
 
     /// A node written as its bytes are (a rule's constant, still without
