@@ -84,8 +84,8 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
             assert!(!r.ops_after.contains_key("Switch") && !r.ops_after.contains_key("Merge"));
             times[i].push(t);
             if best[i].as_ref().is_none_or(|b| t < b.seconds) {
-                // What writing it out and building it take, for the best run.
-                // Through a buffer as a file is written, to nowhere.
+                // What encoding it (through a buffer, as a file is written,
+                // to nowhere) and building it take, for the best run.
                 let start = Instant::now();
                 let mut sink = std::io::BufWriter::with_capacity(1 << 20, std::io::sink());
                 out.encode(&mut sink).expect("writing to nowhere");

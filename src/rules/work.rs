@@ -54,13 +54,6 @@ struct Added {
     index: u32,
 }
 
-/// A run of the bytes [`Work::encode`] writes: a buffer of its own, or a
-/// large node's bytes where they are.
-enum Chunk<'a> {
-    Own(Vec<u8>),
-    Shared(&'a [u8]),
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Link {
     node: NodeId,
@@ -744,8 +737,8 @@ impl<'g> Work<'g> {
     /// bytes, without building that graph first. A window of the order at
     /// a time is encoded on every core, each share into buffers of its own,
     /// written out in order before the next window: at most a window's
-    /// bytes are held (and their buffers' memory is reused from window to
-    /// window), large nodes are written from where they are.
+    /// bytes are held at once, and large nodes are written from where they
+    /// are.
     pub fn encode<W: std::io::Write + ?Sized>(
         &self,
         order: &[NodeId],
@@ -754,10 +747,7 @@ impl<'g> Work<'g> {
         for window in order.chunks((1 << 15) * crate::par::threads()) {
             for share in crate::par::shares(window, 1 << 12, |_, ids| self.encoded(ids)) {
                 for chunk in share {
-                    out.write_all(match &chunk {
-                        Chunk::Own(bytes) => bytes,
-                        Chunk::Shared(bytes) => bytes,
-                    })?;
+                    out.write_all(&chunk)?;
                 }
             }
         }
@@ -768,9 +758,11 @@ impl<'g> Work<'g> {
     }
 
     /// The nodes' bytes as [`Work::encode`] writes them, each with its key
-    /// and length: copied or encoded into buffers, but for the bytes of a
-    /// large node written as they are, which are left where they are.
-    fn encoded(&self, ids: &[NodeId]) -> Vec<Chunk<'_>> {
+    /// and length, in runs: copied or encoded into buffers of their own,
+    /// but for the bytes of a large node written as they are, which are
+    /// borrowed where they are.
+    fn encoded(&self, ids: &[NodeId]) -> Vec<std::borrow::Cow<'_, [u8]>> {
+        use std::borrow::Cow;
         /// Nodes this large are not copied.
         const LARGE: usize = 1 << 16;
         let mut chunks = Vec::new();
@@ -794,13 +786,13 @@ impl<'g> Work<'g> {
             crate::wire::write_varint(raw.len() as u64, &mut own);
             match kept.filter(|bytes| bytes.len() >= LARGE) {
                 Some(bytes) => {
-                    chunks.push(Chunk::Own(std::mem::take(&mut own)));
-                    chunks.push(Chunk::Shared(bytes));
+                    chunks.push(Cow::Owned(std::mem::take(&mut own)));
+                    chunks.push(Cow::Borrowed(bytes));
                 }
                 None => own.extend_from_slice(raw),
             }
         }
-        chunks.push(Chunk::Own(own));
+        chunks.push(Cow::Owned(own));
         chunks
     }
 
