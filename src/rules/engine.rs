@@ -962,9 +962,9 @@ fn settle(
             let inputs = work.inputs(id);
             let reads_dead = |e: &&Edge| e.src().is_some_and(|s| dead[s as usize]);
             let is_dead = if Some(work.op_of(id)) == merge {
-                let data: Vec<_> =
-                    inputs.iter().filter(|e| matches!(e.port(), Port::Data(_))).collect();
-                (!data.is_empty() && data.iter().all(reads_dead))
+                let mut data =
+                    inputs.iter().filter(|e| matches!(e.port(), Port::Data(_))).peekable();
+                (data.peek().is_some() && data.all(|e| reads_dead(&e)))
                     || inputs.iter().filter(|e| e.port() == Port::Control).any(|e| reads_dead(&e))
             } else {
                 inputs.iter().any(|e| reads_dead(&e))

@@ -390,9 +390,8 @@ impl Inputs for Bindings<'_> {
                 GValue::Num(n) => out.set_scalar(n),
                 other => return Err(format!("`{var}` is {other:?}, not a number")),
             },
-            Some(_) => {
-                let t = self.m.tensor(var).ok_or("not a tensor")?;
-                return self.const_value(t.node, out).map(Some);
+            Some(Bound::Tensor(Tensor { node, .. }) | Bound::Node(node)) => {
+                return self.const_value(*node, out).map(Some);
             }
             None => match self.params.get(var).map(literal_value) {
                 Some(GValue::Num(n)) => out.set_scalar(n),
