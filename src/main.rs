@@ -229,10 +229,12 @@ fn run(command: Command) -> Result<ExitCode> {
                     );
                 }
             }
+            // The result built as a graph, once something needs it.
+            let mut built = None;
             if check_outputs {
                 let names = output_names(&graph, &options.outputs)?;
-                let after = rewritten.to_graph();
-                let verdict = compare(&graph, &after, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
+                let after = built.insert(rewritten.to_graph());
+                let verdict = compare(&graph, after, &names, &feeds, 0, 1, 1e-4, 1e-5)?;
                 if let Some(m) = verdict.mismatch {
                     let what = match m.difference {
                         Difference::Value { index, original, rewritten } => {
@@ -259,7 +261,10 @@ fn run(command: Command) -> Result<ExitCode> {
             // the graph; the text format is printed from the graph built.
             match to.unwrap_or_else(|| Format::from_path(&target)) {
                 Format::Binary => write_with(&target, |out| rewritten.encode(out))?,
-                Format::Text => write_graph(&target, &rewritten.to_graph(), Some(Format::Text))?,
+                Format::Text => {
+                    let graph = built.unwrap_or_else(|| rewritten.to_graph());
+                    write_graph(&target, &graph, Some(Format::Text))?
+                }
             }
             if target != Path::new("-") {
                 println!("{}", target.display());

@@ -513,3 +513,25 @@ fn apply_inference_then_verify_against_tensorflow_outputs() {
     let out = graphrw([Path::new("verify"), &rewritten]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `--verify` builds the result as a graph to run it; the text written
+/// after is that same graph's, as without `--verify`.
+#[test]
+fn a_verified_result_written_as_text_is_the_unverified_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = common::fixtures_dir().join("keras_tf2/model.pb");
+    let write = |name: &str, verify: bool| {
+        let target = tmp.path().join(name);
+        let mut args = vec![Path::new("apply"), Path::new("inference"), &model];
+        args.extend([Path::new("-o"), &target]);
+        if verify {
+            args.push(Path::new("--verify"));
+        }
+        let out = graphrw(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(&target).unwrap()
+    };
+    let verified = write("verified.pbtxt", true);
+    assert!(verified.starts_with("node {"), "{}", &verified[..100.min(verified.len())]);
+    assert_eq!(verified, write("plain.pbtxt", false));
+}
