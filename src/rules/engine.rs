@@ -780,13 +780,24 @@ fn apply_patches(
     let patch_of = &mut scratch.patch_of;
     refill(patch_of, work.len(), u32::MAX);
     let mut base = Vec::with_capacity(patches.len());
+    // Where each patch's new nodes are: the matching threads made them,
+    // each patch's apart, so reading them is a cache miss each unless they
+    // are asked for a few patches ahead.
+    let mut made: Vec<(*const NewNode, usize)> = Vec::with_capacity(patches.len());
     let mut next = work.len() as NodeId;
     for (p, patch) in patches.iter().enumerate() {
         patch_of[patch.root as usize] = p as u32;
         base.push(next);
         next += patch.nodes.len() as NodeId;
+        made.push((patch.nodes.as_ptr(), patch.nodes.len()));
     }
-    let first = work.add_all(patches.iter_mut().flat_map(|patch| {
+    let first = work.add_all(patches.iter_mut().enumerate().flat_map(|(p, patch)| {
+        if let Some(&(at, len)) = made.get(p + AHEAD) {
+            let bytes = len * std::mem::size_of::<NewNode>();
+            for line in (0..bytes).step_by(64) {
+                crate::hint::prefetch(at.cast::<u8>().wrapping_add(line));
+            }
+        }
         let root = patch.root;
         patch.nodes.iter_mut().enumerate().map(move |(i, node)| {
             let name = std::mem::take(&mut node.name).into_owned();
