@@ -798,6 +798,56 @@ fn colocation_with_a_removed_node_is_dropped() {
     );
 }
 
+/// A node of an input that was already broken (an input naming no node, a
+/// colocation with a node not in the graph) loses its dangling colocation
+/// and keeps its inputs, those naming no node too, in their places.
+#[test]
+fn a_node_redefined_but_not_rewired_keeps_inputs_that_name_no_node() {
+    let class = Value::List(graphrw::proto::attr_value::ListValue {
+        s: vec![Bytes::from("loc:@gone"), Bytes::from("loc:@x")],
+        ..Default::default()
+    });
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("m", "Merge", &["x", "y"], &[("T", float())]),
+        node(
+            "a",
+            "AddV2",
+            &["gone:0", "m", "^missing"],
+            &[("T", float()), ("_class", class.clone())],
+        ),
+        node("b", "Relu", &["a"], &[("T", float())]),
+    ]);
+    let (after, report) = run(&g, "rule m: Merge(a, _) => a");
+    assert_eq!(fired(&report, "m"), 1);
+    let a = after.node_def(after.id("a").unwrap()).unwrap();
+    // Rewired: what names no node is kept as a tensor name (port 0 unsaid).
+    assert_eq!(a.input, ["gone", "x", "^missing"]);
+    assert_eq!(graphrw::validate::colocated_with(&a).collect::<Vec<_>>(), ["x"]);
+    // Not rewired: the node's inputs are the source's, written as read.
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("m", "Merge", &["x", "y"], &[("T", float())]),
+        node("a", "AddV2", &["gone:0", "x", "^missing"], &[("T", float()), ("_class", class)]),
+        node("b", "Relu", &["a", "m"], &[("T", float())]),
+    ]);
+    let (after, _) = run(&g, "rule m: Merge(a, _) => a");
+    let a = after.node_def(after.id("a").unwrap()).unwrap();
+    assert_eq!(a.input, ["gone:0", "x", "^missing"]);
+    assert_eq!(graphrw::validate::colocated_with(&a).collect::<Vec<_>>(), ["x"]);
+    let problems: Vec<String> =
+        graphrw::validate::validate(&after).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        problems,
+        [
+            "node `a`: input `gone:0` names no node of the graph",
+            "node `a`: input `^missing` names no node of the graph"
+        ]
+    );
+}
+
 /// A node a rule builds may colocate too: its `_class` entries naming a
 /// node the rewrite removed are dropped, though the source has none.
 #[test]

@@ -648,14 +648,24 @@ impl<'g> Work<'g> {
         let name = bare.then(|| self.name(id));
         inputs_at.clear();
         let located = crate::wire::write_with_name_and_inputs(out, raw, name, |out| {
-            for e in self.inputs(id) {
-                let node = self.name(e.src().expect("edges of rewired nodes resolve"));
+            for (slot, e) in self.inputs(id).iter().enumerate() {
+                // Field 3, length-delimited: key 0x1a.
+                out.push(0x1a);
+                let Some(src) = e.src() else {
+                    // An input of the source that names no node, on a node
+                    // redefined but not rewired (a rewired one has a
+                    // phantom in its place): written as it was read.
+                    let text = self.source_input_text(id, slot as u32).unwrap_or_default();
+                    crate::wire::write_varint(text.len() as u64, out);
+                    inputs_at.push(out.len()..out.len() + text.len());
+                    out.extend_from_slice(text.as_bytes());
+                    continue;
+                };
+                let node = self.name(src);
                 let input = match e.port() {
                     Port::Data(port) => InputRef::Data { node, port },
                     Port::Control => InputRef::Control { node },
                 };
-                // Field 3, length-delimited: key 0x1a.
-                out.push(0x1a);
                 crate::wire::write_varint(input.text_len() as u64, out);
                 let at = out.len();
                 input.write_to(out);
