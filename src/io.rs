@@ -237,9 +237,21 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
                 .and_then(|mut labels| labels.next())
                 .map(|label| *label.inner());
             let hint = guess_what_it_is(text.as_bytes()).filter(|h| !h.contains("text-format"));
+            let mut message = err.to_string();
+            let far =
+                |s: &SourceSpan| !crate::snippet::drawable(&text, s.offset(), s.offset() + s.len());
+            let span = match span {
+                Some(s) if far(&s) => {
+                    let (line, col) = crate::snippet::line_col(&text, s.offset());
+                    message +=
+                        &format!(" (at line {line}, column {col}, too far into its line to show)");
+                    None
+                }
+                span => span,
+            };
             return Err(ReadError::Text(Box::new(TextError {
                 path: path.to_path_buf(),
-                message: err.to_string(),
+                message,
                 source_code: NamedSource::new(path.display().to_string(), text),
                 span,
                 hint,

@@ -33,6 +33,7 @@ pub mod par;
 pub mod proto;
 pub mod prune;
 pub mod rules;
+mod snippet;
 pub mod synth;
 pub mod tensor;
 pub mod text;

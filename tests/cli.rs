@@ -203,6 +203,16 @@ fn bad_inputs_get_clear_errors() {
         ("saved_model.pb", b"\x08\x01\x12\x04\x0a\x02\x08\x01".to_vec()),
         ("syntax_error.pbtxt", b"node {\n  name: \"x\"\n  op: \n}\n".to_vec()),
         ("unknown_field.pbtxt", b"node {\n  nmae: \"x\"\n}\n".to_vec()),
+        // A tensor's bytes keep a text-format model's line long: a mistake
+        // 70 000 columns in is located, not drawn.
+        (
+            "far_into_a_line.pbtxt",
+            format!(
+                "node {{\n  name: \"x\"\n  attr {{ key: \"s\" value {{ s: \"{}\\q\" }} }}\n}}\n",
+                "a".repeat(70_000)
+            )
+            .into_bytes(),
+        ),
     ];
     for (name, bytes) in cases {
         let path = tmp.path().join(name);

@@ -40,6 +40,23 @@ case!(unresolved_imports, "unresolved_import.rules", errors: 2);
 case!(import_cycle, "cycle/a.rules", errors: 1);
 case!(variable_kinds, "kinds.rules", errors: 2);
 
+/// miette cannot draw a label tens of thousands of columns into a line:
+/// such a problem says where it is instead, and the others are drawn.
+#[test]
+fn a_problem_far_into_a_long_line_is_located_not_drawn() {
+    let text = format!("rule r: Switch(x, p) where name(p) ~ \"{}\" => zzz\n", "A".repeat(70_000));
+    let loaded = graphrw::rules::load::load_text("long.rules", &text);
+    let mut diags = loaded.diagnostics.clone();
+    diags.extend(check(&loaded));
+    let unbound = diags.iter().find(|d| d.label.contains("`zzz`")).expect("the unbound variable");
+    let column = text.find("zzz").unwrap() + 1;
+    let said = unbound.to_string();
+    assert!(said.ends_with(&format!("(at long.rules:1:{column}, too far into its line to show)")));
+    assert!(!unbound.render(80).contains("╭─["), "nothing drawn: {said}");
+    let unused = diags.iter().find(|d| d.label.contains("`x`")).expect("the unused variable");
+    assert!(unused.render(80).contains("╭─[long.rules:1:16]"));
+}
+
 #[test]
 fn all_problems_of_a_file_are_reported_at_once() {
     let (errors, text) = diagnostics("arity.rules");

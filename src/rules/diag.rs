@@ -94,12 +94,17 @@ impl Diagnostic {
         match &self.source {
             None => format!("{}..{}", self.span.start, self.span.end),
             Some(source) => {
-                let before = &source.text[..self.span.start.min(source.text.len())];
-                let line = before.matches('\n').count() + 1;
-                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let (line, col) = crate::snippet::line_col(&source.text, self.span.start);
                 format!("{}:{line}:{col}", source.name)
             }
         }
+    }
+
+    /// The file, when the span can be drawn in it (see [`crate::snippet`]).
+    fn drawn_source(&self) -> Option<&Source> {
+        self.source
+            .as_ref()
+            .filter(|s| crate::snippet::drawable(&s.text, self.span.start, self.span.end))
     }
 
     /// Renders with miette's graphical handler, without colour, at `width`.
@@ -115,7 +120,11 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.title, self.label)
+        write!(f, "{}: {}", self.title, self.label)?;
+        if self.source.is_some() && self.drawn_source().is_none() {
+            write!(f, " (at {}, too far into its line to show)", self.location())?;
+        }
+        Ok(())
     }
 }
 
@@ -134,11 +143,11 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_ref().map(|s| &*s.named as &dyn SourceCode)
+        self.drawn_source().map(|s| &*s.named as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        self.source.as_ref()?;
+        self.drawn_source()?;
         let label = LabeledSpan::new_with_span(Some(self.label.clone()), self.span);
         Some(Box::new(std::iter::once(label)))
     }
