@@ -192,3 +192,146 @@ fn a_missing_feed_names_the_placeholder_and_defaults_are_used() {
         "placeholder `input_node` needs a feed (--feed input_node=FILE.npy)"
     );
 }
+
+/// Kernels given what TensorFlow would refuse (statistics of another
+/// length than the channels, a bias of another length, a zero or negative
+/// stride, a window of 0, negative padding, a bad reshape) fail with an
+/// error naming the node, not a panic.
+#[test]
+fn malformed_nodes_are_errors_naming_them() {
+    use graphrw::proto::attr_value::{ListValue, Value};
+    use graphrw::proto::{AttrValue, DataType, GraphDef, NodeDef};
+    use graphrw::tensor::{Array, to_proto};
+    let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|i| i.to_string()).collect(),
+        attr: attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
+            .collect(),
+        ..Default::default()
+    };
+    let constant = |name: &str, shape: Vec<usize>, data: Vec<f64>, dtype: DataType| {
+        let tensor = to_proto(&Array { shape, data }, dtype).unwrap();
+        node(name, "Const", &[], vec![("value", Value::Tensor(tensor))])
+    };
+    let float = |n: &str, shape: Vec<usize>| {
+        let data = vec![1.0; shape.iter().product()];
+        constant(n, shape, data, DataType::DtFloat)
+    };
+    let ints = |v: &[i64]| Value::List(ListValue { i: v.to_vec(), ..Default::default() });
+    let text = |s: &str| Value::S(s.as_bytes().to_vec().into());
+    let x = || node("x", "Placeholder", &[], vec![]);
+    let cases: Vec<(Vec<NodeDef>, &str)> = vec![
+        (
+            vec![
+                x(),
+                float("s", vec![3]),
+                float("o", vec![1]),
+                node("bn", "FusedBatchNormV3", &["x", "s", "o", "s", "s"], vec![]),
+            ],
+            "statistics of 3, 1, 3 and 3",
+        ),
+        (
+            vec![
+                x(),
+                float("s", vec![3]),
+                node(
+                    "bn",
+                    "FusedBatchNormV3",
+                    &["x", "s", "s", "s", "s"],
+                    vec![("data_format", text("NCHW"))],
+                ),
+            ],
+            "batch norm of shape [1, 4, 4, 3]",
+        ),
+        (
+            vec![
+                x(),
+                float("b", vec![2]),
+                node("bn", "BiasAdd", &["x", "b"], vec![("data_format", text("NCHW"))]),
+            ],
+            "bias of 2 for shape [1, 4, 4, 3] (NCHW)",
+        ),
+        (
+            vec![
+                x(),
+                float("w", vec![1, 1, 3, 2]),
+                node(
+                    "bn",
+                    "Conv2D",
+                    &["x", "w"],
+                    vec![("strides", ints(&[1, 0, 1, 1])), ("padding", text("SAME"))],
+                ),
+            ],
+            "strides [1, 0, 1, 1]: each must be at least 1",
+        ),
+        (
+            vec![
+                x(),
+                float("w", vec![1, 1, 3, 2]),
+                node(
+                    "bn",
+                    "Conv2D",
+                    &["x", "w"],
+                    vec![("strides", ints(&[1, -2, 1, 1])), ("padding", text("VALID"))],
+                ),
+            ],
+            "strides [1, -2, 1, 1]: each must be at least 1",
+        ),
+        (
+            vec![
+                x(),
+                float("w", vec![0, 1, 3, 2]),
+                node("bn", "Conv2D", &["x", "w"], vec![("padding", text("SAME"))]),
+            ],
+            "none may be 0",
+        ),
+        (
+            vec![
+                x(),
+                float("w", vec![1, 1, 3, 2]),
+                node(
+                    "bn",
+                    "Conv2D",
+                    &["x", "w"],
+                    vec![
+                        ("padding", text("EXPLICIT")),
+                        ("explicit_paddings", ints(&[0, 0, -1, 0, 0, 0, 0, 0])),
+                    ],
+                ),
+            ],
+            "negative explicit padding -1",
+        ),
+        (
+            vec![
+                x(),
+                node(
+                    "bn",
+                    "MaxPool",
+                    &["x"],
+                    vec![("ksize", ints(&[1, 2, 0, 1])), ("padding", text("VALID"))],
+                ),
+            ],
+            "ksize [1, 2, 0, 1]: each must be at least 1",
+        ),
+        (
+            vec![
+                x(),
+                // No dimension may be negative but -1.
+                constant("d", vec![2], vec![-3.0, 16.0], DataType::DtInt32),
+                node("bn", "Reshape", &["x", "d"], vec![]),
+            ],
+            "cannot reshape",
+        ),
+    ];
+    for (nodes, expected) in cases {
+        let graph = graphrw::Graph::from_def(&GraphDef { node: nodes, ..Default::default() });
+        let feeds: HashMap<String, Tensor> =
+            [("x".to_string(), Tensor::f32(vec![1, 4, 4, 3], vec![0.5; 48]))].into();
+        let err = run(&graph, &feeds, &["bn".to_string()]).unwrap_err().to_string();
+        assert!(err.starts_with("node `bn`"), "{err}");
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+}

@@ -242,7 +242,13 @@ pub fn window(
     padding: &Padding,
     axis: usize,
 ) -> Result<(usize, usize), String> {
-    let effective = (k - 1) * dilation + 1;
+    if k == 0 || stride == 0 || dilation == 0 {
+        return Err(format!("window {k}, stride {stride}, dilation {dilation}: none may be 0"));
+    }
+    let effective = (k - 1)
+        .checked_mul(dilation)
+        .and_then(|e| e.checked_add(1))
+        .ok_or_else(|| format!("window {k} dilated by {dilation} is too large"))?;
     Ok(match padding {
         Padding::Valid => {
             if input < effective {
@@ -252,12 +258,17 @@ pub fn window(
         }
         Padding::Same => {
             let out = input.div_ceil(stride);
-            let total = ((out - 1) * stride + effective).saturating_sub(input);
+            let total = (out.saturating_sub(1).saturating_mul(stride))
+                .saturating_add(effective)
+                .saturating_sub(input);
             (out, total / 2)
         }
         Padding::Explicit(pads) => {
             let (before, after) = pads[axis];
-            let padded = input + before + after;
+            let padded = input
+                .checked_add(before)
+                .and_then(|p| p.checked_add(after))
+                .ok_or_else(|| format!("padding {before} and {after} is too large"))?;
             if padded < effective {
                 return Err(format!("window {effective} larger than padded input {padded}"));
             }

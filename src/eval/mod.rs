@@ -297,21 +297,26 @@ fn padding(
                 return Err("EXPLICIT padding needs 8 explicit_paddings".into());
             }
             let (h, w) = if nchw { (4, 6) } else { (2, 4) };
-            Padding::Explicit([
-                (p[h] as usize, p[h + 1] as usize),
-                (p[w] as usize, p[w + 1] as usize),
-            ])
+            let at = |i: usize| {
+                usize::try_from(p[i]).map_err(|_| format!("negative explicit padding {}", p[i]))
+            };
+            Padding::Explicit([(at(h)?, at(h + 1)?), (at(w)?, at(w + 1)?)])
         }
         other => return Err(format!("padding `{other}` is not supported")),
     })
 }
 
-/// The spatial pair of a 4-long list attribute (strides, dilations, ksize).
-fn spatial(list: &[i64], nchw: bool) -> [usize; 2] {
+/// The spatial pair of a 4-long list attribute `name` (strides, dilations,
+/// ksize), each at least 1; `[1, 1]` when the attribute is not 4 long.
+fn spatial(list: &[i64], nchw: bool, name: &str) -> Result<[usize; 2], String> {
     if list.len() != 4 {
-        return [1, 1];
+        return Ok([1, 1]);
     }
-    if nchw { [list[2] as usize, list[3] as usize] } else { [list[1] as usize, list[2] as usize] }
+    let pair = if nchw { [list[2], list[3]] } else { [list[1], list[2]] };
+    match pair.map(|v| usize::try_from(v).ok().filter(|&v| v >= 1)) {
+        [Some(a), Some(b)] => Ok([a, b]),
+        _ => Err(format!("{name} {list:?}: each must be at least 1")),
+    }
 }
 
 type Attr<'a> = dyn Fn(&str) -> Option<attr_value::Value> + 'a;
@@ -376,6 +381,11 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             let mut out = v.to_vec();
             if nchw && t.shape.len() >= 3 {
                 let c = t.shape[1];
+                if bv.len() != c {
+                    return Err(
+                        format!("bias of {} for shape {:?} (NCHW)", bv.len(), t.shape).into()
+                    );
+                }
                 let inner: usize = t.shape[2..].iter().product();
                 for (i, o) in out.iter_mut().enumerate() {
                     *o += bv[(i / inner) % c];
@@ -396,8 +406,8 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             one(kernels::matmul(arg(0)?, arg(1)?, b("transpose_a"), b("transpose_b"))?)
         }
         "Conv2D" | "DepthwiseConv2dNative" => {
-            let strides = spatial(&ints(attr("strides")), nchw);
-            let dilations = spatial(&ints(attr("dilations")), nchw);
+            let strides = spatial(&ints(attr("strides")), nchw, "strides")?;
+            let dilations = spatial(&ints(attr("dilations")), nchw, "dilations")?;
             let pad = padding(attr, nchw)?;
             let filter = arg(1)?;
             one(in_nhwc(arg(0)?, nchw, |input| {
@@ -409,8 +419,8 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             })?)
         }
         "MaxPool" | "AvgPool" => {
-            let ksize = spatial(&ints(attr("ksize")), nchw);
-            let strides = spatial(&ints(attr("strides")), nchw);
+            let ksize = spatial(&ints(attr("ksize")), nchw, "ksize")?;
+            let strides = spatial(&ints(attr("strides")), nchw, "strides")?;
             let pad = padding(attr, nchw)?;
             one(in_nhwc(arg(0)?, nchw, |input| {
                 kernels::pool(input, ksize, strides, &pad, op == "MaxPool")
@@ -431,6 +441,18 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             let (scale, offset, mean, var) =
                 (arg(1)?.to_f64(), arg(2)?.to_f64(), arg(3)?.to_f64(), arg(4)?.to_f64());
             let c = scale.len();
+            let channels = if nchw { t.shape.get(1) } else { t.shape.last() };
+            if channels != Some(&c) || [&offset, &mean, &var].iter().any(|s| s.len() != c) {
+                return Err(format!(
+                    "batch norm of shape {:?} with statistics of {}, {}, {} and {}",
+                    t.shape,
+                    c,
+                    offset.len(),
+                    mean.len(),
+                    var.len()
+                )
+                .into());
+            }
             let inner: usize = if nchw { t.shape[2..].iter().product() } else { 1 };
             let mul: Vec<f64> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
             let out: Vec<f32> = v
@@ -471,6 +493,9 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         "Reshape" => {
             let t = arg(0)?;
             let dims = arg(1)?.to_i64()?;
+            if dims.iter().any(|&d| d < -1) || dims.iter().filter(|&&d| d == -1).count() > 1 {
+                return Err(format!("cannot reshape {:?} to {dims:?}", t.shape).into());
+            }
             let known: i64 = dims.iter().filter(|&&d| d >= 0).product();
             let total = t.len() as i64;
             let shape: Vec<usize> = dims
