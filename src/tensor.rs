@@ -220,11 +220,10 @@ fn content_values_into(
     let size = dtype
         .byte_size()
         .ok_or_else(|| format!("{} constants are not numeric", dtype.short_name()))?;
-    if c.len() != count * size {
+    if count.checked_mul(size) != Some(c.len()) {
         return Err(format!(
-            "tensor_content has {} bytes, the shape needs {}",
-            c.len(),
-            count * size
+            "tensor_content has {} bytes, the shape needs {count} values of {size}",
+            c.len()
         ));
     }
     // One loop per type, so each is a tight conversion loop.
@@ -257,6 +256,22 @@ pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
     Some(from_raw_into(raw, &mut array)?.map(|dtype| (array, dtype)))
 }
 
+/// How many elements a tensor of `shape` holds; an error when the count
+/// does not fit in memory's addresses (a shape from a file may say
+/// anything).
+pub fn element_count(shape: &[usize]) -> Result<usize, String> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("a shape of {shape:?} holds too many elements"))
+}
+
+/// The most elements graphrw fills in itself (the repeated last value of a
+/// constant written with fewer values than its shape holds, a placeholder's
+/// made-up feed): a shape asking for more is refused rather than memory
+/// the machine may not have.
+pub const MAX_FILLED: usize = 1 << 28;
+
 /// [`from_raw`] into `out`'s buffers (a thread reads the constants of
 /// every batch norm it folds into the same few).
 pub fn from_raw_into(raw: &[u8], out: &mut Array) -> Option<Result<DataType, String>> {
@@ -274,7 +289,10 @@ pub fn from_raw_into(raw: &[u8], out: &mut Array) -> Option<Result<DataType, Str
     if unknown {
         return Some(Err("the tensor has an unknown dimension".into()));
     }
-    let count = out.shape.iter().product();
+    let count = match element_count(&out.shape) {
+        Ok(count) => count,
+        Err(e) => return Some(Err(e)),
+    };
     Some(content_values_into(dtype, content, count, &mut out.data).map(|()| dtype))
 }
 
@@ -389,7 +407,7 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
             .map(|d| d.map(|d| d as usize).ok_or("the tensor has an unknown dimension"))
             .collect::<Result<_, _>>()?,
     };
-    let count: usize = shape.iter().product();
+    let count = element_count(&shape)?;
     let data: Vec<f64> = if !t.tensor_content.is_empty() {
         content_values(dtype, &t.tensor_content, count)?
     } else {
@@ -414,6 +432,12 @@ pub fn from_proto(t: &TensorProto) -> Result<Array, String> {
             }
         };
         // TensorFlow's rule: fewer values than the shape holds repeat the last.
+        if count > values.len().max(MAX_FILLED) {
+            return Err(format!(
+                "{} values for a shape of {count}: more than graphrw fills in ({MAX_FILLED})",
+                values.len()
+            ));
+        }
         match values.last() {
             None if count == 0 => vec![],
             None => vec![0.0; count],

@@ -325,6 +325,69 @@ fn malformed_nodes_are_errors_naming_them() {
             ],
             "cannot reshape",
         ),
+        (
+            vec![
+                x(),
+                float("y", vec![1, 4, 3, 3]),
+                constant("d", vec![], vec![1.0], DataType::DtInt32),
+                node("bn", "ConcatV2", &["x", "y", "d"], vec![]),
+            ],
+            "concatenating shapes [1, 4, 4, 3] and [1, 4, 3, 3] on axis 1",
+        ),
+        (vec![x(), node("bn", "ConcatV2", &[], vec![])], "nothing to concatenate"),
+        (
+            vec![x(), node("bn", "Pack", &["x", "x"], vec![("axis", Value::I(7))])],
+            "axis 7 out of range for rank 5",
+        ),
+        (
+            vec![
+                x(),
+                constant(
+                    "p",
+                    vec![4, 2],
+                    vec![0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                    DataType::DtInt32,
+                ),
+                node("bn", "Pad", &["x", "p"], vec![]),
+            ],
+            "paddings [0, 0, -1, 0, 0, 0, 0, 0] for rank 4",
+        ),
+        (
+            vec![
+                x(),
+                constant("b", vec![2], vec![0.0, 0.0], DataType::DtInt32),
+                constant("s", vec![1], vec![1.0], DataType::DtInt32),
+                node("bn", "StridedSlice", &["x", "b", "b", "s"], vec![]),
+            ],
+            "StridedSlice of rank 4 with begin [0, 0], end [0, 0], strides [1]",
+        ),
+        (
+            vec![
+                x(),
+                constant("d", vec![2], vec![-3.0, 4.0], DataType::DtInt32),
+                node("bn", "RandomUniform", &["d"], vec![]),
+            ],
+            "RandomUniform of shape [-3, 4]",
+        ),
+        (
+            // One value repeated over a shape of 2^40: more than graphrw fills in.
+            vec![x(), {
+                let splat = graphrw::proto::TensorProto {
+                    dtype: DataType::DtFloat as i32,
+                    tensor_shape: Some(graphrw::proto::TensorShapeProto {
+                        dim: vec![graphrw::proto::tensor_shape_proto::Dim {
+                            size: 1 << 40,
+                            name: String::new(),
+                        }],
+                        unknown_rank: false,
+                    }),
+                    float_val: vec![1.0],
+                    ..Default::default()
+                };
+                node("bn", "Const", &[], vec![("value", Value::Tensor(splat))])
+            }],
+            "1 values for a shape of 1099511627776: more than graphrw fills in",
+        ),
     ];
     for (nodes, expected) in cases {
         let graph = graphrw::Graph::from_def(&GraphDef { node: nodes, ..Default::default() });

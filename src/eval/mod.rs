@@ -575,22 +575,22 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             };
             let shape =
                 kernels::broadcast_shape(&kernels::broadcast_shape(&c.shape, &a.shape)?, &b.shape)?;
-            let pick = |i: usize, from: &Tensor| -> f64 {
-                let idx = index_for(i, &shape, &from.shape);
-                from.to_f64()[idx]
-            };
+            let (av, bv) = (a.to_f64(), b.to_f64());
             let total: usize = shape.iter().product();
             let values: Vec<f64> = (0..total)
-                .map(|i| if cv[index_for(i, &shape, &c.shape)] { pick(i, a) } else { pick(i, b) })
+                .map(|i| match cv[index_for(i, &shape, &c.shape)] {
+                    true => av[index_for(i, &shape, &a.shape)],
+                    false => bv[index_for(i, &shape, &b.shape)],
+                })
                 .collect();
             one(like(a, shape, values))
         }
         "ConcatV2" | "Concat" => {
-            let (axis_input, parts): (&Tensor, Vec<&Tensor>) = if op == "ConcatV2" {
-                (&x[x.len() - 1], x[..x.len() - 1].iter().map(|t| &**t).collect())
-            } else {
-                (&x[0], x[1..].iter().map(|t| &**t).collect())
+            let split = if op == "ConcatV2" { x.split_last() } else { x.split_first() };
+            let Some((axis_input, parts)) = split else {
+                return Err("nothing to concatenate".to_string().into());
             };
+            let parts: Vec<&Tensor> = parts.iter().map(|t| &**t).collect();
             let first = parts.first().ok_or_else(|| "nothing to concatenate".to_string())?;
             let rank = first.shape.len() as i64;
             let axis = axis_input.to_i64()?.first().copied().unwrap_or(0);
@@ -605,10 +605,15 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             let mut out = Vec::with_capacity(shape.iter().product());
             for o in 0..outer {
                 for (p, v) in parts.iter().zip(&values) {
-                    if p.shape.len() != first.shape.len() {
-                        return Err(
-                            format!("concatenating ranks {} and {}", p.shape.len(), rank).into()
-                        );
+                    let others = |s: &[usize]| [s[..axis].to_vec(), s[axis + 1..].to_vec()];
+                    if p.shape.len() != first.shape.len()
+                        || others(&p.shape) != others(&first.shape)
+                    {
+                        return Err(format!(
+                            "concatenating shapes {:?} and {:?} on axis {axis}",
+                            first.shape, p.shape
+                        )
+                        .into());
                     }
                     let chunk: usize = p.shape[axis..].iter().product();
                     out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
@@ -623,7 +628,10 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
                 Some(attr_value::Value::I(a)) => a,
                 _ => 0,
             };
-            let axis = (if axis < 0 { axis + rank } else { axis }) as usize;
+            let axis = if axis < 0 { axis + rank } else { axis };
+            let Some(axis) = usize::try_from(axis).ok().filter(|&a| a < rank as usize) else {
+                return Err(format!("axis {axis} out of range for rank {rank}").into());
+            };
             let outer: usize = first.shape[..axis.min(first.shape.len())].iter().product();
             let chunk: usize = first.shape[axis.min(first.shape.len())..].iter().product();
             let values: Vec<Vec<f64>> = x.iter().map(|t| t.to_f64()).collect();
@@ -643,7 +651,7 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         "Pad" | "PadV2" => {
             let t = arg(0)?;
             let pads = arg(1)?.to_i64()?;
-            if pads.len() != 2 * t.shape.len() {
+            if pads.len() != 2 * t.shape.len() || pads.iter().any(|&p| p < 0) {
                 return Err(format!("paddings {pads:?} for rank {}", t.shape.len()).into());
             }
             let fill =
@@ -689,6 +697,12 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             }
             let (bm, em, sm) = (mask("begin_mask"), mask("end_mask"), mask("shrink_axis_mask"));
             let rank = t.shape.len();
+            if begin.len() != end.len() || begin.len() != strides.len() || begin.len() > rank {
+                return Err(format!(
+                    "StridedSlice of rank {rank} with begin {begin:?}, end {end:?}, strides {strides:?}"
+                )
+                .into());
+            }
             let mut ranges = Vec::with_capacity(rank);
             let mut out_shape = Vec::new();
             for d in 0..rank {
@@ -762,7 +776,14 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             one(like(t, out_shape, out))
         }
         "RandomUniform" => {
-            let shape: Vec<usize> = arg(0)?.to_i64()?.iter().map(|&d| d as usize).collect();
+            let dims = arg(0)?.to_i64()?;
+            let shape: Vec<usize> = dims.iter().filter_map(|&d| usize::try_from(d).ok()).collect();
+            if shape.len() != dims.len()
+                || crate::tensor::element_count(&shape)
+                    .map_or(true, |n| n > crate::tensor::MAX_FILLED)
+            {
+                return Err(format!("RandomUniform of shape {dims:?}").into());
+            }
             let seed = match (attr("seed"), attr("seed2")) {
                 (Some(attr_value::Value::I(a)), Some(attr_value::Value::I(b))) => {
                     (a as u64) << 32 ^ b as u64
