@@ -18,11 +18,7 @@ pub(crate) fn line_col(text: &str, at: usize) -> (usize, usize) {
 
 /// Whether a label on bytes `start..end` of `text` can be drawn.
 pub(crate) fn drawable(text: &str, start: usize, end: usize) -> bool {
-    let column = |at: usize| {
-        let before = &text.as_bytes()[..at.min(text.len())];
-        before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
-    };
-    column(start) <= WIDEST && column(end) <= WIDEST
+    [start, end].into_iter().all(|at| line_col(text, at).1 <= WIDEST + 1)
 }
 
 #[cfg(test)]

@@ -603,18 +603,19 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
             shape[axis] = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).sum();
             let values: Vec<Vec<f64>> = parts.iter().map(|p| p.to_f64()).collect();
             let mut out = Vec::with_capacity(shape.iter().product());
+            // Every part has the first's shape but along the axis.
+            let others = |s: &[usize]| (s[..axis].to_vec(), s[axis + 1..].to_vec());
+            if let Some(p) = parts.iter().find(|p| {
+                p.shape.len() != first.shape.len() || others(&p.shape) != others(&first.shape)
+            }) {
+                return Err(format!(
+                    "concatenating shapes {:?} and {:?} on axis {axis}",
+                    first.shape, p.shape
+                )
+                .into());
+            }
             for o in 0..outer {
                 for (p, v) in parts.iter().zip(&values) {
-                    let others = |s: &[usize]| [s[..axis].to_vec(), s[axis + 1..].to_vec()];
-                    if p.shape.len() != first.shape.len()
-                        || others(&p.shape) != others(&first.shape)
-                    {
-                        return Err(format!(
-                            "concatenating shapes {:?} and {:?} on axis {axis}",
-                            first.shape, p.shape
-                        )
-                        .into());
-                    }
                     let chunk: usize = p.shape[axis..].iter().product();
                     out.extend_from_slice(&v[o * chunk..(o + 1) * chunk]);
                 }
