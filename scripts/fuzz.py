@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Mutates the fixtures and the rule packs and runs graphrw on them, looking
+for panics, crashes and hangs (any exit but 0 and 1 is one; so is a run over
+20 s). Every graphrw command that reads a model or a rules file is tried.
+
+    python3 scripts/fuzz.py [--runs N] [--seed S] [--bin PATH]
+
+Four kinds of input, in turn: binary models with bytes changed, inserted,
+removed or copied; text-format models mutated the same way; text-format
+models with their numbers, dtypes and strings swapped for others (which
+keeps them parsable, so the evaluator and the rules see odd shapes and
+attributes); rule files with tokens inserted, removed or copied. A failing
+input is kept under the work directory (printed), and the exit code is the
+number of failures (capped at 100).
+
+Build first: `cargo build --release`.
+"""
+import argparse
+import glob
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKS = ["inference", "cond", "bn", "fold", "dropout", "merge", "switch", "lock-training"]
+RULE_TOKENS = ["(", ")", "{", "}", "[", "]", ",", ":", "=>", "where", "and", "or", "not", "==",
+               "!=", "~", '"*"', "_", "...", "|", "const(", "rsqrt(", "dead", "Const", "Switch",
+               "1e400", "-1", '"', "\\", "\n", "rule r:", 'import "fold"', 'import "x"',
+               "param p = [1]", "reshape(", "[-1, 1, 1]", "consumers(", "rank(", "dtype(", ".T"]
+TOKEN = re.compile(r'\bDT_[A-Z0-9_]+\b|(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?\b|"[^"\n]{0,40}"')
+
+
+def mutate_bytes(rng, data, text):
+    data = bytearray(data)
+    kind = rng.randrange(5)
+    at = rng.randrange(len(data))
+    if kind == 0:
+        for _ in range(rng.randrange(1, 8)):
+            j = rng.randrange(len(data))
+            data[j] = rng.choice(b'{}:"\\ \n0123456789abcxyz_-.') if text else rng.randrange(256)
+    elif kind == 1:
+        del data[rng.randrange(len(data)):]
+    elif kind == 2:
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 16)))
+    elif kind == 3:
+        del data[at:at + rng.randrange(1, 64)]
+    else:
+        src = rng.randrange(len(data))
+        data[at:at] = data[src:src + rng.randrange(1, 200)]
+    return bytes(data)
+
+
+def mutate_tokens(rng, text):
+    for _ in range(rng.randrange(1, 4)):
+        tokens = list(TOKEN.finditer(text))
+        t = rng.choice(tokens)
+        s = t.group(0)
+        if s.startswith("DT_"):
+            r = rng.choice(["DT_FLOAT", "DT_INT32", "DT_BOOL", "DT_HALF", "DT_DOUBLE", "DT_INT64",
+                            "DT_STRING", "DT_UINT8", "DT_COMPLEX64", "DT_RESOURCE"])
+        elif s.startswith('"'):
+            r = rng.choice(['"NCHW"', '"NHWC"', '"VALID"', '"SAME"', '""', '"x"', '"training"',
+                            '"^x"', '"a:9"'])
+        else:
+            r = rng.choice(["0", "1", "-1", "2", "3", "7", "64", "-2", "2147483647",
+                            "-9223372036854775808", "100000", "4294967296", "1e38", "nan", "-inf"])
+        text = text[:t.start()] + r + text[t.end():]
+    return text
+
+
+def mutate_rules(rng, text):
+    for _ in range(rng.randrange(1, 5)):
+        j = rng.randrange(len(text) + 1)
+        kind = rng.randrange(3)
+        if kind == 0:
+            text = text[:j] + rng.choice(RULE_TOKENS) + text[j:]
+        elif kind == 1:
+            text = text[:j] + text[j + rng.randrange(1, 20):]
+        else:
+            s = rng.randrange(len(text))
+            text = text[:j] + text[s:s + rng.randrange(1, 40)] + text[j:]
+    return text
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/graphrw"))
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    work = tempfile.mkdtemp(prefix="graphrw-fuzz-")
+    fixtures = []
+    for meta in sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/*/meta.json"))):
+        d = os.path.dirname(meta)
+        text = os.path.join(work, os.path.basename(d) + ".pbtxt")
+        subprocess.run([args.bin, "convert", os.path.join(d, "model.pb"), text], check=True,
+                       capture_output=True)
+        case = json.load(open(meta))["cases"][0]
+        feeds = []
+        for name, f in case["inputs"].items():
+            feeds += ["--feed", f"{name.split(':')[0]}={os.path.join(d, f)}"]
+        for name, v in case.get("mode", {}).items():
+            feeds += ["--feed", f"{name.split(':')[0]}={str(v).lower()}"]
+        fixtures.append((d, open(os.path.join(d, "model.pb"), "rb").read(),
+                         open(text).read(), feeds))
+    rules = sorted(glob.glob(os.path.join(ROOT, "rules/*.rules")))
+    out = os.path.join(work, "out")
+    failures = 0
+    for i in range(args.runs):
+        d, binary, text, feeds = rng.choice(fixtures)
+        kind = i % 4
+        if kind == 3:
+            path = os.path.join(work, f"in{i}.rules")
+            open(path, "w").write(mutate_rules(rng, open(rng.choice(rules)).read()))
+            command = rng.choice([["check", path],
+                                  ["apply", path, os.path.join(d, "model.pb"), "--dry-run"]])
+        else:
+            ext = "pb" if kind == 0 else "pbtxt"
+            path = os.path.join(work, f"in{i}.{ext}")
+            if kind == 0:
+                data = mutate_bytes(rng, binary, False)
+            elif kind == 1:
+                data = mutate_bytes(rng, text.encode(), True)
+            else:
+                data = mutate_tokens(rng, text).encode()
+            open(path, "wb").write(data)
+            pack = rng.choice(PACKS)
+            command = rng.choice([
+                ["inspect", path], ["validate", path], ["convert", path, out + ".pbtxt"],
+                ["prune", path, "-o", out + ".pb"],
+                ["apply", pack, path, "--dry-run", "--outputs", rng.choice(["x", "a,b"])],
+                ["apply", pack, path, "-o", out + ".pb", "--report", "json"],
+                ["apply", pack, path, "-o", out + ".pb", "--verify"],
+                ["apply", "inference", path, "-o", out + ".pbtxt", "--max-rewrites",
+                 str(rng.randrange(30))],
+                ["run", path, *feeds, "-o", work],
+                ["verify", os.path.join(d, "model.pb"), path, *feeds],
+            ])
+        try:
+            r = subprocess.run([args.bin, *command], capture_output=True, text=True, timeout=20)
+            failed = r.returncode not in (0, 1) or "panicked" in r.stderr
+            why = f"exit {r.returncode}: {r.stderr[-400:]}"
+        except subprocess.TimeoutExpired:
+            failed, why = True, "over 20 s"
+        if failed:
+            failures += 1
+            print(f"run {i}: graphrw {' '.join(command)}\n  {why}", flush=True)
+        else:
+            os.remove(path)
+    print(f"{args.runs} runs, {failures} failed; inputs that failed are in {work}")
+    sys.exit(min(failures, 100))
+
+
+if __name__ == "__main__":
+    main()
