@@ -200,18 +200,9 @@ fn a_missing_feed_names_the_placeholder_and_defaults_are_used() {
 #[test]
 fn malformed_nodes_are_errors_naming_them() {
     use graphrw::proto::attr_value::{ListValue, Value};
-    use graphrw::proto::{AttrValue, DataType, GraphDef, NodeDef};
+    use graphrw::proto::{DataType, GraphDef, NodeDef};
     use graphrw::tensor::{Array, to_proto};
-    let node = |name: &str, op: &str, inputs: &[&str], attrs: Vec<(&str, Value)>| NodeDef {
-        name: name.into(),
-        op: op.into(),
-        input: inputs.iter().map(|i| i.to_string()).collect(),
-        attr: attrs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
-            .collect(),
-        ..Default::default()
-    };
+    let node = common::node_def;
     let constant = |name: &str, shape: Vec<usize>, data: Vec<f64>, dtype: DataType| {
         let tensor = to_proto(&Array { shape, data }, dtype).unwrap();
         node(name, "Const", &[], vec![("value", Value::Tensor(tensor))])
@@ -223,6 +214,9 @@ fn malformed_nodes_are_errors_naming_them() {
     let ints = |v: &[i64]| Value::List(ListValue { i: v.to_vec(), ..Default::default() });
     let text = |s: &str| Value::S(s.as_bytes().to_vec().into());
     let x = || node("x", "Placeholder", &[], vec![]);
+    let conv = |filter: Vec<usize>, attrs: Vec<(&str, Value)>| {
+        vec![x(), float("w", filter), node("bn", "Conv2D", &["x", "w"], attrs)]
+    };
     let cases: Vec<(Vec<NodeDef>, &str)> = vec![
         (
             vec![
@@ -255,53 +249,28 @@ fn malformed_nodes_are_errors_naming_them() {
             "bias of 2 for shape [1, 4, 4, 3] (NCHW)",
         ),
         (
-            vec![
-                x(),
-                float("w", vec![1, 1, 3, 2]),
-                node(
-                    "bn",
-                    "Conv2D",
-                    &["x", "w"],
-                    vec![("strides", ints(&[1, 0, 1, 1])), ("padding", text("SAME"))],
-                ),
-            ],
+            conv(
+                vec![1, 1, 3, 2],
+                vec![("strides", ints(&[1, 0, 1, 1])), ("padding", text("SAME"))],
+            ),
             "strides [1, 0, 1, 1]: each must be at least 1",
         ),
         (
-            vec![
-                x(),
-                float("w", vec![1, 1, 3, 2]),
-                node(
-                    "bn",
-                    "Conv2D",
-                    &["x", "w"],
-                    vec![("strides", ints(&[1, -2, 1, 1])), ("padding", text("VALID"))],
-                ),
-            ],
+            conv(
+                vec![1, 1, 3, 2],
+                vec![("strides", ints(&[1, -2, 1, 1])), ("padding", text("VALID"))],
+            ),
             "strides [1, -2, 1, 1]: each must be at least 1",
         ),
+        (conv(vec![0, 1, 3, 2], vec![("padding", text("SAME"))]), "none may be 0"),
         (
-            vec![
-                x(),
-                float("w", vec![0, 1, 3, 2]),
-                node("bn", "Conv2D", &["x", "w"], vec![("padding", text("SAME"))]),
-            ],
-            "none may be 0",
-        ),
-        (
-            vec![
-                x(),
-                float("w", vec![1, 1, 3, 2]),
-                node(
-                    "bn",
-                    "Conv2D",
-                    &["x", "w"],
-                    vec![
-                        ("padding", text("EXPLICIT")),
-                        ("explicit_paddings", ints(&[0, 0, -1, 0, 0, 0, 0, 0])),
-                    ],
-                ),
-            ],
+            conv(
+                vec![1, 1, 3, 2],
+                vec![
+                    ("padding", text("EXPLICIT")),
+                    ("explicit_paddings", ints(&[0, 0, -1, 0, 0, 0, 0, 0])),
+                ],
+            ),
             "negative explicit padding -1",
         ),
         (

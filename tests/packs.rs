@@ -252,7 +252,7 @@ fn dropout_is_recognised_in_every_form_by_structure() {
 
 /// A small graph builder with attributes, for the inference pack's cases.
 mod build {
-    use graphrw::proto::{AttrValue, GraphDef, NodeDef, attr_value::Value};
+    use graphrw::proto::{GraphDef, NodeDef, attr_value::Value};
 
     #[derive(Default)]
     pub struct G(pub Vec<NodeDef>);
@@ -297,16 +297,7 @@ mod build {
             inputs: &[&str],
             attrs: Vec<(&str, Value)>,
         ) -> &mut Self {
-            self.0.push(NodeDef {
-                name: name.into(),
-                op: op.into(),
-                input: inputs.iter().map(|s| s.to_string()).collect(),
-                attr: attrs
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), AttrValue { value: Some(v) }))
-                    .collect(),
-                ..Default::default()
-            });
+            self.0.push(super::common::node_def(name, op, inputs, attrs));
             self
         }
 

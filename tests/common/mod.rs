@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: the TensorFlow fixtures and the
-//! real `graphrw` binary.
+//! Helpers shared by the integration tests: the TensorFlow fixtures, the
+//! real `graphrw` binary, and nodes for hand-built graphs.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -130,4 +130,23 @@ pub fn graph_of(nodes: &[Spec]) -> graphrw::Graph {
         })
         .collect();
     graphrw::Graph::from_def(&GraphDef { node, ..Default::default() })
+}
+
+/// A node: name, op, inputs, attributes.
+pub fn node_def(
+    name: &str,
+    op: &str,
+    inputs: &[&str],
+    attrs: Vec<(&str, graphrw::proto::attr_value::Value)>,
+) -> graphrw::proto::NodeDef {
+    graphrw::proto::NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        attr: attrs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), graphrw::proto::AttrValue { value: Some(v) }))
+            .collect(),
+        ..Default::default()
+    }
 }
