@@ -5,11 +5,13 @@ for panics, crashes and hangs (any exit but 0 and 1 is one; so is a run over
 
     python3 scripts/fuzz.py [--runs N] [--seed S] [--bin PATH]
 
-Four kinds of input, in turn: binary models with bytes changed, inserted,
+Five kinds of input, in turn: binary models with bytes changed, inserted,
 removed or copied; text-format models mutated the same way; text-format
 models with their numbers, dtypes and strings swapped for others (which
 keeps them parsable, so the evaluator and the rules see odd shapes and
-attributes); rule files with tokens inserted, removed or copied. A failing
+attributes); rule files with tokens inserted, removed or copied; `.npy`
+feeds with their header's dtype, shape or order swapped, or bytes changed
+or cut. A failing
 input is kept under the work directory (printed), and the exit code is the
 number of failures (capped at 100).
 
@@ -86,6 +88,26 @@ def mutate_rules(rng, text):
     return text
 
 
+NPY_SWAPS = ["'<f8'", "'>f4'", "'|b1'", "'<i8'", "'<U4'", "'O'", "True", "(0,)", "(-1, 3)",
+             "(99999999999, 99999999999)", "()", "'x'"]
+
+
+def mutate_npy(rng, data):
+    header_end = 10 + int.from_bytes(data[8:10], "little")
+    kind = rng.randrange(3)
+    if kind == 0:
+        header = data[10:header_end].decode("latin1")
+        key = rng.choice(re.findall(r"'<f4'|False|\([0-9, ]*\)|'descr'|'shape'", header))
+        header = header.replace(key, rng.choice(NPY_SWAPS), 1).encode("latin1")
+        return data[:8] + len(header).to_bytes(2, "little") + header + data[header_end:]
+    if kind == 1:
+        data = bytearray(data)
+        for _ in range(rng.randrange(1, 5)):
+            data[rng.randrange(min(len(data), header_end + 8))] = rng.randrange(256)
+        return bytes(data)
+    return data[:rng.randrange(len(data))]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -108,13 +130,21 @@ def main():
             feeds += ["--feed", f"{name.split(':')[0]}={str(v).lower()}"]
         fixtures.append((d, open(os.path.join(d, "model.pb"), "rb").read(),
                          open(text).read(), feeds))
+    npys = sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/*/case0/in_*.npy")))
     rules = sorted(glob.glob(os.path.join(ROOT, "rules/*.rules")))
     out = os.path.join(work, "out")
     failures = 0
     for i in range(args.runs):
         d, binary, text, feeds = rng.choice(fixtures)
-        kind = i % 4
-        if kind == 3:
+        kind = i % 5
+        if kind == 4:
+            d, feed = rng.choice([(os.path.dirname(os.path.dirname(f)), f) for f in npys])
+            path = os.path.join(work, f"in{i}.npy")
+            open(path, "wb").write(mutate_npy(rng, open(feed, "rb").read()))
+            _, _, _, feeds = next(f for f in fixtures if f[0] == d)
+            feeds = [f.split("=")[0] + "=" + path if f.endswith("=" + feed) else f for f in feeds]
+            command = ["run", os.path.join(d, "model.pb"), *feeds, "-o", work]
+        elif kind == 3:
             path = os.path.join(work, f"in{i}.rules")
             open(path, "w").write(mutate_rules(rng, open(rng.choice(rules)).read()))
             command = rng.choice([["check", path],
