@@ -170,22 +170,13 @@ impl Array {
 
     /// [`Array::reshape`] into `out`'s buffers.
     pub fn reshape_into(&self, dims: &[i64], out: &mut Array) -> Result<(), String> {
-        let known: i64 = dims.iter().filter(|&&d| d != -1).product();
-        let unknown = dims.iter().filter(|&&d| d == -1).count();
-        let total = self.data.len() as i64;
-        let inferred = match unknown {
-            0 if known == total => 0,
-            1 if known > 0 && total % known == 0 => (total / known) as usize,
-            _ => {
-                return Err(format!(
-                    "cannot reshape {:?} ({total} values) to {dims:?}",
-                    self.shape
-                ));
-            }
+        let Some(inferred) = reshape_inferred(self.data.len(), dims) else {
+            return Err(format!(
+                "cannot reshape {:?} ({} values) to {dims:?}",
+                self.shape,
+                self.data.len()
+            ));
         };
-        if dims.iter().any(|&d| d < -1) {
-            return Err(format!("bad dimension in {dims:?}"));
-        }
         out.shape.clear();
         out.shape.extend(dims.iter().map(|&d| if d == -1 { inferred } else { d as usize }));
         out.data.clone_from(&self.data);
@@ -254,6 +245,29 @@ fn content_values_into(
 pub fn from_raw(raw: &[u8]) -> Option<Result<(Array, DataType), String>> {
     let mut array = Array { shape: Vec::with_capacity(4), data: vec![] };
     Some(from_raw_into(raw, &mut array)?.map(|dtype| (array, dtype)))
+}
+
+/// What the -1 of `dims` stands for when `len` values take that shape (0
+/// when there is none); `None` when they cannot: a dimension below -1, more
+/// than one -1, or another number of values.
+pub fn reshape_inferred(len: usize, dims: &[i64]) -> Option<usize> {
+    if dims.iter().filter(|&&d| d == -1).count() > 1 {
+        return None;
+    }
+    let known = dims
+        .iter()
+        .filter(|&&d| d != -1)
+        .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))?;
+    match dims.contains(&-1) {
+        false => (known == len).then_some(0),
+        true => (known > 0 && len % known == 0).then(|| len / known),
+    }
+}
+
+/// The element count of `shape` when graphrw may fill that many in itself
+/// (see [`MAX_FILLED`]).
+pub fn fillable(shape: &[usize]) -> Option<usize> {
+    element_count(shape).ok().filter(|&n| n <= MAX_FILLED)
 }
 
 /// How many elements a tensor of `shape` holds; an error when the count

@@ -179,3 +179,16 @@ fn broadcasting_into_a_kept_buffer_equals_the_general_loop() {
         assert_eq!(swapped.ok(), naive(&array(b), &array(a)), "{b:?} with {a:?}");
     }
 }
+
+#[test]
+fn a_reshape_infers_its_minus_one_or_is_refused() {
+    use graphrw::tensor::reshape_inferred;
+    assert_eq!(reshape_inferred(12, &[3, -1]), Some(4));
+    assert_eq!(reshape_inferred(12, &[3, 4]), Some(0));
+    assert_eq!(reshape_inferred(0, &[0, 5]), Some(0));
+    assert_eq!(reshape_inferred(12, &[5, -1]), None, "12 values are not rows of 5");
+    assert_eq!(reshape_inferred(12, &[-1, -1]), None, "two unknowns");
+    assert_eq!(reshape_inferred(12, &[-3, -4]), None, "negative sizes");
+    assert_eq!(reshape_inferred(0, &[0, -1]), None, "nothing to infer from");
+    assert_eq!(reshape_inferred(12, &[1 << 40, 1 << 40, -1]), None, "too many elements");
+}

@@ -493,24 +493,10 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         "Reshape" => {
             let t = arg(0)?;
             let dims = arg(1)?.to_i64()?;
-            if dims.iter().any(|&d| d < -1) || dims.iter().filter(|&&d| d == -1).count() > 1 {
+            let Some(inferred) = crate::tensor::reshape_inferred(t.len(), &dims) else {
                 return Err(format!("cannot reshape {:?} to {dims:?}", t.shape).into());
-            }
-            let known: i64 = dims.iter().filter(|&&d| d >= 0).product();
-            let total = t.len() as i64;
-            let shape: Vec<usize> = dims
-                .iter()
-                .map(|&d| {
-                    if d == -1 {
-                        if known == 0 { 0 } else { (total / known) as usize }
-                    } else {
-                        d as usize
-                    }
-                })
-                .collect();
-            if shape.iter().product::<usize>() != t.len() {
-                return Err(format!("cannot reshape {:?} to {dims:?}", t.shape).into());
-            }
+            };
+            let shape = dims.iter().map(|&d| if d == -1 { inferred } else { d as usize }).collect();
             one(Tensor { shape, data: t.data.clone() })
         }
         "Squeeze" => {
@@ -779,10 +765,7 @@ fn kernel(op: &str, x: &[Arc<Tensor>], attr: &Attr) -> Result<Vec<Tensor>, Kerne
         "RandomUniform" => {
             let dims = arg(0)?.to_i64()?;
             let shape: Vec<usize> = dims.iter().filter_map(|&d| usize::try_from(d).ok()).collect();
-            if shape.len() != dims.len()
-                || crate::tensor::element_count(&shape)
-                    .map_or(true, |n| n > crate::tensor::MAX_FILLED)
-            {
+            if shape.len() != dims.len() || crate::tensor::fillable(&shape).is_none() {
                 return Err(format!("RandomUniform of shape {dims:?}").into());
             }
             let seed = match (attr("seed"), attr("seed2")) {

@@ -66,12 +66,11 @@ pub fn random_feeds(
             },
             _ => return Err(format!("placeholder `{name}` has no shape: feed it with --feed")),
         };
-        let count = crate::tensor::element_count(&shape)
-            .ok()
-            .filter(|&n| n <= crate::tensor::MAX_FILLED)
-            .ok_or_else(|| {
-                format!("placeholder `{name}` of shape {shape:?} is too large to make up: feed it with --feed")
-            })?;
+        let Some(count) = crate::tensor::fillable(&shape) else {
+            return Err(format!(
+                "placeholder `{name}` of shape {shape:?} is too large to make up: feed it with --feed"
+            ));
+        };
         let dtype = match attr("dtype") {
             Some(attr_value::Value::Type(t)) => t,
             _ => DataType::DtFloat as i32,
