@@ -9,7 +9,7 @@ use miette::{IntoDiagnostic, Result, miette};
 use graphrw::eval::verify::Difference;
 use graphrw::inspect::summarize;
 use graphrw::io::{Format, read_graph, write_graph, write_with};
-use graphrw::prune::{outputs_or_default, prune};
+use graphrw::prune::{default_outputs, outputs_or_default, prune, resolve_tensors};
 use graphrw::rules::check::check;
 use graphrw::rules::compile::{RuleSet, compile};
 use graphrw::rules::engine::{Options, Report, rewrite};
@@ -79,7 +79,8 @@ enum Command {
         /// An input: `NAME=FILE.npy`, or a scalar `NAME=false`, `NAME=0.5`.
         #[arg(long = "feed", value_name = "NAME=FILE.npy")]
         feeds: Vec<String>,
-        /// Outputs to compute, comma separated (default: the nodes nothing consumes).
+        /// Tensors to compute, comma separated: `node` (its port 0) or `node:N` (default: the
+        /// nodes nothing consumes).
         #[arg(long, value_delimiter = ',')]
         outputs: Vec<String>,
         /// Directory for the .npy files (default: the current one).
@@ -103,7 +104,8 @@ enum Command {
         /// An input (`NAME=FILE.npy` or `NAME=false`); a feed goes to each model that has the node.
         #[arg(long = "feed", value_name = "NAME=FILE.npy")]
         feeds: Vec<String>,
-        /// Outputs to compare (default: the original's nodes nothing consumes).
+        /// Tensors to compare, `node` or `node:N` (default: the original's nodes nothing
+        /// consumes).
         #[arg(long, value_delimiter = ',')]
         outputs: Vec<String>,
         /// Seed of the random inputs made for placeholders not fed.
@@ -430,13 +432,17 @@ fn parse_feeds(
     feeds.iter().map(|f| graphrw::eval::verify::parse_feed(f).map_err(|e| miette!("{e}"))).collect()
 }
 
-/// The outputs named, or the nodes nothing consumes, as tensor names.
+/// The tensors named (port 0 unless one is given), or port 0 of the nodes
+/// nothing consumes, as tensor names; a NoOp has no tensor.
 fn output_names(graph: &graphrw::Graph, outputs: &[String]) -> Result<Vec<String>> {
-    let ids = outputs_or_default(graph, outputs)?;
-    Ok(ids
+    let tensors = match outputs.is_empty() {
+        true => default_outputs(graph).into_iter().map(|id| (id, 0)).collect(),
+        false => resolve_tensors(graph, outputs)?,
+    };
+    Ok(tensors
         .into_iter()
-        .filter(|&id| graph.op(id) != "NoOp")
-        .map(|id| format!("{}:0", graph.name(id)))
+        .filter(|&(id, _)| graph.op(id) != "NoOp")
+        .map(|(id, port)| format!("{}:{port}", graph.name(id)))
         .collect())
 }
 

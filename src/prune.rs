@@ -6,14 +6,42 @@ use crate::input::parse_tensor_name;
 
 /// A requested output that the graph does not have.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("output `{name}` names no node of the graph")]
-#[diagnostic(code(graphrw::prune::unknown_output))]
-pub struct UnknownOutput {
-    /// The name as given.
-    pub name: String,
-    /// The closest node name, if any is close.
-    #[help]
-    pub suggestion: Option<String>,
+pub enum UnknownOutput {
+    /// No node has that name.
+    #[error("output `{name}` names no node of the graph")]
+    #[diagnostic(code(graphrw::prune::unknown_output))]
+    NoNode {
+        /// The name as given.
+        name: String,
+        /// The closest node name, if any is close.
+        #[help]
+        suggestion: Option<String>,
+    },
+    /// The node has no output of that number.
+    #[error("output `{name}`: `{node}` ({op}) has {outputs} output{}, so no port {port}", if *outputs == 1 { "" } else { "s" })]
+    #[diagnostic(code(graphrw::prune::unknown_port))]
+    NoPort {
+        /// The name as given.
+        name: String,
+        /// The node.
+        node: String,
+        /// Its op.
+        op: String,
+        /// How many outputs it has.
+        outputs: u32,
+        /// The port asked for.
+        port: u32,
+    },
+}
+
+impl UnknownOutput {
+    /// The closest node name, when no node has the name given.
+    pub fn suggestion(&self) -> Option<&str> {
+        match self {
+            UnknownOutput::NoNode { suggestion, .. } => suggestion.as_deref(),
+            UnknownOutput::NoPort { .. } => None,
+        }
+    }
 }
 
 /// The nodes nothing consumes, through data or control edges: the graph's
@@ -22,22 +50,43 @@ pub fn default_outputs(graph: &Graph) -> Vec<NodeId> {
     graph.ids().filter(|&id| graph.consumers(id).is_empty()).collect()
 }
 
-/// Resolves output names (`node` or `node:N`; the port is ignored) to ids.
-pub fn resolve_outputs<S: AsRef<str>>(
+/// Resolves tensor names (`node`, port 0, or `node:N`) to nodes and ports.
+/// A port the node's op is known not to have is refused (an op outside
+/// the table of well-known ops may have any).
+pub fn resolve_tensors<S: AsRef<str>>(
     graph: &Graph,
     names: &[S],
-) -> Result<Vec<NodeId>, UnknownOutput> {
+) -> Result<Vec<(NodeId, u32)>, UnknownOutput> {
     names
         .iter()
         .map(|name| {
             let name = name.as_ref();
-            let node = parse_tensor_name(name).map_or(name, |(node, _)| node);
-            graph.id(node).ok_or_else(|| UnknownOutput {
+            let (node, port) = parse_tensor_name(name).unwrap_or((name, 0));
+            let id = graph.id(node).ok_or_else(|| UnknownOutput::NoNode {
                 name: name.to_string(),
                 suggestion: closest_name(graph, node).map(|s| format!("did you mean `{s}`?")),
-            })
+            })?;
+            match crate::ops::num_outputs(graph, id) {
+                Some(outputs) if port >= outputs => Err(UnknownOutput::NoPort {
+                    name: name.to_string(),
+                    node: node.to_string(),
+                    op: graph.op(id).to_string(),
+                    outputs,
+                    port,
+                }),
+                _ => Ok((id, port)),
+            }
         })
         .collect()
+}
+
+/// Resolves output names (`node` or `node:N`) to their nodes, as
+/// [`resolve_tensors`] does.
+pub fn resolve_outputs<S: AsRef<str>>(
+    graph: &Graph,
+    names: &[S],
+) -> Result<Vec<NodeId>, UnknownOutput> {
+    Ok(resolve_tensors(graph, names)?.into_iter().map(|(id, _)| id).collect())
 }
 
 /// The outputs the user named, or the default ones.

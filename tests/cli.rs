@@ -414,6 +414,40 @@ fn run_writes_outputs_as_npy() {
     for (g, w) in got.to_f64().iter().zip(want.to_f64()) {
         assert!((g - w).abs() < 1e-6, "{g} vs {w}");
     }
+    // A port named is the port computed: an inference batch norm's second
+    // output is the mean it was given (its fourth input).
+    let model = graphrw::io::read_graph(&dir.join("model.pb"), None).unwrap();
+    let bn = "bn1/cond/FusedBatchNormV3_1";
+    let mean = model.input_strs(model.id(bn).unwrap()).nth(3).unwrap().to_string();
+    let run_outputs = |outputs: &str| {
+        graphrw([
+            "run".to_string(),
+            dir.join("model.pb").display().to_string(),
+            "--feed".into(),
+            format!("images={}", dir.join("case0/in_images_0.npy").display()),
+            "--feed".into(),
+            "is_training=false".into(),
+            "--outputs".into(),
+            outputs.into(),
+            "-o".into(),
+            tmp.path().display().to_string(),
+        ])
+    };
+    let out = run_outputs(&format!("{bn}:1,{mean}"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = |tensor: &str| tmp.path().join(format!("{}.npy", tensor.replace(['/', ':'], "_")));
+    let got = graphrw::npy::Array::read(&file(&format!("{bn}:1"))).unwrap();
+    let want = graphrw::npy::Array::read(&file(&format!("{mean}:0"))).unwrap();
+    assert_eq!(got.shape, [8]);
+    assert_eq!(got.to_f64(), want.to_f64());
+    // A port the op does not have is refused, naming it.
+    let out = run_outputs("probs:1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("output `probs:1`: `probs` (Softmax) has 1 output, so no port 1"),
+        "{}",
+        stderr(&out)
+    );
     // A Placeholder without a feed is named.
     let out = graphrw([
         "run".to_string(),

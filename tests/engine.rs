@@ -308,6 +308,54 @@ rule lock: t = PlaceholderWithDefault{dtype: DT_BOOL}(...) where name(t) in flag
 }
 
 #[test]
+fn set_values_are_read_as_their_parameters_kind() {
+    let text = r#"
+param flag = ["training"]
+param eps = 0.001
+param strict = true
+param t = DT_FLOAT
+rule lock: p = PlaceholderWithDefault{dtype: DT_BOOL}(...) where name(p) in flag
+    => Const{dtype: DT_BOOL, value: false}()
+"#;
+    let set = |name: &str, value: &str| {
+        compile(&load_text("t.rules", text), &[(name.into(), value.into())]).err().map(|diags| {
+            assert_eq!(diags.len(), 1);
+            diags[0].render(200)
+        })
+    };
+    for (name, value) in
+        [("flag", "a,b"), ("flag", "phase"), ("eps", "1e-5"), ("strict", "false"), ("t", "DT_HALF")]
+    {
+        assert_eq!(set(name, value), None, "--set {name}={value}");
+    }
+    for (name, value, problem) in [
+        ("flag", "", "the value is empty"),
+        ("flag", "a,,b", "the value is empty"),
+        ("eps", "small", "`small` is not a number"),
+        ("strict", "yes", "`yes` is not `true` or `false`"),
+        ("t", "float", "`float` is not a dtype"),
+    ] {
+        let shown = set(name, value).unwrap_or_else(|| panic!("--set {name}={value} accepted"));
+        assert!(shown.contains(&format!("--set {name}={value}: {problem}")), "{shown}");
+        assert!(shown.contains(&format!("`{name}` defaults to")), "{shown}");
+    }
+    // A list given as several names locks a flag under any of them.
+    let g = graph(vec![
+        node(
+            "phase",
+            "PlaceholderWithDefault",
+            &["d"],
+            &[("dtype", Value::Type(DataType::DtBool as i32))],
+        ),
+        node("d", "Const", &[], &[]),
+        node("out", "Identity", &["phase"], &[]),
+    ]);
+    let (_, report) =
+        apply(&g, &rules(text, &[("flag", "mode, phase")]), &Options::default()).unwrap();
+    assert_eq!(fired(&report, "lock"), 1);
+}
+
+#[test]
 fn attribute_constraints_bindings_and_computed_constants() {
     let g = graph(vec![
         node("x", "Placeholder", &[], &[("dtype", float())]),
@@ -704,6 +752,9 @@ fn unknown_outputs_and_dead_tensors_left_behind_are_errors() {
     let options = Options { outputs: vec!["nope".into()], ..Options::default() };
     let err = apply(&g, &rules("rule r: Relu(x) => x", &[]), &options).unwrap_err();
     assert_eq!(err.to_string(), "output `nope` names no node of the graph");
+    let options = Options { outputs: vec!["out:1".into()], ..Options::default() };
+    let err = apply(&g, &rules("rule r: Relu(x) => x", &[]), &options).unwrap_err();
+    assert_eq!(err.to_string(), "output `out:1`: `out` (Relu) has 1 output, so no port 1");
     // A Merge reading a dead input, with no rule to fold it: refused.
     let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
     let only_switch = "rule switch_false: Switch(x, Const{value: false}) => [x, dead]";

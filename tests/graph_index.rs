@@ -229,8 +229,8 @@ fn unknown_output_names_suggest_the_closest_node() {
     let g = graph(&[("backend/final_dense/MatMul", "MatMul", &[])]);
     let err = resolve_outputs(&g, &["backend/final_dense/Matmul"]).unwrap_err();
     assert_eq!(err.to_string(), "output `backend/final_dense/Matmul` names no node of the graph");
-    assert_eq!(err.suggestion.as_deref(), Some("did you mean `backend/final_dense/MatMul`?"));
-    assert!(resolve_outputs(&g, &["zzz"]).unwrap_err().suggestion.is_none());
+    assert_eq!(err.suggestion(), Some("did you mean `backend/final_dense/MatMul`?"));
+    assert!(resolve_outputs(&g, &["zzz"]).unwrap_err().suggestion().is_none());
 }
 
 #[test]

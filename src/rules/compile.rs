@@ -9,6 +9,7 @@ use super::check::check;
 use super::consts::Consts;
 use super::diag::{Diagnostic, Source};
 use super::load::Loaded;
+use crate::proto::DataType;
 
 /// One rule, ready to run.
 #[derive(Clone, Debug)]
@@ -64,7 +65,22 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
             );
             continue;
         }
-        params.insert(name.clone(), parse_set(value));
+        match parse_set(value, &params[name]) {
+            Ok(value) => {
+                params.insert(name.clone(), value);
+            }
+            Err(problem) => diags.push(
+                Diagnostic::error(
+                    "invalid parameter value",
+                    Span::default(),
+                    format!("--set {name}={value}: {problem}"),
+                )
+                .with_help(format!(
+                    "`{name}` defaults to {}; give a value of that kind",
+                    show_literal(&params[name])
+                )),
+            ),
+        }
     }
     let (errors, warnings): (Vec<_>, Vec<_>) = diags.into_iter().partition(Diagnostic::is_error);
     if !errors.is_empty() {
@@ -110,25 +126,58 @@ fn new_nodes(expr: &RExpr) -> usize {
     }
 }
 
-/// A `--set` value: a number, `true`/`false`, a comma-separated list of
-/// strings, or a string.
-fn parse_set(value: &str) -> Literal {
-    let kind = if let Ok(n) = value.parse::<f64>() {
-        LiteralKind::Num { value: n, is_int: !value.contains(['.', 'e', 'E']) }
-    } else if value == "true" || value == "false" {
-        LiteralKind::Bool(value == "true")
-    } else if value.contains(',') {
-        LiteralKind::List(
-            value
-                .split(',')
-                .map(|s| Literal {
-                    kind: LiteralKind::Str(s.trim().to_string()),
-                    span: Span::default(),
-                })
-                .collect(),
-        )
-    } else {
-        LiteralKind::Str(value.to_string())
+/// A `--set` value, read as the kind of the parameter's default: a number,
+/// `true`/`false`, a dtype (`DT_HALF`), a string, or for a list, its items
+/// separated by commas (one item is a list of one). An empty value, or one
+/// of another kind, is refused with what was expected.
+fn parse_set(value: &str, default: &Literal) -> Result<Literal, String> {
+    let literal = |kind| Literal { kind, span: Span::default() };
+    let one = |text: &str, like: &LiteralKind| -> Result<LiteralKind, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err("the value is empty".into());
+        }
+        match like {
+            LiteralKind::Num { .. } => text
+                .parse::<f64>()
+                .map(|value| LiteralKind::Num { value, is_int: !text.contains(['.', 'e', 'E']) })
+                .map_err(|_| format!("`{text}` is not a number")),
+            LiteralKind::Bool(_) => match text {
+                "true" => Ok(LiteralKind::Bool(true)),
+                "false" => Ok(LiteralKind::Bool(false)),
+                _ => Err(format!("`{text}` is not `true` or `false`")),
+            },
+            LiteralKind::DType(_) => match DataType::from_str_name(text) {
+                Some(_) => Ok(LiteralKind::DType(text.to_string())),
+                None => Err(format!("`{text}` is not a dtype (`DT_FLOAT`, `DT_HALF`, ...)")),
+            },
+            LiteralKind::Str(_) | LiteralKind::List(_) => Ok(LiteralKind::Str(text.to_string())),
+        }
     };
-    Literal { kind, span: Span::default() }
+    match &default.kind {
+        LiteralKind::List(items) => {
+            // Items are read as the default's first item is (strings when
+            // the default is empty).
+            let like = items.first().map_or(LiteralKind::Str(String::new()), |i| i.kind.clone());
+            let items = value
+                .split(',')
+                .map(|item| one(item, &like).map(literal))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(literal(LiteralKind::List(items)))
+        }
+        like => one(value, like).map(literal),
+    }
+}
+
+/// A literal as a rule file writes it.
+fn show_literal(l: &Literal) -> String {
+    match &l.kind {
+        LiteralKind::Str(s) => format!("{s:?}"),
+        LiteralKind::Num { value, .. } => value.to_string(),
+        LiteralKind::Bool(b) => b.to_string(),
+        LiteralKind::DType(d) => d.clone(),
+        LiteralKind::List(items) => {
+            format!("[{}]", items.iter().map(show_literal).collect::<Vec<_>>().join(", "))
+        }
+    }
 }

@@ -94,8 +94,9 @@ pub struct Phases {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ApplyError {
     /// An output named on the command line is not in the graph.
-    #[error("output `{0}` names no node of the graph")]
-    UnknownOutput(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    UnknownOutput(#[from] crate::prune::UnknownOutput),
     /// The cap on rewrites was reached.
     #[error("stopped after {total} rewrites (--max-rewrites): the rules keep firing\n{detail}")]
     #[diagnostic(help(
@@ -207,17 +208,10 @@ pub fn rewrite<'g>(
             .map(|id| graph.name(id).to_string())
             .collect()
     } else {
-        options
-            .outputs
-            .iter()
-            .map(|o| {
-                let node = crate::input::parse_tensor_name(o).map_or(o.as_str(), |(n, _)| n);
-                graph
-                    .id(node)
-                    .map(|_| node.to_string())
-                    .ok_or_else(|| ApplyError::UnknownOutput(o.clone()))
-            })
-            .collect::<Result<_, _>>()?
+        crate::prune::resolve_outputs(graph, &options.outputs)?
+            .into_iter()
+            .map(|id| graph.name(id).to_string())
+            .collect()
     };
     let t = Instant::now();
     let mut work = Work::new(graph);
