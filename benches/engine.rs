@@ -1,7 +1,9 @@
 //! `cargo bench --bench engine`: the rule engine on synthetic training
 //! graphs of 10k, 100k and 1M nodes, with the core of the inference pack
 //! (lock the training flag, fold constant Identity, fold constant-predicate
-//! Switch/Merge with dead tensors), then with the whole `inference` pack.
+//! Switch/Merge with dead tensors), then with the whole `inference` pack,
+//! then folding the Identities of one constant read by half the graph (the
+//! work per reader a shared node loses must not grow with its readers).
 //! Reports rewrite time alone (the graph is already in memory, and the
 //! result is not written out: `graphrw apply` writes it straight from the
 //! engine's copy), best and median of `GRAPHRW_BENCH_RUNS` runs (5 unless
@@ -34,29 +36,50 @@ rule merge_first_live: Merge(x, dead) => [x, 0]
 rule merge_second_live: Merge(dead, x) => [x, 1]
 "#;
 
+/// Folding the Identities of one shared constant, with a guard that counts
+/// its readers (see `graphrw::synth::shared`).
+const SHARED_RULES: &str = r#"
+rule fold_shared_identity: Identity(c: Const) where consumers(c) > 1 => c
+"#;
+
 fn main() {
-    // `GRAPHRW_BENCH_ONLY=core` or `=inference` runs one of the two.
+    // `GRAPHRW_BENCH_ONLY=core`, `=inference` or `=shared` runs one of the
+    // three.
     let only = std::env::var("GRAPHRW_BENCH_ONLY").unwrap_or_default();
-    if only != "inference" {
+    let run = |name: &str| only.is_empty() || only == name;
+    if run("core") {
         let core = compile(&load_text("bench.rules", RULES), &[]).expect("valid rules");
         println!("cond folding (the rules above):");
-        bench(&core);
+        bench(&core, graphrw::synth::synth, |r| {
+            !r.ops_after.contains_key("Switch") && !r.ops_after.contains_key("Merge")
+        });
     }
-    if only != "core" {
+    if run("inference") {
         let pack = load(&[Origin::Pack("inference".into())]);
         let inference = compile(&pack, &[]).expect("the inference pack compiles");
         println!("the whole inference pack:");
-        bench(&inference);
+        bench(&inference, graphrw::synth::synth, |r| {
+            !r.ops_after.contains_key("Switch") && !r.ops_after.contains_key("Merge")
+        });
+    }
+    if run("shared") {
+        let shared = compile(&load_text("shared.rules", SHARED_RULES), &[]).expect("valid rules");
+        println!("one constant read by half the graph (its Identities folded):");
+        bench(&shared, graphrw::synth::shared, |r| !r.ops_after.contains_key("Identity"));
     }
 }
 
-fn bench(rules: &graphrw::rules::compile::RuleSet) {
+fn bench(
+    rules: &graphrw::rules::compile::RuleSet,
+    make: fn(usize) -> graphrw::graph::Graph,
+    done: fn(&Report) -> bool,
+) {
     // Each graph is indexed before the runs (`nodes_with_op` builds the
     // index): what is timed is the rewrite alone.
     let graphs: Vec<graphrw::graph::Graph> = sizes()
         .into_iter()
         .map(|n| {
-            let graph = graphrw::synth::synth(n);
+            let graph = make(n);
             graph.nodes_with_op("Switch");
             graph
         })
@@ -81,7 +104,7 @@ fn bench(rules: &graphrw::rules::compile::RuleSet) {
                 all: after.all - before.all,
                 system: after.system - before.system,
             });
-            assert!(!r.ops_after.contains_key("Switch") && !r.ops_after.contains_key("Merge"));
+            assert!(done(&r), "the rules did not finish their job");
             times[i].push(t);
             if best[i].as_ref().is_none_or(|b| t < b.seconds) {
                 // What encoding it (through a buffer, as a file is written,

@@ -229,6 +229,25 @@ pub fn synth(target: usize) -> Graph {
     Graph::from_nodes(nodes.0, vec![Bytes::from(header.encode_to_vec())]).expect("valid nodes")
 }
 
+/// A graph of about `target` nodes around one shared constant: `c`, read
+/// by Identities `i0`, `i1`, ..., each read by a Relu (`r0`, ...), the
+/// outputs. Folding the Identities leaves one node read by half the graph,
+/// that lost as many readers: what a shared flag or axis constant is in a
+/// real model, at the scale where work per lost reader would show.
+pub fn shared(target: usize) -> Graph {
+    let float = || Value::Type(DataType::DtFloat as i32);
+    let mut nodes = Nodes(vec![]);
+    nodes.push(constant("c".into(), &[]));
+    let readers = (target.saturating_sub(1) / 2).max(1);
+    for k in 0..readers {
+        nodes.push(node(format!("i{k}"), "Identity", vec!["c".into()], &[("T", float())]));
+    }
+    for k in 0..readers {
+        nodes.push(node(format!("r{k}"), "Relu", vec![format!("i{k}")], &[("T", float())]));
+    }
+    Graph::from_nodes(nodes.0, vec![]).expect("valid nodes")
+}
+
 /// Nodes per block.
 const BLOCK: usize = 28;
 

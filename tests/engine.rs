@@ -246,6 +246,75 @@ fn graph_outputs_are_protected() {
     let (after, _) =
         apply(&g, &rules("rule drop_identity: Identity(x) => x", &[]), &options).unwrap();
     assert!(after.id("mid").is_some());
+    // An output replaced by a node that takes its name stays the output in
+    // later rounds: still protected, still kept.
+    let g = graph(vec![
+        node("x", "Placeholder", &[], &[]),
+        node("out", "Relu", &["x"], &[]),
+        node("side", "Relu", &["x"], &[]),
+    ]);
+    let text = "rule six: Relu(x) => Relu6(x)\nrule drop: Relu6(x) => x";
+    let options = Options { outputs: vec!["out".into()], ..Options::default() };
+    let (after, report) = apply(&g, &rules(text, &[]), &options).unwrap();
+    assert_eq!(fired(&report, "six"), 2);
+    assert_eq!(fired(&report, "drop"), 0);
+    assert!(
+        report.warnings.iter().any(|w| w.contains("`out`: it is a graph output")),
+        "{:?}",
+        report.warnings
+    );
+    assert_eq!(shape_of(&after), ["x: Placeholder()", "out: Relu6(x)"]);
+}
+
+/// A node many read: counts of its readers per port, and whether anything
+/// still reads it once most of its readers are gone, come out as for a
+/// node few read (the engine keeps the first and steps past lost readers).
+#[test]
+fn nodes_many_read_are_counted_by_port_and_kept_while_read() {
+    let n = 100;
+    let mut nodes = vec![
+        node("x", "Placeholder", &[], &[]),
+        constant("p", vec![], &[0.0], DataType::DtBool),
+        node("s", "Switch", &["x", "p"], &[]),
+        constant("c", vec![], &[2.0], DataType::DtFloat),
+    ];
+    let names = |prefix: &'static str| (0..n).map(move |k| format!("{prefix}{k}"));
+    for (a, b) in names("i").zip(names("r")) {
+        nodes.push(node(&a, "Identity", &["c"], &[]));
+        nodes.push(node(&b, "Relu", &[&a], &[]));
+    }
+    for reader in names("a") {
+        nodes.push(node(&reader, "Sqrt", &["s"], &[]));
+    }
+    for reader in ["b0", "b1", "b2"] {
+        nodes.push(node(reader, "Sqrt", &["s:1"], &[]));
+    }
+    // Read last: the one reader of `c` left once the Identities fold.
+    nodes.push(node("keep", "Neg", &["c"], &[]));
+    let g = graph(nodes);
+    let text = "rule few: Sqrt(t) where consumers(t) < 10 => Abs(t)
+rule fold: Identity(c: Const) where consumers(c) > 1 => c";
+    let (after, report) = apply(&g, &rules(text, &[]), &Options::default()).unwrap();
+    assert_eq!(fired(&report, "few"), 3, "the readers of port 1 alone");
+    assert_eq!(fired(&report, "fold"), n);
+    assert_eq!(after.op(after.id("b2").unwrap()), "Abs");
+    assert_eq!(after.op(after.id("a0").unwrap()), "Sqrt");
+    assert!(after.id("i0").is_none());
+    let keep = after.id("keep").unwrap();
+    assert_eq!(after.input_strs(keep).collect::<Vec<_>>(), ["c"]);
+    let r = after.id("r7").unwrap();
+    assert_eq!(after.input_strs(r).collect::<Vec<_>>(), ["c"]);
+    // Its readers replaced by nodes that do not read it: kept while its
+    // last reader is, gone with it.
+    let cut = rules("rule cut: Identity(c: Const) => Const{dtype: DT_FLOAT, value: 1.0}()", &[]);
+    let (after, report) = apply(&g, &cut, &Options::default()).unwrap();
+    assert_eq!(fired(&report, "cut"), n);
+    assert!(after.id("c").is_some());
+    let mut without_keep = g.to_def().unwrap();
+    without_keep.node.retain(|node| node.name != "keep");
+    let (after, _) = apply(&graph(without_keep.node), &cut, &Options::default()).unwrap();
+    assert!(after.id("c").is_none(), "read by nothing, `c` is pruned");
+    assert!(after.id("r0").is_some());
 }
 
 #[test]

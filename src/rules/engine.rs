@@ -202,17 +202,18 @@ pub fn rewrite<'g>(
         ops_before: histogram(graph.ops().map(|(op, ids)| (op, ids.len()))),
         ..Report::default()
     };
-    let outputs: Vec<String> = if options.outputs.is_empty() {
+    // The outputs' nodes, by id, sorted: a round that replaces one gives
+    // its id to the node that took its name (an output is never removed
+    // otherwise), so they are not looked up by name round after round
+    // (there may be hundreds of thousands: by default every node no one
+    // reads is one).
+    let mut outputs: Vec<NodeId> = if options.outputs.is_empty() {
         crate::prune::default_outputs(graph)
-            .into_iter()
-            .map(|id| graph.name(id).to_string())
-            .collect()
     } else {
         crate::prune::resolve_outputs(graph, &options.outputs)?
-            .into_iter()
-            .map(|id| graph.name(id).to_string())
-            .collect()
     };
+    outputs.sort_unstable();
+    outputs.dedup();
     let t = Instant::now();
     let mut work = Work::new(graph);
     report.phases.write += t.elapsed().as_secs_f64();
@@ -282,7 +283,7 @@ pub fn rewrite<'g>(
             })
         });
         let mut changes = Changes::default();
-        apply_patches(&mut work, patches, &mut scratch, &mut changes);
+        apply_patches(&mut work, patches, &mut outputs, &mut scratch, &mut changes);
         report.phases.apply += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let prune = match options.prune {
@@ -755,6 +756,7 @@ impl Plans {
 fn apply_patches(
     work: &mut Work,
     mut patches: Patches,
+    outputs: &mut [NodeId],
     scratch: &mut Scratch,
     changes: &mut Changes,
 ) {
@@ -779,8 +781,15 @@ fn apply_patches(
     // are asked for a few patches ahead.
     let mut made: Vec<(*const NewNode, usize)> = Vec::with_capacity(patches.len());
     let mut next = work.len() as NodeId;
+    // Outputs replaced: the nodes that take their names are the outputs.
+    let mut renamed: Vec<(usize, NodeId)> = Vec::new();
     for (p, patch) in patches.iter().enumerate() {
         patch_of[patch.root as usize] = p as u32;
+        if let Some(i) = patch.takes_name {
+            if let Ok(at) = outputs.binary_search(&patch.root) {
+                renamed.push((at, next + i));
+            }
+        }
         base.push(next);
         next += patch.nodes.len() as NodeId;
         made.push((patch.nodes.as_ptr(), patch.nodes.len()));
@@ -800,6 +809,12 @@ fn apply_patches(
             Adding { name, hash: node.hash, op: &node.op, body, parent: root, index: i as u32 }
         })
     }));
+    if !renamed.is_empty() {
+        for (at, id) in renamed {
+            outputs[at] = id;
+        }
+        outputs.sort_unstable();
+    }
     changes.seeds.extend(first..next);
     // Plan every new input list while the round's graph is intact (it is
     // only read: on every core, in shares whose plans are installed in
@@ -906,9 +921,9 @@ enum Prune {
 /// a node no one reads, and every such node is an output. TensorFlow writes
 /// graphs with inputs first, and the outputs by default are the nodes no
 /// one reads. `false` says nothing: the first round walks.
-fn reaches_outputs(graph: &Graph, outputs: &[String]) -> bool {
+fn reaches_outputs(graph: &Graph, outputs: &[NodeId]) -> bool {
     let mut is_output = vec![false; graph.len()];
-    for id in outputs.iter().filter_map(|o| graph.id(o)) {
+    for &id in outputs {
         is_output[id as usize] = true;
     }
     crate::par::ranges(graph.len(), 1 << 16, |ids| {
@@ -938,19 +953,15 @@ fn has_loops(work: &Work) -> bool {
 /// no longer reach is dropped.
 fn settle(
     work: &mut Work,
-    outputs: &[String],
+    outputs: &[NodeId],
     prune: Prune,
     rules: &str,
     scratch: &mut Scratch,
     changes: &mut Changes,
 ) -> Result<(), ApplyError> {
     let marker = work.live_marker();
-    // The outputs' nodes, compared by id, not by name; sorted, as dead and
-    // orphaned nodes are looked up among them (by default every unread node
-    // is an output: there may be thousands).
-    let mut output_ids: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
-    output_ids.sort_unstable();
-    let is_output = |id: NodeId| output_ids.binary_search(&id).is_ok();
+    // Dead and orphaned nodes are looked up among the outputs (sorted).
+    let is_output = |id: NodeId| outputs.binary_search(&id).is_ok();
     let dead = &mut scratch.dead;
     refill(dead, work.len(), false);
     let mut dead_nodes = Vec::new();
@@ -991,7 +1002,7 @@ fn settle(
     // read the marker instead).
     let keep: Option<Vec<bool>> = (prune == Prune::Walk).then(|| {
         let mut keep = vec![false; work.len()];
-        let mut stack = output_ids.clone();
+        let mut stack = outputs.to_vec();
         for &id in &stack {
             keep[id as usize] = true;
         }
@@ -1054,11 +1065,7 @@ fn settle(
     changes.removed.extend(doomed);
     if prune == Prune::Orphans {
         while let Some(id) = changes.orphans.pop() {
-            if !work.is_alive(id)
-                || work.is_phantom(id)
-                || is_output(id)
-                || work.consumers(id).next().is_some()
-            {
+            if !work.is_alive(id) || work.is_phantom(id) || is_output(id) || work.is_read(id) {
                 continue;
             }
             changes.inputs_left(work, id);

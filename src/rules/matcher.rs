@@ -40,7 +40,18 @@ pub struct Match<'r> {
     /// Attribute values decoded by earlier tries with this match (kept
     /// across tries, never across changes of the graph).
     pub decoded: Decoded,
+    /// Counts of readers of nodes many read, by node and port (`u32::MAX`:
+    /// every port), kept as `decoded` is: a guard on how many read a node
+    /// that thousands read, tried at each of them, counts them once.
+    pub counts: std::cell::RefCell<Vec<(NodeId, u32, usize)>>,
 }
+
+/// Reader lists at least this long have their counts kept (see
+/// [`Match::counts`]); shorter ones are counted again, which is cheaper.
+const COUNT_KEPT_FROM: usize = 64;
+
+/// How many counts a match keeps (the latest).
+const COUNTS_KEPT: usize = 8;
 
 /// Attribute values that needed decoding (tensors, lists...), by where
 /// their bytes are. The graph does not change while a round matches, so
@@ -511,13 +522,28 @@ impl Guard<'_> {
                     "op" => GValue::Str(graph.op(t.node).to_string()),
                     "port" => GValue::Num(f64::from(t.port)),
                     "consumers" => {
-                        let count = graph
-                            .consumers(t.node)
-                            .filter(|c| match c.port {
-                                Port::Data(p) => node_var || p == t.port,
-                                Port::Control => false,
-                            })
-                            .count();
+                        let port = if node_var { u32::MAX } else { t.port };
+                        let kept = self.m.counts.borrow().iter().find_map(|&(node, p, count)| {
+                            (node == t.node && p == port).then_some(count)
+                        });
+                        let count = kept.unwrap_or_else(|| {
+                            let (mut count, mut seen) = (0, 0);
+                            for c in graph.consumers(t.node) {
+                                seen += 1;
+                                count += usize::from(match c.port {
+                                    Port::Data(p) => node_var || p == t.port,
+                                    Port::Control => false,
+                                });
+                            }
+                            if seen >= COUNT_KEPT_FROM {
+                                let mut counts = self.m.counts.borrow_mut();
+                                if counts.len() == COUNTS_KEPT {
+                                    counts.remove(0);
+                                }
+                                counts.push((t.node, port, count));
+                            }
+                            count
+                        });
                         GValue::Num(count as f64)
                     }
                     "dtype" => {

@@ -256,7 +256,7 @@ pub(super) fn find_patches(
     rules: &RuleSet,
     candidates: Option<&Near>,
     reaches: &[u8],
-    outputs: &[String],
+    outputs: &[NodeId],
     scratch: &mut Scratch,
     report: &mut Report,
 ) -> Patches {
@@ -264,10 +264,8 @@ pub(super) fn find_patches(
     // pattern) may be shared between patches, like the Const predicate of
     // many Switches, but may not be a root of another patch of the round.
     let Scratch { is_root, is_interior, warned, .. } = scratch;
-    // The outputs' nodes in this round's graph, compared by id.
-    let mut protected: Vec<NodeId> = outputs.iter().filter_map(|o| work.id(o)).collect();
-    protected.sort_unstable();
-    let protected = &protected[..];
+    // The outputs' nodes in this round's graph (sorted).
+    let protected = outputs;
     refill(is_root, work.len(), false);
     refill(is_interior, work.len(), false);
     // The rules that may match at a node of each op, in rule order, and

@@ -65,6 +65,9 @@ struct Link {
 
 const NONE: u32 = u32::MAX;
 
+/// Reader lists of at most this many are read whole by [`Work::is_read`].
+const SHORT: usize = 16;
+
 /// A node for [`Work::add_all`]: what [`Work::add`] takes, and the
 /// [`crate::graph::name_hash`] of its name.
 pub struct Adding<'a> {
@@ -90,6 +93,9 @@ pub struct Work<'g> {
     edges: Vec<Edge>,
     /// First consumer link of each node.
     head: Vec<u32>,
+    /// How many of each source node's source consumers are known to be
+    /// gone (removed or rewired): [`Work::is_read`] looks past them.
+    gone_readers: Vec<u32>,
     links: Vec<Link>,
     added: Vec<Added>,
     /// Added nodes by the hash of their name (a removed one may be shadowed
@@ -146,6 +152,8 @@ impl<'g> Work<'g> {
             ins: filled(n, room, (NONE, 0)),
             edges: Vec::new(),
             head: filled(n, room, NONE),
+            // Zeroed by the allocator: pages no node writes are not touched.
+            gone_readers: vec![0; n],
             links: Vec::new(),
             added: Vec::with_capacity(n / 2),
             names: HashedIds::default(),
@@ -302,6 +310,49 @@ impl<'g> Work<'g> {
             None
         });
         from_source.chain(linked)
+    }
+
+    /// Whether anything reads the node (data or control), as
+    /// `consumers(id).next().is_some()` says, in time that does not grow with
+    /// the readers it lost: a reader gone stays gone (removed nodes do not
+    /// come back, a rewired node's generation only goes up), so the source
+    /// readers found gone and the stale links at the head of the node's list
+    /// are stepped past for good. Asking after each of a shared node's many
+    /// readers goes (pruning asks each time) is then linear, not quadratic.
+    pub fn is_read(&mut self, id: NodeId) -> bool {
+        if id < self.n0 {
+            let source = self.src.consumers(id);
+            let live = |c: &Consumer| self.alive[c.node as usize] && self.era[c.node as usize] == 0;
+            // A short list is read whole (its count is not worth a read of
+            // memory of its own).
+            if source.len() <= SHORT {
+                if source.iter().any(live) {
+                    return true;
+                }
+            } else {
+                let mut gone = self.gone_readers[id as usize] as usize;
+                while source.get(gone).is_some_and(|c| !live(c)) {
+                    gone += 1;
+                }
+                self.gone_readers[id as usize] = gone as u32;
+                if gone < source.len() {
+                    return true;
+                }
+            }
+        }
+        let head = self.head[id as usize];
+        let mut at = head;
+        while at != NONE {
+            let l = self.links[at as usize];
+            if self.alive[l.node as usize] && self.era[l.node as usize] == l.era {
+                break;
+            }
+            at = l.next;
+        }
+        if at != head {
+            self.head[id as usize] = at;
+        }
+        at != NONE
     }
 
     /// The alive node named `name` (phantoms have no name here).
