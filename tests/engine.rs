@@ -344,9 +344,10 @@ fn a_rule_that_never_ends_hits_the_cap_and_names_itself() {
     }
 }
 
-#[test]
-fn parameters_have_defaults_and_can_be_set() {
-    let g = graph(vec![
+/// A boolean flag named `phase` (a PlaceholderWithDefault) that an
+/// Identity reads.
+fn phase_flag_graph() -> Graph {
+    graph(vec![
         node(
             "phase",
             "PlaceholderWithDefault",
@@ -355,7 +356,12 @@ fn parameters_have_defaults_and_can_be_set() {
         ),
         node("d", "Const", &[], &[]),
         node("out", "Identity", &["phase"], &[]),
-    ]);
+    ])
+}
+
+#[test]
+fn parameters_have_defaults_and_can_be_set() {
+    let g = phase_flag_graph();
     let text = r#"
 param flag = ["training", "is_training"]
 rule lock: t = PlaceholderWithDefault{dtype: DT_BOOL}(...) where name(t) in flag
@@ -409,16 +415,7 @@ rule lock: p = PlaceholderWithDefault{dtype: DT_BOOL}(...) where name(p) in flag
         assert!(shown.contains(&format!("`{name}` defaults to")), "{shown}");
     }
     // A list given as several names locks a flag under any of them.
-    let g = graph(vec![
-        node(
-            "phase",
-            "PlaceholderWithDefault",
-            &["d"],
-            &[("dtype", Value::Type(DataType::DtBool as i32))],
-        ),
-        node("d", "Const", &[], &[]),
-        node("out", "Identity", &["phase"], &[]),
-    ]);
+    let g = phase_flag_graph();
     let (_, report) =
         apply(&g, &rules(text, &[("flag", "mode, phase")]), &Options::default()).unwrap();
     assert_eq!(fired(&report, "lock"), 1);
