@@ -308,7 +308,13 @@ pub fn write_with(
     let err = |source| WriteError { path: path.to_path_buf(), source };
     if path == Path::new("-") {
         let mut out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
-        return fill(&mut out).and_then(|()| out.flush()).map_err(err);
+        // A reader that stopped reading (`| head`) wants no more: the
+        // rest is not written, and that is not an error (as for any Unix
+        // tool that a closed pipe stops).
+        return match fill(&mut out).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            done => done.map_err(err),
+        };
     }
     write_atomic(path, |out| fill(out)).map_err(err)
 }

@@ -180,6 +180,36 @@ enum Command {
     },
 }
 
+/// Console output that a closed pipe (`graphrw packs | head -1`) does not
+/// turn into a panic: what no one reads any more is dropped and the command
+/// goes on, so the files it writes are still written. Data written to
+/// standard output as a file (`-o -`) goes through the writers instead,
+/// whose errors are errors.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().width(100).build())))
         .ok();
@@ -187,7 +217,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            errln!("{report:?}");
             ExitCode::FAILURE
         }
     }
@@ -216,18 +246,21 @@ fn run(command: Command) -> Result<ExitCode> {
             let options = Options { outputs, prune: !no_prune, max_rewrites };
             let (rewritten, summary) = rewrite(&graph, &rules, &options)?;
             for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
+                errln!("warning: {warning}");
             }
             match report.as_deref() {
                 Some("json") => {
-                    eprintln!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?)
+                    errln!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?)
                 }
-                Some(_) => eprint!("{}", text_report(&summary)),
+                Some(_) => err!("{}", text_report(&summary)),
                 None => {
                     let fired: usize = summary.fired.iter().map(|f| f.1).sum();
-                    eprintln!(
+                    errln!(
                         "{fired} rewrites in {} rounds: {} -> {} nodes ({:.3} s)",
-                        summary.rounds, summary.nodes_before, summary.nodes_after, summary.seconds
+                        summary.rounds,
+                        summary.nodes_before,
+                        summary.nodes_after,
+                        summary.seconds
                     );
                 }
             }
@@ -249,7 +282,7 @@ fn run(command: Command) -> Result<ExitCode> {
                         m.output
                     ));
                 }
-                eprintln!(
+                errln!(
                     "verified {} outputs: worst relative difference {:.2e}",
                     verdict.compared.len(),
                     verdict.worst_relative
@@ -269,7 +302,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 }
             }
             if target != Path::new("-") {
-                println!("{}", target.display());
+                outln!("{}", target.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -285,7 +318,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 })?;
                 let file = output.join(format!("{}.npy", name.replace(['/', ':'], "_")));
                 value.to_npy().write(&file).into_diagnostic()?;
-                println!("{name} {} {:?} -> {}", value.dtype_name(), value.shape, file.display());
+                outln!("{name} {} {:?} -> {}", value.dtype_name(), value.shape, file.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -318,7 +351,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 verdict_line(&verdict, (&stored, path), (rtol, atol), &mut lines)?;
             }
             for line in lines {
-                println!("{line}");
+                outln!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -332,7 +365,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 let mut diags = loaded.diagnostics.clone();
                 diags.extend(check(&loaded));
                 for diag in &diags {
-                    eprint!("{}", diag.render(100));
+                    err!("{}", diag.render(100));
                 }
                 let e = diags.iter().filter(|d| d.is_error()).count();
                 let w = diags.len() - e;
@@ -347,7 +380,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 }
             }
             for line in lines {
-                println!("{line}");
+                outln!("{line}");
             }
             if errors > 0 {
                 return Err(miette!(
@@ -362,15 +395,15 @@ fn run(command: Command) -> Result<ExitCode> {
             for (name, _) in PACKS {
                 let loaded = load(&[Origin::Pack(name.to_string())]);
                 let doc = loaded.files.first().and_then(|f| f.1.clone()).unwrap_or_default();
-                println!("{name}");
+                outln!("{name}");
                 for line in doc.lines() {
-                    println!("    {line}");
+                    outln!("    {line}");
                 }
                 for rule in &loaded.rules {
                     let about = rule.rule.doc.as_deref().unwrap_or("").lines().next().unwrap_or("");
-                    println!("  - {}: {about}", rule.rule.name);
+                    outln!("  - {}: {about}", rule.rule.name);
                 }
-                println!();
+                outln!();
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -378,10 +411,10 @@ fn run(command: Command) -> Result<ExitCode> {
             let graph = read_graph(&model, format)?;
             let summary = summarize(&graph);
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?);
+                outln!("{}", serde_json::to_string_pretty(&summary).into_diagnostic()?);
             } else {
-                println!("{}", model.display());
-                print!("{summary}");
+                outln!("{}", model.display());
+                out!("{summary}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -389,11 +422,11 @@ fn run(command: Command) -> Result<ExitCode> {
             let graph = read_graph(&model, format)?;
             let problems = validate(&graph);
             if problems.is_empty() {
-                println!("{}: valid, {} nodes", model.display(), graph.len());
+                outln!("{}: valid, {} nodes", model.display(), graph.len());
                 return Ok(ExitCode::SUCCESS);
             }
             for problem in &problems {
-                eprintln!("{}: {problem}", model.display());
+                errln!("{}: {problem}", model.display());
             }
             Err(miette!(
                 "{}: {} validation problem{}",
@@ -406,7 +439,7 @@ fn run(command: Command) -> Result<ExitCode> {
             let graph = read_graph(&input, format)?;
             write_graph(&output, &graph, to)?;
             if output != Path::new("-") {
-                eprintln!("wrote {}", output.display());
+                errln!("wrote {}", output.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -417,9 +450,9 @@ fn run(command: Command) -> Result<ExitCode> {
             let pruned = prune(&graph, &roots);
             let target = output.unwrap_or_else(|| sibling(&model, "pruned", to));
             write_graph(&target, &pruned, to)?;
-            eprintln!("kept {} of {before} nodes", pruned.len());
+            errln!("kept {} of {before} nodes", pruned.len());
             if target != Path::new("-") {
-                println!("{}", target.display());
+                outln!("{}", target.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -509,6 +542,7 @@ fn load_rules(args: &[String], sets: &[String]) -> Result<RuleSet> {
         .iter()
         .map(|s| {
             s.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
                 .map(|(k, v)| (k.trim().to_string(), v.to_string()))
                 .ok_or_else(|| miette!("--set {s}: expected NAME=VALUE"))
         })
@@ -516,13 +550,13 @@ fn load_rules(args: &[String], sets: &[String]) -> Result<RuleSet> {
     match compile(&loaded, &sets) {
         Ok(rules) => {
             for warning in &rules.warnings {
-                eprint!("{}", warning.render(100));
+                err!("{}", warning.render(100));
             }
             Ok(rules)
         }
         Err(diags) => {
             for diag in &diags {
-                eprint!("{}", diag.render(100));
+                err!("{}", diag.render(100));
             }
             let errors = diags.iter().filter(|d| d.is_error()).count();
             Err(miette!("the rules have {errors} error{}", plural(errors)))

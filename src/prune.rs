@@ -17,6 +17,13 @@ pub enum UnknownOutput {
         #[help]
         suggestion: Option<String>,
     },
+    /// Not `node` nor `node:N` (and no node has it for a name).
+    #[error("output `{name}` is not a tensor name: write `node` or `node:N`")]
+    #[diagnostic(code(graphrw::prune::bad_output_name))]
+    NotATensor {
+        /// The name as given.
+        name: String,
+    },
     /// The node has no output of that number.
     #[error("output `{name}`: `{node}` ({op}) has {outputs} output{}, so no port {port}", if *outputs == 1 { "" } else { "s" })]
     #[diagnostic(code(graphrw::prune::unknown_port))]
@@ -39,7 +46,7 @@ impl UnknownOutput {
     pub fn suggestion(&self) -> Option<&str> {
         match self {
             UnknownOutput::NoNode { suggestion, .. } => suggestion.as_deref(),
-            UnknownOutput::NoPort { .. } => None,
+            UnknownOutput::NoPort { .. } | UnknownOutput::NotATensor { .. } => None,
         }
     }
 }
@@ -61,7 +68,12 @@ pub fn resolve_tensors<S: AsRef<str>>(
         .iter()
         .map(|name| {
             let name = name.as_ref();
-            let (node, port) = parse_tensor_name(name).unwrap_or((name, 0));
+            let (node, port) = match parse_tensor_name(name) {
+                Ok(tensor) => tensor,
+                // A name TensorFlow would not give a node may still be one.
+                Err(_) if graph.id(name).is_some() => (name, 0),
+                Err(_) => return Err(UnknownOutput::NotATensor { name: name.to_string() }),
+            };
             let id = graph.id(node).ok_or_else(|| UnknownOutput::NoNode {
                 name: name.to_string(),
                 suggestion: closest_name(graph, node).map(|s| format!("did you mean `{s}`?")),

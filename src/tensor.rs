@@ -260,7 +260,7 @@ pub fn reshape_inferred(len: usize, dims: &[i64]) -> Option<usize> {
         .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))?;
     match dims.contains(&-1) {
         false => (known == len).then_some(0),
-        true => (known > 0 && len % known == 0).then(|| len / known),
+        true => (known > 0 && len.is_multiple_of(known)).then(|| len / known),
     }
 }
 

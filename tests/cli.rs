@@ -158,6 +158,16 @@ fn prune_writes_beside_the_input_and_keeps_the_outputs() {
     let out = graphrw([Path::new("prune"), &model, Path::new("--outputs"), Path::new("nope")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("output `nope` names no node of the graph"));
+    // A --set without a name is refused before anything is read.
+    let out = graphrw([
+        Path::new("apply"),
+        Path::new("inference"),
+        &model,
+        Path::new("--set"),
+        Path::new("=x"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--set =x: expected NAME=VALUE"), "{}", stderr(&out));
 }
 
 #[test]
@@ -239,6 +249,39 @@ fn bad_inputs_get_clear_errors() {
     assert!(stderr(&out).contains("missing.pb") && stderr(&out).contains("No such file"));
     let out = graphrw([Path::new("inspect"), tmp.path()]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Output no one reads any more (`graphrw packs | head -1`) is dropped, not
+/// a panic, and the command's files are still written.
+#[test]
+fn a_closed_pipe_stops_no_command() {
+    let (code, err) = common::graphrw_unread(["packs"], true);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let model = common::fixtures_dir().join("seed/model.pb");
+    let (code, err) = common::graphrw_unread(
+        [Path::new("convert"), &model, Path::new("-"), Path::new("--to"), Path::new("pbtxt")],
+        true,
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.pb");
+    let (code, printed) = common::graphrw_unread(
+        [
+            Path::new("apply"),
+            Path::new("inference"),
+            &model,
+            Path::new("-o"),
+            &out,
+            Path::new("--report"),
+            Path::new("text"),
+        ],
+        false,
+    );
+    assert_eq!(code, Some(0), "{printed}");
+    assert_eq!(printed.trim(), out.display().to_string());
+    assert_eq!(graphrw::io::read_graph(&out, None).unwrap().len(), 24);
 }
 
 #[test]

@@ -231,6 +231,18 @@ fn unknown_output_names_suggest_the_closest_node() {
     assert_eq!(err.to_string(), "output `backend/final_dense/Matmul` names no node of the graph");
     assert_eq!(err.suggestion(), Some("did you mean `backend/final_dense/MatMul`?"));
     assert!(resolve_outputs(&g, &["zzz"]).unwrap_err().suggestion().is_none());
+    for bad in [":1", "backend/final_dense/MatMul:", "^backend/final_dense/MatMul", "a:99999999999"]
+    {
+        assert_eq!(
+            resolve_outputs(&g, &[bad]).unwrap_err().to_string(),
+            format!("output `{bad}` is not a tensor name: write `node` or `node:N`")
+        );
+    }
+    assert_eq!(
+        resolve_outputs(&g, &["backend/final_dense/MatMul:1"]).unwrap_err().to_string(),
+        "output `backend/final_dense/MatMul:1`: `backend/final_dense/MatMul` (MatMul) has 1 \
+         output, so no port 1"
+    );
 }
 
 #[test]

@@ -938,8 +938,9 @@ mod tests {
         let names: Vec<String> = (0..3000).map(|i| format!("added/{i}")).collect();
         // Every third name of those added at once hashed as the same value
         // (all clash), the others by their real hash.
-        let hash =
-            |i: usize| if i % 3 == 0 && i < 2000 { 7 } else { crate::graph::name_hash(&names[i]) };
+        let hash = |i: usize| {
+            if i.is_multiple_of(3) && i < 2000 { 7 } else { crate::graph::name_hash(&names[i]) }
+        };
         let adding = |i: usize| Adding {
             name: names[i].clone(),
             hash: hash(i),

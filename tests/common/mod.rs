@@ -91,6 +91,27 @@ where
     command(args).current_dir(dir).output().expect("the graphrw binary runs")
 }
 
+/// Runs graphrw with its standard output (`stdout: true`) or error output
+/// going into a pipe no one reads (closed before it starts); the other is
+/// captured. Gives its exit code and what it wrote to the other.
+pub fn graphrw_unread<I, S>(args: I, stdout: bool) -> (Option<i32>, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let mut command = command(args);
+    if stdout {
+        command.stdout(writer).stderr(std::process::Stdio::piped());
+    } else {
+        command.stderr(writer).stdout(std::process::Stdio::piped());
+    }
+    let out = command.output().expect("the graphrw binary runs");
+    let other = if stdout { &out.stderr } else { &out.stdout };
+    (out.status.code(), String::from_utf8_lossy(other).into_owned())
+}
+
 fn command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
