@@ -5,13 +5,15 @@ for panics, crashes and hangs (any exit but 0 and 1 is one; so is a run over
 
     python3 scripts/fuzz.py [--runs N] [--seed S] [--bin PATH]
 
-Five kinds of input, in turn: binary models with bytes changed, inserted,
+Six kinds of input, in turn: binary models with bytes changed, inserted,
 removed or copied; text-format models mutated the same way; text-format
 models with their numbers, dtypes and strings swapped for others (which
 keeps them parsable, so the evaluator and the rules see odd shapes and
 attributes); rule files with tokens inserted, removed or copied; `.npy`
 feeds with their header's dtype, shape or order swapped, or bytes changed
-or cut. A failing
+or cut; command-line options (`--outputs` naming nodes with odd ports or
+not at all, `--set` with odd names and values) on the models as they are.
+A failing
 input is kept under the work directory (printed), and the exit code is the
 number of failures (capped at 100).
 
@@ -92,6 +94,22 @@ NPY_SWAPS = ["'<f8'", "'>f4'", "'|b1'", "'<i8'", "'<U4'", "'O'", "True", "(0,)",
              "(99999999999, 99999999999)", "()", "'x'"]
 
 
+def mutate_options(rng, names):
+    """An `--outputs` list and `--set` options, each odd in its own way."""
+    def tensor():
+        n = rng.choice(names)
+        return rng.choice([n, f"{n}:{rng.randrange(6)}", f"{n}:", f"{n}:-1",
+                           f"{n}:99999999999", f"{n}:x", f"^{n}", n[:-1], ":1", " " + n])
+    outputs = ",".join(tensor() for _ in range(rng.randrange(1, 4)))
+    sets = []
+    for _ in range(rng.randrange(3)):
+        name = rng.choice(["flag", "float_types", "nope", "", " flag"])
+        value = rng.choice(["", ",", "a,,b", "training", "1.5", "true", "DT_HALF", "DT_X",
+                            "x" * 1000, "\u00e9", "=", "flag=x", "1e400", "-0"])
+        sets += ["--set", f"{name}={value}"]
+    return outputs, sets
+
+
 def mutate_npy(rng, data):
     header_end = 10 + int.from_bytes(data[8:10], "little")
     kind = rng.randrange(3)
@@ -130,14 +148,27 @@ def main():
             feeds += ["--feed", f"{name.split(':')[0]}={str(v).lower()}"]
         fixtures.append((d, open(os.path.join(d, "model.pb"), "rb").read(),
                          open(text).read(), feeds))
+    names = {f[0]: re.findall(r'^  name: "(.*)"$', f[2], re.M) for f in fixtures}
     npys = sorted(glob.glob(os.path.join(ROOT, "tests/fixtures/*/case0/in_*.npy")))
     rules = sorted(glob.glob(os.path.join(ROOT, "rules/*.rules")))
     out = os.path.join(work, "out")
     failures = 0
     for i in range(args.runs):
         d, binary, text, feeds = rng.choice(fixtures)
-        kind = i % 5
-        if kind == 4:
+        kind = i % 6
+        if kind == 5:
+            model = os.path.join(d, "model.pb")
+            path = os.path.join(work, f"in{i}.txt")
+            outputs, sets = mutate_options(rng, names[d])
+            open(path, "w").write(" ".join([outputs, *sets]))
+            command = rng.choice([
+                ["apply", rng.choice(PACKS), model, "--dry-run", "--outputs", outputs, *sets],
+                ["apply", "inference", model, "-o", out + ".pb", *sets],
+                ["run", model, *feeds, "--outputs", outputs, "-o", work],
+                ["verify", model, model, *feeds, "--outputs", outputs],
+                ["prune", model, "--outputs", outputs, "-o", out + ".pb"],
+            ])
+        elif kind == 4:
             d, feed = rng.choice([(os.path.dirname(os.path.dirname(f)), f) for f in npys])
             path = os.path.join(work, f"in{i}.npy")
             open(path, "wb").write(mutate_npy(rng, open(feed, "rb").read()))
