@@ -491,7 +491,8 @@ impl<'g> Work<'g> {
     /// one's id (the others follow).
     pub fn add_all<'a>(&mut self, nodes: impl IntoIterator<Item = Adding<'a>>) -> NodeId {
         let first = self.len() as NodeId;
-        let mut named = Vec::new();
+        let nodes = nodes.into_iter();
+        let mut named = Vec::with_capacity(nodes.size_hint().0);
         for n in nodes {
             let phantom = matches!(n.body, Body::Phantom);
             let id = self.push(n.name, n.op, n.body, n.parent, n.index);
@@ -499,6 +500,13 @@ impl<'g> Work<'g> {
                 named.push((n.hash, id));
             }
         }
+        // The records every new node starts with, all at once.
+        let len = self.ops.len();
+        self.alive.resize(len, true);
+        self.era.resize(len, 0);
+        self.ins.resize(len, (NONE, 0));
+        self.head.resize(len, NONE);
+        self.kids.resize(len, NONE);
         self.names.reserve(named.len());
         const AHEAD: usize = 16;
         for (i, &(hash, id)) in named.iter().enumerate() {
@@ -510,16 +518,12 @@ impl<'g> Work<'g> {
         first
     }
 
-    /// Adds the node's records, without indexing its name.
+    /// Adds the node's op and definition, without indexing its name; its
+    /// other records are added by [`Work::add_all`], for all its nodes at once.
     fn push(&mut self, name: String, op: &str, body: Body, parent: NodeId, index: u32) -> NodeId {
         let id = self.ops.len() as NodeId;
         let op = self.intern(op);
         self.ops.push(op);
-        self.alive.push(true);
-        self.era.push(0);
-        self.ins.push((NONE, 0));
-        self.head.push(NONE);
-        self.kids.push(NONE);
         if !matches!(body, Body::Phantom) {
             self.added_by_op[op as usize].push(id);
         }
