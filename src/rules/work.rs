@@ -527,8 +527,14 @@ impl<'g> Work<'g> {
         if !matches!(body, Body::Phantom) {
             self.added_by_op[op as usize].push(id);
         }
-        if parent != NodeId::MAX && self.kids[parent as usize] == NONE {
-            self.kids[parent as usize] = id;
+        if parent != NodeId::MAX {
+            // A parent added in the same batch has no record yet.
+            if self.kids.len() <= parent as usize {
+                self.kids.resize(parent as usize + 1, NONE);
+            }
+            if self.kids[parent as usize] == NONE {
+                self.kids[parent as usize] = id;
+            }
         }
         self.added.push(Added { name, body, parent, index });
         self.alive_count += 1;
@@ -929,6 +935,35 @@ mod tests {
         assert_eq!(work.order(), expected);
         let odd: Vec<NodeId> = expected.iter().copied().filter(|id| id % 2 == 1).collect();
         assert_eq!(work.order_of(0, |id| id % 2 == 1), odd);
+    }
+
+    /// Nodes added at once start alive, unread and with no inputs of their
+    /// own, and each is found among its parent's replacements, also when
+    /// the parent came in the same batch.
+    #[test]
+    fn nodes_added_at_once_start_as_nodes_added_one_by_one() {
+        let graph = crate::synth::synth(100);
+        let mut work = Work::new(&graph);
+        let root: NodeId = 3;
+        let first = work.len() as NodeId;
+        let adding = |name: &str, parent: NodeId, index: u32| Adding {
+            name: name.to_string(),
+            hash: crate::graph::name_hash(name),
+            op: "Identity",
+            body: Body::Copy(root),
+            parent,
+            index,
+        };
+        work.add_all([adding("a", root, 0), adding("b", root, 1), adding("a/c", first, 0)]);
+        for id in first..first + 3 {
+            assert!(work.is_alive(id));
+            assert!(work.inputs(id).is_empty());
+            assert_eq!(work.consumers(id).count(), 0);
+            assert!(!work.is_read(id));
+        }
+        assert_eq!(work.replacements(root).collect::<Vec<_>>(), [first, first + 1]);
+        assert_eq!(work.replacements(first).collect::<Vec<_>>(), [first + 2]);
+        assert_eq!(work.id("a/c"), Some(first + 2));
     }
 
     /// Names of nodes added one by one or all at once are found, through
