@@ -185,30 +185,16 @@ enum Command {
 /// goes on, so the files it writes are still written. Data written to
 /// standard output as a file (`-o -`) goes through the writers instead,
 /// whose errors are errors.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
+macro_rules! console {
+    ($stream:ident, $write:ident, $($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let _ = $write!(std::io::$stream().lock(), $($arg)*);
     }};
 }
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
+macro_rules! outln { ($($arg:tt)*) => { console!(stdout, writeln, $($arg)*) }; }
+macro_rules! out { ($($arg:tt)*) => { console!(stdout, write, $($arg)*) }; }
+macro_rules! errln { ($($arg:tt)*) => { console!(stderr, writeln, $($arg)*) }; }
+macro_rules! err { ($($arg:tt)*) => { console!(stderr, write, $($arg)*) }; }
 
 fn main() -> ExitCode {
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().width(100).build())))
