@@ -9,7 +9,7 @@ use miette::{IntoDiagnostic, Result, miette};
 use graphrw::eval::verify::Difference;
 use graphrw::inspect::summarize;
 use graphrw::io::{Format, read_graph, write_graph, write_with};
-use graphrw::prune::{default_outputs, outputs_or_default, prune, resolve_tensors};
+use graphrw::prune::{outputs_or_default, prune, tensors_or_default};
 use graphrw::rules::check::check;
 use graphrw::rules::compile::{RuleSet, compile};
 use graphrw::rules::engine::{Options, Report, rewrite};
@@ -454,11 +454,7 @@ fn parse_feeds(
 /// The tensors named (port 0 unless one is given), or port 0 of the nodes
 /// nothing consumes, as tensor names; a NoOp has no tensor.
 fn output_names(graph: &graphrw::Graph, outputs: &[String]) -> Result<Vec<String>> {
-    let tensors = match outputs.is_empty() {
-        true => default_outputs(graph).into_iter().map(|id| (id, 0)).collect(),
-        false => resolve_tensors(graph, outputs)?,
-    };
-    Ok(tensors
+    Ok(tensors_or_default(graph, outputs)?
         .into_iter()
         .filter(|&(id, _)| graph.op(id) != "NoOp")
         .map(|(id, port)| format!("{}:{port}", graph.name(id)))

@@ -101,12 +101,23 @@ pub fn resolve_outputs<S: AsRef<str>>(
     Ok(resolve_tensors(graph, names)?.into_iter().map(|(id, _)| id).collect())
 }
 
+/// The tensors the user named, or port 0 of the default outputs.
+pub fn tensors_or_default<S: AsRef<str>>(
+    graph: &Graph,
+    names: &[S],
+) -> Result<Vec<(NodeId, u32)>, UnknownOutput> {
+    match names.is_empty() {
+        true => Ok(default_outputs(graph).into_iter().map(|id| (id, 0)).collect()),
+        false => resolve_tensors(graph, names),
+    }
+}
+
 /// The outputs the user named, or the default ones.
 pub fn outputs_or_default<S: AsRef<str>>(
     graph: &Graph,
     names: &[S],
 ) -> Result<Vec<NodeId>, UnknownOutput> {
-    if names.is_empty() { Ok(default_outputs(graph)) } else { resolve_outputs(graph, names) }
+    Ok(tensors_or_default(graph, names)?.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Marks every node that one of `roots` reaches through inputs.

@@ -207,11 +207,7 @@ pub fn rewrite<'g>(
     // otherwise), so they are not looked up by name round after round
     // (there may be hundreds of thousands: by default every node no one
     // reads is one).
-    let mut outputs: Vec<NodeId> = if options.outputs.is_empty() {
-        crate::prune::default_outputs(graph)
-    } else {
-        crate::prune::resolve_outputs(graph, &options.outputs)?
-    };
+    let mut outputs = crate::prune::outputs_or_default(graph, &options.outputs)?;
     outputs.sort_unstable();
     outputs.dedup();
     let t = Instant::now();
