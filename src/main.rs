@@ -557,7 +557,7 @@ fn text_report(report: &Report) -> String {
         out.push_str(&format!("{rule:<36} {count:>5}\n"));
     }
     out.push_str(&format!(
-        "nodes: {} -> {} in {} rounds, {:.3} s (indexing the input {:.3}, setting up and writing out {:.3}, matching {:.3}, applying {:.3}, pruning {:.3}, checking {:.3})\nop                               before  after\n",
+        "nodes: {} -> {} in {} rounds, {:.3} s (indexing the input {:.3}, setting up and writing out {:.3}, matching {:.3}, applying {:.3}, pruning {:.3}, checking {:.3})\n",
         report.nodes_before,
         report.nodes_after,
         report.rounds,
@@ -569,6 +569,21 @@ fn text_report(report: &Report) -> String {
         report.phases.settle,
         report.phases.check
     ));
+    if !report.per_round.is_empty() {
+        out.push_str("round candidates nodes after  seconds  rules fired\n");
+    }
+    for (i, round) in report.per_round.iter().enumerate() {
+        let fired: Vec<String> = round.fired.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        out.push_str(&format!(
+            "{:>5} {:>10} {:>11} {:>8.3}  {}\n",
+            i + 1,
+            round.candidates,
+            round.nodes_after,
+            round.find + round.apply + round.settle + round.check,
+            fired.join(", ")
+        ));
+    }
+    out.push_str("op                               before  after\n");
     let ops: std::collections::BTreeSet<&String> =
         report.ops_before.keys().chain(report.ops_after.keys()).collect();
     for op in ops {

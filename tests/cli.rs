@@ -340,8 +340,50 @@ fn apply_dry_run_and_json_report() {
     assert_eq!(report["fired"][0], serde_json::json!(["lock_training_flag", 1]));
     assert_eq!(report["nodes_before"], 81);
     assert!(report["ops_after"]["Merge"].is_null());
+    // Each round's rules add up to the totals.
+    let rounds = report["per_round"].as_array().unwrap();
+    assert_eq!(rounds.len() as u64, report["rounds"].as_u64().unwrap());
+    let mut totals = std::collections::BTreeMap::new();
+    for (rule, n) in report["fired"].as_array().unwrap().iter().map(|f| (&f[0], &f[1])) {
+        totals.insert(rule.as_str().unwrap(), n.as_u64().unwrap());
+    }
+    for round in rounds {
+        for f in round["fired"].as_array().unwrap() {
+            *totals.get_mut(f[0].as_str().unwrap()).unwrap() -= f[1].as_u64().unwrap();
+        }
+    }
+    assert!(totals.values().all(|&n| n == 0), "{totals:?}");
     let files: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(files.len(), 1, "--dry-run wrote a file");
+}
+
+#[test]
+fn the_text_report_shows_each_round() {
+    let model = common::fixtures_dir().join("seed/model.pb");
+    let out = graphrw([
+        Path::new("apply"),
+        Path::new("inference"),
+        &model,
+        Path::new("--dry-run"),
+        Path::new("--report"),
+        Path::new("text"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("round ")).skip(1).collect();
+    let rounds: Vec<Vec<&str>> = lines
+        .iter()
+        .take_while(|l| !l.starts_with("op "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The seed's cascade: the flag and the weights' Identities, then the
+    // predicates' Identities, then the Switches, then the Merges with the
+    // batch norms behind them.
+    assert_eq!(rounds.len(), 4, "{err}");
+    assert_eq!(rounds[0][..2], ["1", "72"], "{err}");
+    assert!(err.contains("lock_training_flag 1, identity_of_const 19"), "{err}");
+    assert_eq!(rounds[3][2], "24", "{err}");
+    assert_eq!(rounds[3][4..], ["merge_first_live", "4,", "fold_bn_after_bias", "3"], "{err}");
 }
 
 #[test]

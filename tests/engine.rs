@@ -546,6 +546,51 @@ fn a_match_refused_in_every_round_is_reported_once() {
     assert_eq!(refused.len(), 1, "{:?}", report.warnings);
 }
 
+/// The report says what each round did: a chain of Identities of a
+/// constant folds one Identity a round (each sees a Const only once the one
+/// below it is gone), a Relu turned into a Sigmoid in the first round and
+/// into a Tanh in the second; the round that finds nothing is not listed.
+#[test]
+fn each_round_is_reported() {
+    let g = graph(vec![
+        constant("c", vec![1], &[1.0], DataType::DtFloat),
+        node("i1", "Identity", &["c"], &[]),
+        node("i2", "Identity", &["i1"], &[]),
+        node("i3", "Identity", &["i2"], &[]),
+        node("r", "Relu", &["i3"], &[]),
+        node("out", "Identity", &["r"], &[]),
+    ]);
+    let text = "
+        rule fold: Identity(c: Const) => c
+        rule sigmoid: Relu(x) => Sigmoid(x)
+        rule tanh: Sigmoid(x) => Tanh(x)";
+    let (after, report) = run(&g, text);
+    assert_eq!(shape_of(&after), ["c: Const()", "r: Tanh(c)", "out: Identity(r)"]);
+    assert_eq!(report.rounds, 3);
+    let rounds: Vec<(Vec<(&str, usize)>, usize)> = report
+        .per_round
+        .iter()
+        .map(|r| (r.fired.iter().map(|(name, n)| (name.as_str(), *n)).collect(), r.nodes_after))
+        .collect();
+    assert_eq!(
+        rounds,
+        [
+            (vec![("fold", 1), ("sigmoid", 1)], 5),
+            (vec![("fold", 1), ("tanh", 1)], 4),
+            (vec![("fold", 1)], 3),
+        ]
+    );
+    // The first round tries every node a rule may be rooted at: the four
+    // Identities and the Relu.
+    assert_eq!(report.per_round[0].candidates, 5);
+    for round in &report.per_round {
+        assert!(round.candidates >= 1 && round.candidates <= 6, "{round:?}");
+        for seconds in [round.find, round.apply, round.settle, round.check] {
+            assert!(seconds >= 0.0 && seconds <= report.seconds, "{round:?}");
+        }
+    }
+}
+
 /// A constant a rule built is written under its name, and so is a copy of
 /// it a later round makes (its bytes hold the original's name).
 #[test]

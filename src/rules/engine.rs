@@ -69,6 +69,31 @@ pub struct Report {
     /// Where those seconds went: matching (incl. computing constants),
     /// applying patches, dead propagation and pruning, validity checks.
     pub phases: Phases,
+    /// Each round that rewrote something, in order (the last round, which
+    /// found nothing, is not one).
+    pub per_round: Vec<Round>,
+}
+
+/// What one round did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Round {
+    /// Nodes rules were tried at: in the first round every node some rule
+    /// may be rooted at, then the nodes near the last round's changes.
+    pub candidates: usize,
+    /// The rules that fired, with how often, in rule order.
+    pub fired: Vec<(String, usize)>,
+    /// Nodes after the round (dead and, unless `--no-prune`, unneeded
+    /// nodes gone).
+    pub nodes_after: usize,
+    /// Seconds finding the round's candidates (after the first round) and
+    /// matching them, constants computed.
+    pub find: f64,
+    /// Seconds applying the patches.
+    pub apply: f64,
+    /// Seconds spreading dead tensors and pruning.
+    pub settle: f64,
+    /// Seconds checking the round's result.
+    pub check: f64,
 }
 
 /// Seconds per phase of rewriting, summed over rounds.
@@ -234,6 +259,8 @@ pub fn rewrite<'g>(
     // on.
     let mut pruned = options.prune && !has_loops(&work) && reaches_outputs(graph, &outputs);
     let mut scratch = Scratch::default();
+    // Seconds spent finding the next round's candidates, counted in it.
+    let mut nearing = 0.0;
     loop {
         let t = Instant::now();
         let patches = find_patches(
@@ -245,14 +272,21 @@ pub fn rewrite<'g>(
             &mut scratch,
             &mut report,
         );
+        let mut round = Round {
+            candidates: patches.candidates,
+            find: t.elapsed().as_secs_f64() + nearing,
+            ..Round::default()
+        };
         report.phases.find += t.elapsed().as_secs_f64();
         if patches.is_empty() {
             break;
         }
         report.rounds += 1;
         total += patches.len();
+        let mut fired = vec![0usize; rules.rules.len()];
         for patch in patches.iter() {
             report.fired[patch.rule as usize].1 += 1;
+            fired[patch.rule as usize] += 1;
             let nodes = &mut recent[patch.rule as usize];
             if nodes.len() < 5 {
                 nodes.push(work.name(patch.root).to_string());
@@ -280,7 +314,8 @@ pub fn rewrite<'g>(
         });
         let mut changes = Changes::default();
         apply_patches(&mut work, patches, &mut outputs, &mut scratch, &mut changes);
-        report.phases.apply += t.elapsed().as_secs_f64();
+        round.apply = t.elapsed().as_secs_f64();
+        report.phases.apply += round.apply;
         let t = Instant::now();
         let prune = match options.prune {
             false => Prune::No,
@@ -289,10 +324,20 @@ pub fn rewrite<'g>(
         };
         settle(&mut work, &outputs, prune, &rule_names, &mut scratch, &mut changes)?;
         pruned = true;
-        report.phases.settle += t.elapsed().as_secs_f64();
+        round.settle = t.elapsed().as_secs_f64();
+        report.phases.settle += round.settle;
         let t = Instant::now();
         check_round(&work, &changes, cycle_risk, &mut cyclic_before, &rule_names)?;
-        report.phases.check += t.elapsed().as_secs_f64();
+        round.check = t.elapsed().as_secs_f64();
+        report.phases.check += round.check;
+        round.fired = fired
+            .into_iter()
+            .enumerate()
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| (rules.rules[r].rule.name.name.clone(), n))
+            .collect();
+        round.nodes_after = work.alive() - usize::from(work.live_marker().is_some());
+        report.per_round.push(round);
         if total > options.max_rewrites {
             let mut lines: Vec<(usize, String)> = recent
                 .iter()
@@ -318,7 +363,8 @@ pub fn rewrite<'g>(
         let t = Instant::now();
         let distance = candidates.take().map(|c| c.distance).unwrap_or_default();
         candidates = Some(near(&work, &changes.seeds, reach, distance));
-        report.phases.find += t.elapsed().as_secs_f64();
+        nearing = t.elapsed().as_secs_f64();
+        report.phases.find += nearing;
     }
     // Rounds prune as they go; when none ran, what the outputs do not reach
     // still goes (unless the input showed there is none).

@@ -401,7 +401,9 @@ pub(super) fn find_patches(
     }
     // The kept patches in the order of their roots, in their shares (joining
     // them would copy every patch into fresh memory).
-    Patches::of(parts.into_iter().map(Found::kept).collect())
+    let mut patches = Patches::of(parts.into_iter().map(Found::kept).collect());
+    patches.candidates = ids.len();
+    patches
 }
 
 /// A round's kept patches in order, in the shares the search found them in.
@@ -410,6 +412,8 @@ pub(super) struct Patches {
     parts: Vec<Vec<Patch>>,
     /// Where each part starts in the order.
     starts: Vec<usize>,
+    /// How many candidates the round tried rules at.
+    pub(super) candidates: usize,
 }
 
 impl Patches {
@@ -420,7 +424,7 @@ impl Patches {
             starts.push(at);
             at += part.len();
         }
-        Patches { parts, starts }
+        Patches { parts, starts, candidates: 0 }
     }
 
     pub(super) fn len(&self) -> usize {
