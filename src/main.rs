@@ -550,6 +550,9 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Rounds the text report shows at each end of a longer cascade.
+const ROUNDS_SHOWN: usize = 10;
+
 fn text_report(report: &Report) -> String {
     let mut out = String::new();
     out.push_str("rule                                 fired\n");
@@ -572,7 +575,15 @@ fn text_report(report: &Report) -> String {
     if !report.per_round.is_empty() {
         out.push_str("round candidates nodes after  seconds  rules fired\n");
     }
+    // A long cascade (a chain folded a link a round) shows its ends.
+    let rounds = report.per_round.len();
     for (i, round) in report.per_round.iter().enumerate() {
+        if rounds > 2 * ROUNDS_SHOWN && i >= ROUNDS_SHOWN && i < rounds - ROUNDS_SHOWN {
+            if i == ROUNDS_SHOWN {
+                out.push_str(&format!("  ... {} more rounds\n", rounds - 2 * ROUNDS_SHOWN));
+            }
+            continue;
+        }
         let fired: Vec<String> = round.fired.iter().map(|(r, n)| format!("{r} {n}")).collect();
         out.push_str(&format!(
             "{:>5} {:>10} {:>11} {:>8.3}  {}\n",

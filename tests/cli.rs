@@ -357,6 +357,46 @@ fn apply_dry_run_and_json_report() {
     assert_eq!(files.len(), 1, "--dry-run wrote a file");
 }
 
+/// A chain of 30 Identities of a constant folds a link a round: the text
+/// report shows the first and last ten rounds.
+#[test]
+fn a_long_cascade_shows_its_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let float = "attr { key: \"T\" value { type: DT_FLOAT } }";
+    let mut text = String::from(
+        "node { name: \"i0\" op: \"Const\" attr { key: \"dtype\" value { type: DT_FLOAT } } \
+         attr { key: \"value\" value { tensor { dtype: DT_FLOAT tensor_shape {} float_val: 1 } } } }\n",
+    );
+    for i in 1..=30 {
+        text +=
+            &format!("node {{ name: \"i{i}\" op: \"Identity\" input: \"i{}\" {float} }}\n", i - 1);
+    }
+    text += &format!("node {{ name: \"out\" op: \"Relu\" input: \"i30\" {float} }}\n");
+    let model = tmp.path().join("chain.pbtxt");
+    std::fs::write(&model, text).unwrap();
+    let out = graphrw([
+        Path::new("apply"),
+        Path::new("fold"),
+        &model,
+        Path::new("--dry-run"),
+        Path::new("--report"),
+        Path::new("text"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let rows: Vec<&str> = err
+        .lines()
+        .skip_while(|l| !l.starts_with("round "))
+        .skip(1)
+        .take_while(|l| !l.starts_with("op "))
+        .collect();
+    assert_eq!(rows.len(), 21, "{err}");
+    assert_eq!(rows[10].trim(), "... 10 more rounds", "{err}");
+    let numbers: Vec<&str> = rows.iter().map(|r| r.split_whitespace().next().unwrap()).collect();
+    assert_eq!((numbers[9], numbers[11], numbers[20]), ("10", "21", "30"), "{err}");
+    assert!(rows[20].ends_with("identity_of_const 1"), "{err}");
+}
+
 #[test]
 fn the_text_report_shows_each_round() {
     let model = common::fixtures_dir().join("seed/model.pb");
