@@ -230,6 +230,13 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
             guess_what_it_is(e.as_bytes())
         },
     })?;
+    // A large file is parsed in pieces of whole nodes, on every core, each
+    // piece's nodes encoded before the next piece is parsed; a piece that
+    // does not parse sends the whole file through the parser below, which
+    // says where it is wrong.
+    if let Some((nodes, tail)) = text_pieces(&text).and_then(|pieces| parse_pieces(&pieces)) {
+        return graph_of_parts(path, nodes, tail);
+    }
     let message = match DynamicMessage::parse_text_format(graph_descriptor(), &text) {
         Ok(message) => message,
         Err(err) => {
@@ -258,12 +265,17 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
             })));
         }
     };
-    // Dynamic messages keep maps in hash order; going through prost's types
-    // (sorted maps) makes the binary form deterministic.
-    let encoded = prost::Message::encode_to_vec(&message);
-    let graph = <crate::proto::GraphDef as prost::Message>::decode(encoded.as_slice())
-        .expect("a message of GraphDef's own descriptor decodes as GraphDef");
-    if graph.node.is_empty() && graph.library.is_none() {
+    let mut message = message;
+    let mut nodes = take_nodes(&mut message);
+    let starts: Vec<u32> = (0..=nodes.len() as u32).collect();
+    let nodes = crate::par::split_mut(&mut nodes, &starts, 1024, |_, share| encode_nodes(share));
+    graph_of_parts(path, nodes.concat(), tail_fields(&prost::Message::encode_to_vec(&message)))
+}
+
+/// The graph of a text file's nodes and other top-level fields, unless it
+/// has neither nodes nor functions.
+fn graph_of_parts(path: &Path, nodes: Vec<Bytes>, tail: Vec<Bytes>) -> Result<Graph, ReadError> {
+    if nodes.is_empty() && !tail.iter().any(|f| f.first() == Some(&LIBRARY_TAG)) {
         return Err(ReadError::NotGraphDef {
             path: path.to_path_buf(),
             format: Format::Text,
@@ -271,7 +283,167 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
             hint: None,
         });
     }
-    Ok(Graph::from_def(&graph))
+    Ok(Graph::from_nodes(nodes, tail).expect("prost's own encoding of nodes and fields"))
+}
+
+/// The first byte of a GraphDef's `library` field (field 2, length-delimited).
+const LIBRARY_TAG: u8 = 0x12;
+
+/// Text files smaller than this are parsed whole.
+const PIECE: usize = 1 << 20;
+
+/// A large text file cut into pieces of about [`PIECE`] bytes, each a run
+/// of whole top-level fields, cut only before a `node` that follows a
+/// closed message. `None` (parse it whole) for a small file, or one whose
+/// pieces might not mean what the whole does: a top-level field other than
+/// `node` given twice (an error whole, two fields apart), a top-level `[`
+/// (an extension or a list), or a string or brace left open.
+fn text_pieces(text: &str) -> Option<Vec<&str>> {
+    if text.len() < 2 * PIECE {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::new();
+    let (mut start, mut depth, mut at) = (0, 0usize, 0);
+    // The last significant byte at depth 0, and the top-level fields seen.
+    let mut last = 0u8;
+    let mut fields: Vec<&[u8]> = Vec::new();
+    while at < bytes.len() {
+        let b = bytes[at];
+        match b {
+            b'#' => {
+                at += memchr::memchr(b'\n', &bytes[at..]).unwrap_or(bytes.len() - at);
+                continue;
+            }
+            b'"' | b'\'' => {
+                at += 1;
+                loop {
+                    let end = at + memchr::memchr3(b, b'\\', b'\n', &bytes[at..])?;
+                    match bytes[end] {
+                        b'\\' => at = end + 2,
+                        b'\n' => return None,
+                        _ => {
+                            at = end + 1;
+                            break;
+                        }
+                    }
+                }
+                last = b'"';
+                continue;
+            }
+            b'{' | b'<' => depth += 1,
+            b'}' | b'>' => depth = depth.checked_sub(1)?,
+            b'[' if depth == 0 => return None,
+            _ if depth == 0 && (b.is_ascii_alphabetic() || b == b'_') => {
+                let end = at
+                    + bytes[at..]
+                        .iter()
+                        .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                        .unwrap_or(bytes.len() - at);
+                let name = &bytes[at..end];
+                if name == b"node" {
+                    if matches!(last, b'}' | b'>') && at - start >= PIECE {
+                        pieces.push(&text[start..at]);
+                        start = at;
+                    }
+                } else if matches!(last, 0 | b'}' | b'>' | b'"') || last.is_ascii_alphanumeric() {
+                    // A field name (an enum value or number after `:` is
+                    // never `node`, and repeats harmlessly here only if it
+                    // is also a field name).
+                    if fields.contains(&name) {
+                        return None;
+                    }
+                    fields.push(name);
+                }
+                last = b'a';
+                at = end;
+                continue;
+            }
+            _ => {}
+        }
+        if depth == 0 && !b.is_ascii_whitespace() {
+            last = b;
+        }
+        at += 1;
+    }
+    if depth != 0 {
+        return None;
+    }
+    pieces.push(&text[start..]);
+    (pieces.len() > 1).then_some(pieces)
+}
+
+/// Parses the pieces of a text file (on every core, each piece's nodes
+/// encoded and its parse dropped before the next is parsed): the nodes and
+/// the other top-level fields, or `None` when a piece does not parse.
+fn parse_pieces(pieces: &[&str]) -> Option<(Vec<Bytes>, Vec<Bytes>)> {
+    let parsed = crate::par::shares(pieces, 2, |_, share| {
+        // A pool of descriptors of the thread's own: every message parsed
+        // holds a count of references to its pool, and two cores counting
+        // on one pool's took more time passing it between them than parsing.
+        let graph = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set built from proto/ is valid")
+            .get_message_by_name("tensorflow.GraphDef")
+            .expect("proto/graph.proto defines tensorflow.GraphDef");
+        let mut nodes = Vec::new();
+        let mut rest = Vec::new();
+        for piece in share {
+            let mut message = DynamicMessage::parse_text_format(graph.clone(), piece).ok()?;
+            nodes.extend(encode_nodes(&mut take_nodes(&mut message)));
+            prost::Message::encode(&message, &mut rest).expect("a Vec grows");
+        }
+        Some((nodes, rest))
+    });
+    let mut nodes = Vec::new();
+    let mut rest = Vec::new();
+    for share in parsed {
+        let (share_nodes, share_rest) = share?;
+        nodes.extend(share_nodes);
+        rest.extend(share_rest);
+    }
+    Some((nodes, tail_fields(&rest)))
+}
+
+/// The nodes of a parsed GraphDef, taken out of it.
+fn take_nodes(message: &mut DynamicMessage) -> Vec<prost_reflect::Value> {
+    match message.take_field_by_name("node") {
+        Some(prost_reflect::Value::List(nodes)) => nodes,
+        _ => Vec::new(),
+    }
+}
+
+/// Parsed nodes, each encoded as prost encodes a NodeDef (dynamic messages
+/// keep maps in hash order, prost's types sort them: the binary form is
+/// deterministic), each dropped once encoded. Node by node: the whole
+/// GraphDef in prost's types at once took a 200k-node graph a GB of fresh
+/// pages, most of the time going to zeroing them.
+fn encode_nodes(nodes: &mut [prost_reflect::Value]) -> Vec<Bytes> {
+    use prost::Message;
+    nodes
+        .iter_mut()
+        .map(|node| {
+            let prost_reflect::Value::Message(node) =
+                std::mem::replace(node, prost_reflect::Value::Bool(false))
+            else {
+                unreachable!("GraphDef.node holds messages")
+            };
+            let def = crate::proto::NodeDef::decode(node.encode_to_vec().as_slice())
+                .expect("a message of NodeDef's own descriptor decodes as NodeDef");
+            Bytes::from(def.encode_to_vec())
+        })
+        .collect()
+}
+
+/// A GraphDef's fields other than its nodes (`encoded`: them, encoded in
+/// any order, merged as protobuf merges), each as prost encodes it.
+fn tail_fields(encoded: &[u8]) -> Vec<Bytes> {
+    use prost::Message;
+    let rest = crate::proto::GraphDef::decode(encoded)
+        .expect("a message of GraphDef's own descriptor decodes as GraphDef");
+    let rest = Bytes::from(rest.encode_to_vec());
+    crate::wire::fields(&rest)
+        .map(|f| f.map(|f| rest.slice(f.start..f.end)).expect("prost's own encoding"))
+        .collect()
 }
 
 /// The text format of `graph`, as TensorFlow's `text_format` reads it.

@@ -238,3 +238,56 @@ fn models_read_from_pipes_and_mapped_files_agree() {
         assert!(written == file);
     }
 }
+
+/// A text file of several MB is parsed in pieces on every core: what it
+/// reads is what the binary file holds, byte for byte (the graph's
+/// `versions` after the last node included), and the pieces are cut only
+/// before nodes.
+#[test]
+fn a_large_text_file_reads_as_its_binary_form() {
+    let graph = graphrw::synth::synth(20_000);
+    let mut binary = Vec::new();
+    encode(&graph, Format::Binary, &mut binary).unwrap();
+    let mut text = Vec::new();
+    encode(&graph, Format::Text, &mut text).unwrap();
+    assert!(text.len() > 4 << 20, "{} bytes: too small to be cut", text.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("big.pbtxt");
+    std::fs::write(&path, &text).unwrap();
+    let read = read_graph(&path, None).unwrap();
+    let mut again = Vec::new();
+    encode(&read, Format::Binary, &mut again).unwrap();
+    assert!(again == binary, "the text file read back differs from the binary");
+}
+
+/// Where a large text file is wrong, the error says where in the file (not
+/// in a piece of it); a field given twice in two pieces is an error as it
+/// is in a small file.
+#[test]
+fn errors_in_a_large_text_file_point_into_the_file() {
+    let graph = graphrw::synth::synth(20_000);
+    let mut text = Vec::new();
+    encode(&graph, Format::Text, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let error_at = |text: &str| {
+        let path = tmp.path().join("bad.pbtxt");
+        std::fs::write(&path, text).unwrap();
+        match read_graph(&path, None) {
+            Err(graphrw::io::ReadError::Text(e)) => (e.message, e.span.map(|s| s.offset())),
+            Err(other) => panic!("not a text error: {other}"),
+            Ok(_) => panic!("read"),
+        }
+    };
+    // An unknown field in a node far into the file.
+    let at = text.rfind("name: \"block_600/").unwrap();
+    let bad = format!("{}bogus_field: 1\n  {}", &text[..at], &text[at..]);
+    let (message, offset) = error_at(&bad);
+    assert!(message.contains("bogus_field"), "{message}");
+    assert_eq!(offset, Some(at), "{message}");
+    // `versions` at the start and again at the end (pieces apart).
+    let twice = format!("versions {{ producer: 1 }}\n{text}");
+    let (message, offset) = error_at(&twice);
+    assert!(message.contains("'versions' is already set"), "{message}");
+    assert!(offset.is_some_and(|o| o > twice.len() - 200), "{message} at {offset:?}");
+}
