@@ -18,6 +18,17 @@ pub fn print(message: &DynamicMessage) -> String {
     out
 }
 
+/// Appends `name { ... }` for the message field `message`, at the top
+/// level: what [`print`] writes for each item of a repeated message field
+/// of the message it prints, so a large message's items can be printed
+/// apart (on several cores) and joined.
+pub fn print_item(name: &str, message: &DynamicMessage, out: &mut String) {
+    out.push_str(name);
+    out.push_str(" {\n");
+    print_fields(message, 1, out);
+    out.push_str("}\n");
+}
+
 fn print_fields(message: &DynamicMessage, depth: usize, out: &mut String) {
     let mut fields: Vec<FieldDescriptor> = message.descriptor().fields().collect();
     fields.sort_by_key(FieldDescriptor::number);

@@ -260,6 +260,21 @@ fn a_large_text_file_reads_as_its_binary_form() {
     assert!(again == binary, "the text file read back differs from the binary");
 }
 
+/// A large graph's text, printed node by node on every core, is the text
+/// of the whole GraphDef as one message.
+#[test]
+fn a_large_graph_prints_as_one_message() {
+    let graph = graphrw::synth::synth(20_000);
+    let mut binary = Vec::new();
+    encode(&graph, Format::Binary, &mut binary).unwrap();
+    let desc = pool().get_message_by_name("tensorflow.GraphDef").unwrap();
+    let whole = graphrw::text::print(&DynamicMessage::decode(desc, binary.as_slice()).unwrap());
+    let mut text = Vec::new();
+    encode(&graph, Format::Text, &mut text).unwrap();
+    assert!(text == whole.as_bytes(), "the text differs from the whole message's");
+    assert!(whole.ends_with("versions {\n  producer: 2474\n  min_consumer: 12\n}\n"));
+}
+
 /// Where a large text file is wrong, the error says where in the file (not
 /// in a piece of it); a field given twice in two pieces is an error as it
 /// is in a small file.
