@@ -320,7 +320,10 @@ fn text_pieces(text: &str) -> Option<Vec<&str>> {
                 loop {
                     let end = at + memchr::memchr3(b, b'\\', b'\n', &bytes[at..])?;
                     match bytes[end] {
-                        b'\\' => at = end + 2,
+                        // An escape: the next byte is the string's, whatever
+                        // it is (a file may end in the middle of one).
+                        b'\\' if end + 2 <= bytes.len() => at = end + 2,
+                        b'\\' => return None,
                         b'\n' => return None,
                         _ => {
                             at = end + 1;

@@ -300,6 +300,10 @@ fn errors_in_a_large_text_file_point_into_the_file() {
     let (message, offset) = error_at(&bad);
     assert!(message.contains("bogus_field"), "{message}");
     assert_eq!(offset, Some(at), "{message}");
+    // A file that ends in a string's escape.
+    let cut = format!("{text}node {{ name: \"x\\");
+    let (message, _) = error_at(&cut);
+    assert!(!message.is_empty());
     // `versions` at the start and again at the end (pieces apart).
     let twice = format!("versions {{ producer: 1 }}\n{text}");
     let (message, offset) = error_at(&twice);
