@@ -5,16 +5,16 @@ for panics, crashes and hangs (any exit but 0 and 1 is one; so is a run over
 
     python3 scripts/fuzz.py [--runs N] [--seed S] [--bin PATH]
 
-Six kinds of input, in turn: binary models with bytes changed, inserted,
+Seven kinds of input, in turn: binary models with bytes changed, inserted,
 removed or copied; text-format models mutated the same way; text-format
 models with their numbers, dtypes and strings swapped for others (which
 keeps them parsable, so the evaluator and the rules see odd shapes and
 attributes); rule files with tokens inserted, removed or copied; `.npy`
 feeds with their header's dtype, shape or order swapped, or bytes changed
 or cut; command-line options (`--outputs` naming nodes with odd ports or
-not at all, `--set` with odd names and values) on the models as they are.
-A failing
-input is kept under the work directory (printed), and the exit code is the
+not at all, `--set` with odd names and values) on the models as they are;
+text-format models of several MB (a fixture's nodes copied under new names),
+which graphrw reads in pieces, mutated or cut short. A failing input is kept under the work directory (printed), and the exit code is the
 number of failures (capped at 100).
 
 Build first: `cargo build --release`.
@@ -126,6 +126,22 @@ def mutate_npy(rng, data):
     return data[:rng.randrange(len(data))]
 
 
+def large_text(text, size=5 << 20 >> 1):
+    """The text-format model `text` with its nodes copied (renamed `cK/...`,
+    inputs with them) until it is `size` bytes or more: a file graphrw reads
+    in pieces."""
+    nodes = re.findall(r"^node \{\n.*?^\}\n", text, re.M | re.S)
+    rest = re.sub(r"^node \{\n.*?^\}\n", "", text, flags=re.M | re.S)
+    copies, k = [], 0
+    while sum(map(len, copies)) < size and nodes:
+        for node in nodes:
+            node = re.sub(r'^  name: "', f'  name: "c{k}/', node, flags=re.M)
+            node = node.replace('"loc:@', f'"loc:@c{k}/')
+            copies.append(re.sub(r'^  input: "(\^?)', rf'  input: "\1c{k}/', node, flags=re.M))
+        k += 1
+    return "".join(copies) + rest
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -153,10 +169,24 @@ def main():
     rules = sorted(glob.glob(os.path.join(ROOT, "rules/*.rules")))
     out = os.path.join(work, "out")
     failures = 0
+    large = {}
     for i in range(args.runs):
         d, binary, text, feeds = rng.choice(fixtures)
-        kind = i % 6
-        if kind == 5:
+        kind = i % 7
+        if kind == 6:
+            path = os.path.join(work, f"in{i}.pbtxt")
+            if d not in large:
+                large[d] = large_text(text)
+            big = large[d]
+            if rng.random() < 0.2:
+                big = big[:rng.randrange(len(big))] + rng.choice(["", "\\", '"x\\', "{", "#"])
+            elif rng.random() < 0.5:
+                big = mutate_bytes(rng, big.encode(), True).decode("utf-8", "replace")
+            else:
+                big = mutate_tokens(rng, big)
+            open(path, "w").write(big)
+            command = rng.choice([["inspect", path], ["convert", path, out + ".pb"]])
+        elif kind == 5:
             model = os.path.join(d, "model.pb")
             path = os.path.join(work, f"in{i}.txt")
             outputs, sets = mutate_options(rng, names[d])
