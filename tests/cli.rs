@@ -374,22 +374,7 @@ fn a_long_cascade_shows_its_ends() {
     text += &format!("node {{ name: \"out\" op: \"Relu\" input: \"i30\" {float} }}\n");
     let model = tmp.path().join("chain.pbtxt");
     std::fs::write(&model, text).unwrap();
-    let out = graphrw([
-        Path::new("apply"),
-        Path::new("fold"),
-        &model,
-        Path::new("--dry-run"),
-        Path::new("--report"),
-        Path::new("text"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
-    let rows: Vec<&str> = err
-        .lines()
-        .skip_while(|l| !l.starts_with("round "))
-        .skip(1)
-        .take_while(|l| !l.starts_with("op "))
-        .collect();
+    let (rows, err) = rounds_table("fold", &model);
     assert_eq!(rows.len(), 21, "{err}");
     assert_eq!(rows[10].trim(), "... 10 more rounds", "{err}");
     let numbers: Vec<&str> = rows.iter().map(|r| r.split_whitespace().next().unwrap()).collect();
@@ -397,25 +382,33 @@ fn a_long_cascade_shows_its_ends() {
     assert!(rows[20].ends_with("identity_of_const 1"), "{err}");
 }
 
-#[test]
-fn the_text_report_shows_each_round() {
-    let model = common::fixtures_dir().join("seed/model.pb");
+/// The rows of the table of rounds that `apply PACK MODEL --report text`
+/// prints, and all it printed.
+fn rounds_table(pack: &str, model: &Path) -> (Vec<String>, String) {
     let out = graphrw([
         Path::new("apply"),
-        Path::new("inference"),
-        &model,
+        Path::new(pack),
+        model,
         Path::new("--dry-run"),
         Path::new("--report"),
         Path::new("text"),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    let lines: Vec<&str> = err.lines().skip_while(|l| !l.starts_with("round ")).skip(1).collect();
-    let rounds: Vec<Vec<&str>> = lines
-        .iter()
+    let rows = err
+        .lines()
+        .skip_while(|l| !l.starts_with("round "))
+        .skip(1)
         .take_while(|l| !l.starts_with("op "))
-        .map(|l| l.split_whitespace().collect())
+        .map(String::from)
         .collect();
+    (rows, err)
+}
+
+#[test]
+fn the_text_report_shows_each_round() {
+    let (rows, err) = rounds_table("inference", &common::fixtures_dir().join("seed/model.pb"));
+    let rounds: Vec<Vec<&str>> = rows.iter().map(|l| l.split_whitespace().collect()).collect();
     // The seed's cascade: the flag and the weights' Identities, then the
     // predicates' Identities, then the Switches, then the Merges with the
     // batch norms behind them.
