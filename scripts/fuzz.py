@@ -14,8 +14,9 @@ feeds with their header's dtype, shape or order swapped, or bytes changed
 or cut; command-line options (`--outputs` naming nodes with odd ports or
 not at all, `--set` with odd names and values) on the models as they are;
 text-format models of several MB (a fixture's nodes copied under new names),
-which graphrw reads in pieces, mutated or cut short. A failing input is kept under the work directory (printed), and the exit code is the
-number of failures (capped at 100).
+which graphrw reads in pieces, mutated or cut short. A failing input is
+kept under the work directory (printed), and the exit code is the number of
+failures (capped at 100).
 
 Build first: `cargo build --release`.
 """
@@ -126,7 +127,7 @@ def mutate_npy(rng, data):
     return data[:rng.randrange(len(data))]
 
 
-def large_text(text, size=5 << 20 >> 1):
+def large_text(text, size=5 << 19):
     """The text-format model `text` with its nodes copied (renamed `cK/...`,
     inputs with them) until it is `size` bytes or more: a file graphrw reads
     in pieces."""

@@ -23,9 +23,15 @@ pub fn print(message: &DynamicMessage) -> String {
 /// of the message it prints, so a large message's items can be printed
 /// apart (on several cores) and joined.
 pub fn print_item(name: &str, message: &DynamicMessage, out: &mut String) {
+    print_message_field(name, message, 0, out);
+}
+
+fn print_message_field(name: &str, message: &DynamicMessage, depth: usize, out: &mut String) {
+    indent(depth, out);
     out.push_str(name);
     out.push_str(" {\n");
-    print_fields(message, 1, out);
+    print_fields(message, depth + 1, out);
+    indent(depth, out);
     out.push_str("}\n");
 }
 
@@ -81,15 +87,12 @@ fn indent(depth: usize, out: &mut String) {
 }
 
 fn print_field(name: &str, value: &Value, kind: &Kind, depth: usize, out: &mut String) {
-    indent(depth, out);
-    out.push_str(name);
     if let Value::Message(message) = value {
-        out.push_str(" {\n");
-        print_fields(message, depth + 1, out);
-        indent(depth, out);
-        out.push_str("}\n");
+        print_message_field(name, message, depth, out);
         return;
     }
+    indent(depth, out);
+    out.push_str(name);
     out.push_str(": ");
     match value {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
