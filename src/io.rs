@@ -237,7 +237,7 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
     if let Some((nodes, tail)) = text_pieces(&text).and_then(|pieces| parse_pieces(&pieces)) {
         return graph_of_parts(path, nodes, tail);
     }
-    let message = match DynamicMessage::parse_text_format(graph_descriptor(), &text) {
+    let mut message = match DynamicMessage::parse_text_format(graph_descriptor(), &text) {
         Ok(message) => message,
         Err(err) => {
             let span = miette::Diagnostic::labels(&err)
@@ -265,7 +265,6 @@ fn decode_text(path: &Path, data: Vec<u8>) -> Result<Graph, ReadError> {
             })));
         }
     };
-    let mut message = message;
     let mut nodes = take_nodes(&mut message);
     let starts: Vec<u32> = (0..=nodes.len() as u32).collect();
     let nodes = crate::par::split_mut(&mut nodes, &starts, 1024, |_, share| encode_nodes(share));
