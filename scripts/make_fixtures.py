@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 TF1_FIXTURES = ["seed", "small_cnn", "keep_prob_nonfused", "data_cond"]
-TF2_FIXTURES = ["keras_tf2", "tf2_if"]
+TF2_FIXTURES = ["keras_tf2", "tf2_if", "keras_tf1_if"]
 
 
 def save_case(out_dir, case_index, feeds, fetches, mode):
@@ -298,6 +298,8 @@ def build_tf2(names, out_root):
         tf2_if(out_root)
     if "keras_tf2" in names:
         keras_tf2(out_root)
+    if "keras_tf1_if" in names:
+        keras_tf1_if(out_root)
 
 
 def tf2_if(out_root):
@@ -380,6 +382,52 @@ def keras_tf2(out_root):
                            "Conv2D+BiasAdd+BN, DepthwiseConv2dNative+BiasAdd+BN, MatMul+BN.",
             "outputs": outputs, "training_placeholders": []}
     write_fixture(out_root, "keras_tf2", graph_def, meta, [({inputs[0]: data}, fetched, {})])
+
+
+def keras_tf1_if(out_root):
+    """Keras in a TF1 graph with TF2's control flow (v2): every batch norm and
+    the dropout is an If on `keras_learning_phase` whose branches are
+    functions of the library (what Keras models saved from TF1-style code
+    under TensorFlow 2 hold)."""
+    import numpy as np
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(2002)
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        v1.keras.backend.set_session(sess)
+        v1.set_random_seed(2002)
+        keras = tf.keras
+        inp = v1.placeholder(tf.float32, [None, 10, 10, 3], name="image")
+        net = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
+        net = keras.layers.BatchNormalization(name="bn_conv")(net)
+        net = keras.layers.ReLU(6.0, name="relu")(net)
+        net = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(net)
+        net = keras.layers.BatchNormalization(name="bn_dw")(net)
+        net = keras.layers.ReLU(name="relu_dw")(net)
+        net = keras.layers.GlobalAveragePooling2D(name="gap")(net)
+        net = keras.layers.Dropout(0.4, name="drop")(net)
+        out = keras.layers.Dense(3, activation="softmax", name="probs")(net)
+        sess.run(v1.global_variables_initializer())
+        # Statistics a fold could get wrong without showing.
+        for v in v1.global_variables():
+            if "moving_variance" in v.name:
+                v.load(rng.uniform(0.5, 2.0, v.shape).astype(np.float32), sess)
+            elif any(k in v.name for k in ("moving_mean", "beta", "gamma")):
+                v.load(rng.normal(0.5, 0.3, v.shape).astype(np.float32), sess)
+        outputs = [out.op.name]
+        frozen = v1.graph_util.convert_variables_to_constants(
+            sess, graph.as_graph_def(), outputs)
+    ops = {n.op for n in frozen.node}
+    assert "If" in ops or "StatelessIf" in ops, f"expected If ops, got {sorted(ops)}"
+    image = rng.standard_normal((3, 10, 10, 3)).astype(np.float32)
+    mode = {"keras_learning_phase:0": False}
+    fetched = run_inference(None, frozen, outputs, {"image:0": image, **mode})
+    meta = {"description": "Keras in a TF1 graph with control flow v2: batch norms and dropout "
+                           "as If on keras_learning_phase, branches in the function library.",
+            "outputs": outputs, "training_placeholders": ["keras_learning_phase"]}
+    write_fixture(out_root, "keras_tf1_if", frozen, meta, [({"image:0": image}, fetched, mode)])
 
 
 def main():

@@ -247,6 +247,50 @@ impl OpInfo {
     }
 }
 
+/// The names of the outputs of the table's ops that have several, in
+/// order; each is one tensor. A function body (`FunctionDef`) names an
+/// output `node:name:index`, so inlining one needs them.
+static NAMED_OUTPUTS: &[(&str, &[&str])] = &[
+    ("BroadcastGradientArgs", &["r0", "r1"]),
+    ("FusedBatchNorm", BN_OUTPUTS.split_at(5).0),
+    ("FusedBatchNormV2", BN_OUTPUTS.split_at(5).0),
+    ("FusedBatchNormV3", BN_OUTPUTS),
+    ("MaxPoolWithArgmax", &["output", "argmax"]),
+    ("Merge", &["output", "value_index"]),
+    ("NonMaxSuppressionV4", &["selected_indices", "valid_outputs"]),
+    ("NonMaxSuppressionV5", &["selected_indices", "selected_scores", "valid_outputs"]),
+    ("QuantizeV2", &["output", "output_min", "output_max"]),
+    ("RefMerge", &["output", "value_index"]),
+    ("RefSwitch", &["output_false", "output_true"]),
+    ("Switch", &["output_false", "output_true"]),
+    ("TopKV2", &["values", "indices"]),
+    ("Unique", &["y", "idx"]),
+];
+
+const BN_OUTPUTS: &[&str] =
+    &["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2", "reserve_space_3"];
+
+/// The port of output `name:index` of an op of the table (`index` counts
+/// within a list output, like Split's `output`); `None` when the op is not
+/// in the table or has no such output.
+pub fn output_port(op: &str, name: &str, index: u32) -> Option<u32> {
+    if let Some((_, names)) = NAMED_OUTPUTS.iter().find(|(o, _)| *o == op) {
+        let at = names.iter().position(|n| *n == name)?;
+        return (index == 0).then_some(at as u32);
+    }
+    match lookup(op)?.outputs {
+        // One output, a tensor or a list: its name is the op's to choose.
+        Outputs::Fixed(1) => (index == 0).then_some(0),
+        Outputs::IntAttr(_) | Outputs::ListAttr(_) => Some(index),
+        Outputs::Fixed(_) => None,
+    }
+}
+
+/// The ops of the table with several outputs, and their names.
+pub fn named_outputs() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    NAMED_OUTPUTS.iter().copied()
+}
+
 /// Looks an op up by name.
 pub fn lookup(op: &str) -> Option<&'static OpInfo> {
     OPS.binary_search_by(|info| info.name.cmp(op)).ok().map(|i| &OPS[i])

@@ -1168,3 +1168,185 @@ fn a_loop_left_unread_by_a_later_round_is_pruned_whole() {
     assert_eq!(report.rounds, 2);
     assert_eq!(shape_of(&after), ["s: Placeholder()", "out: Identity(s)"]);
 }
+
+/// A function of the library: `name(args) -> outputs`, its body, and what
+/// each output is.
+fn function(
+    name: &str,
+    args: &[&str],
+    body: Vec<NodeDef>,
+    ret: &[(&str, &str)],
+) -> graphrw::proto::FunctionDef {
+    use graphrw::proto::{OpDef, op_def::ArgDef};
+    let arg =
+        |n: &str| ArgDef { name: n.into(), r#type: DataType::DtFloat as i32, ..Default::default() };
+    graphrw::proto::FunctionDef {
+        signature: Some(OpDef {
+            name: name.into(),
+            input_arg: args.iter().map(|a| arg(a)).collect(),
+            output_arg: ret.iter().map(|(o, _)| arg(o)).collect(),
+            ..Default::default()
+        }),
+        node_def: body,
+        ret: ret.iter().map(|(o, t)| (o.to_string(), t.to_string())).collect(),
+        ..Default::default()
+    }
+}
+
+/// `cond = If(pred, x, y, ^init)` with two outputs, read by `relu` (port
+/// 0) and `neg` (port 1); the branches are `functions`, named by the If.
+fn if_graph(pred: NodeDef, functions: Vec<graphrw::proto::FunctionDef>) -> Graph {
+    use graphrw::proto::{FunctionDefLibrary, NameAttrList};
+    let func = |name: &str| Value::Func(NameAttrList { name: name.into(), ..Default::default() });
+    let types = Value::List(graphrw::proto::attr_value::ListValue {
+        r#type: vec![DataType::DtFloat as i32; 2],
+        ..Default::default()
+    });
+    let nodes = vec![
+        node("x", "Placeholder", &[], &[("dtype", float())]),
+        node("y", "Placeholder", &[], &[("dtype", float())]),
+        node("init", "NoOp", &[], &[]),
+        pred,
+        node(
+            "cond",
+            "If",
+            &["pred", "x", "y", "^init"],
+            &[
+                ("Tcond", Value::Type(DataType::DtBool as i32)),
+                ("Tin", types.clone()),
+                ("Tout", types),
+                ("then_branch", func("f_then")),
+                ("else_branch", func("f_else")),
+            ],
+        ),
+        node("relu", "Relu", &["cond"], &[("T", float())]),
+        node("neg", "Neg", &["cond:1"], &[("T", float())]),
+    ];
+    let library = FunctionDefLibrary { function: functions, ..Default::default() };
+    Graph::from_def(&GraphDef { node: nodes, library: Some(library), ..Default::default() })
+}
+
+/// The else branch: `(a * b + 2, a)`; the then branch: `(a - b, b)`.
+fn branches() -> Vec<graphrw::proto::FunctionDef> {
+    let two = constant("two", vec![], &[2.0], DataType::DtFloat);
+    vec![
+        function(
+            "f_else",
+            &["a", "b"],
+            vec![
+                node("mul", "Mul", &["a", "b"], &[("T", float())]),
+                two,
+                node("add", "AddV2", &["mul:z:0", "two:output:0"], &[("T", float())]),
+            ],
+            &[("sum", "add:z:0"), ("first", "a")],
+        ),
+        function(
+            "f_then",
+            &["a", "b"],
+            vec![node("sub", "Sub", &["a", "b"], &[("T", float())])],
+            &[("diff", "sub:z:0"), ("second", "b")],
+        ),
+    ]
+}
+
+const INLINE_IFS: &str = "
+rule if_false: r = If(Const{value: false}, ...) => inline(r.else_branch)
+rule if_true: r = If(Const{value: true}, ...) => inline(r.then_branch)
+";
+
+/// What graphrw's evaluator gives for `relu` and `neg` with x = 3, y = 5.
+fn relu_and_neg(g: &Graph) -> Vec<f64> {
+    use graphrw::eval::{Tensor, run};
+    let feeds = [("x", 3.0f32), ("y", 5.0)]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), Tensor::f32(vec![], vec![v])))
+        .collect();
+    let outputs = ["relu:0".to_string(), "neg:0".to_string()];
+    run(g, &feeds, &outputs).unwrap().into_iter().map(|(_, v)| v.unwrap().to_f64()[0]).collect()
+}
+
+#[test]
+fn an_if_on_a_constant_is_its_branch_inlined() {
+    let pred = |value: f64| constant("pred", vec![], &[value], DataType::DtBool);
+    let g = if_graph(pred(0.0), branches());
+    let (after, report) = run(&g, INLINE_IFS);
+    assert_eq!(fired(&report, "if_false"), 1);
+    // The node giving the If's output 0 takes its name; the others are
+    // named under it; what reads no node of the body waits on the If's
+    // control inputs; output 1 is the argument `a`, that is, x.
+    assert_eq!(
+        shape_of(&after),
+        [
+            "x: Placeholder()",
+            "y: Placeholder()",
+            "init: NoOp()",
+            "cond/if_false/mul: Mul(x, y, ^init)",
+            "cond/if_false/two: Const(^init)",
+            "cond: AddV2(cond/if_false/mul, cond/if_false/two)",
+            "relu: Relu(cond)",
+            "neg: Neg(x)",
+        ]
+    );
+    assert_eq!(relu_and_neg(&g), relu_and_neg(&after));
+    assert_eq!(relu_and_neg(&after), [17.0, -3.0]);
+    // The library is left as it was.
+    assert_eq!(after.header().unwrap().library, g.header().unwrap().library);
+
+    // True: the then branch, whose output 1 is y.
+    let g = if_graph(pred(1.0), branches());
+    let (after, report) = run(&g, INLINE_IFS);
+    assert_eq!(fired(&report, "if_true"), 1);
+    assert!(after.nodes_with_op("If").is_empty());
+    assert_eq!(relu_and_neg(&after), [0.0, -5.0]);
+    assert_eq!(relu_and_neg(&g), relu_and_neg(&after));
+}
+
+#[test]
+fn an_if_whose_branch_cannot_be_inlined_stays_with_a_reason() {
+    let pred = constant("pred", vec![], &[0.0], DataType::DtBool);
+    let with_else = |f: graphrw::proto::FunctionDef| {
+        let mut fs = branches();
+        fs[0] = f;
+        if_graph(pred.clone(), fs)
+    };
+    let mut side_effects = branches().remove(0);
+    side_effects.control_ret.insert("print".into(), "mul".into());
+    let control_inside = function(
+        "f_else",
+        &["a", "b"],
+        vec![
+            node("mul", "Mul", &["a", "b"], &[("T", float())]),
+            node("add", "AddV2", &["a", "b", "^mul"], &[("T", float())]),
+        ],
+        &[("sum", "add:z:0"), ("first", "a")],
+    );
+    let unknown_output = function(
+        "f_else",
+        &["a", "b"],
+        vec![node("top", "TopKV2", &["a", "b"], &[("T", float())])],
+        &[("sum", "top:largest:0"), ("first", "a")],
+    );
+    let unknown_op = function(
+        "f_else",
+        &["a", "b"],
+        vec![node("own", "MyOwnOp", &["a", "b"], &[])],
+        &[("sum", "own:out:0"), ("first", "a")],
+    );
+    let missing = function("f_other", &["a", "b"], vec![], &[("sum", "a"), ("first", "a")]);
+    for (g, reason) in [
+        (with_else(side_effects), "`f_else` has side effects (control outputs)"),
+        (with_else(control_inside), "`add` of the function has control inputs"),
+        (with_else(unknown_output), "which output of TopKV2 `largest:0` is"),
+        (with_else(unknown_op), "which output of MyOwnOp `out:0` is"),
+        (with_else(missing), "the graph's library has no function `f_else`"),
+    ] {
+        let (after, report) = run(&g, INLINE_IFS);
+        assert_eq!(after.nodes_with_op("If").len(), 1, "{reason}");
+        assert_eq!(fired(&report, "if_false"), 0);
+        assert!(
+            report.warnings.iter().any(|w| w.contains("if_false") && w.ends_with(reason)),
+            "{reason}: {:?}",
+            report.warnings
+        );
+    }
+}

@@ -61,9 +61,10 @@ fn check_all(fixtures: Vec<(std::path::PathBuf, common::Meta)>, tolerance: f64) 
 #[test]
 fn the_original_graphs_give_tensorflow_outputs() {
     // Real Switch/Merge evaluation: the training flag is fed false.
-    // tf2_if's StatelessIf runs its branch functions from the library.
+    // tf2_if's StatelessIf and keras_tf1_if's Ifs run their branch
+    // functions from the library.
     let checked = check_all(common::fixtures(), 1e-5);
-    assert_eq!(checked, 8, "every case of every fixture");
+    assert_eq!(checked, 9, "every case of every fixture");
 }
 
 #[test]

@@ -116,3 +116,30 @@ fn the_op_table_is_sorted_and_knows_multi_output_ops() {
     );
     assert_eq!(graphrw::ops::num_outputs(&one(split), 0), Some(3));
 }
+
+/// Function bodies name outputs `node:name:index`: every op of the table
+/// with several outputs has one name for each, and the names give ports.
+#[test]
+fn the_op_table_names_the_outputs_of_multi_output_ops() {
+    use graphrw::ops::{OPS, Outputs, named_outputs, output_port};
+    for info in OPS {
+        if let Outputs::Fixed(n) = info.outputs {
+            if n > 1 {
+                let names = named_outputs().find(|(op, _)| *op == info.name).map(|(_, n)| n);
+                assert_eq!(names.map(<[_]>::len), Some(n as usize), "{}", info.name);
+            }
+        }
+    }
+    assert!(named_outputs().all(|(op, _)| graphrw::ops::lookup(op).is_some()));
+    assert_eq!(output_port("FusedBatchNormV3", "y", 0), Some(0));
+    assert_eq!(output_port("FusedBatchNormV3", "reserve_space_3", 0), Some(5));
+    assert_eq!(output_port("FusedBatchNorm", "reserve_space_3", 0), None);
+    assert_eq!(output_port("Switch", "output_true", 0), Some(1));
+    assert_eq!(output_port("Switch", "output_true", 1), None);
+    // One output (a tensor or a list): the index is the port, the name free.
+    assert_eq!(output_port("Conv2D", "output", 0), Some(0));
+    assert_eq!(output_port("Conv2D", "output", 1), None);
+    assert_eq!(output_port("Split", "output", 2), Some(2));
+    assert_eq!(output_port("NoOp", "output", 0), None);
+    assert_eq!(output_port("NotAnOp", "output", 0), None);
+}

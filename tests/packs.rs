@@ -598,6 +598,10 @@ fn inference_on_every_fixture_leaves_no_training_machinery_and_the_same_outputs(
                 after.name(id)
             );
         }
+        // An If left is a cond on data (tf2_if's); keras_tf1_if's, on the
+        // learning phase, are inlined.
+        let ifs = after.nodes_with_op("If").len() + after.nodes_with_op("StatelessIf").len();
+        assert_eq!(ifs, usize::from(name == "tf2_if"), "{name}: If left or lost");
         if name == "data_cond" {
             assert_eq!(after.nodes_with_op("Merge").len(), 1, "the data cond stays");
         } else if meta.graph.ops.contains_key("Merge") {

@@ -148,7 +148,21 @@ fn evaluate(
             return Err(err(format!("no {branch} function")));
         };
         let args: Vec<Tensor> = inputs[1..].iter().map(|t| (**t).clone()).collect();
-        let outs = call_function(graph, &func.name, &args).map_err(|e| err(e.to_string()))?;
+        // The outputs something reads (all of them when nothing does: the
+        // If is what is asked for); a Keras cond also returns optional
+        // values for its gradient, which no frozen graph reads.
+        let read: Vec<u32> = graph
+            .consumers(id)
+            .iter()
+            .filter_map(|c| match c.port {
+                Port::Data(p) => Some(p),
+                Port::Control => None,
+            })
+            .chain([0])
+            .collect();
+        let wanted = |port: usize| read.len() == 1 || read.contains(&(port as u32));
+        let outs =
+            call_function(graph, &func.name, &args, wanted).map_err(|e| err(e.to_string()))?;
         return Ok(outs.into_iter().map(|t| t.map(Arc::new)).collect());
     }
     if op == "Switch" {
@@ -179,31 +193,19 @@ fn truthy(t: &Tensor) -> bool {
 }
 
 /// Output port of output argument `arg` (element `index`) of `op`, for the
-/// `node:arg:index` inputs of function bodies.
+/// `node:arg:index` inputs of function bodies: the op table's, or for an op
+/// it does not know, `index` (an op with one output argument).
 fn output_port(op: &str, arg: &str, index: u32) -> u32 {
-    let base = match (op, arg) {
-        ("Switch" | "RefSwitch", "output_true") => 1,
-        ("Merge" | "RefMerge", "value_index") => 1,
-        (op, arg) if op.starts_with("FusedBatchNorm") => match arg {
-            "batch_mean" => 1,
-            "batch_variance" => 2,
-            "reserve_space_1" => 3,
-            "reserve_space_2" => 4,
-            "reserve_space_3" => 5,
-            _ => 0,
-        },
-        ("TopKV2" | "Unique", "indices" | "idx") => 1,
-        _ => 0,
-    };
-    base + index
+    crate::ops::output_port(op, arg, index).unwrap_or(index)
 }
 
 /// Runs function `name` of the graph's library on `args`; its outputs in
-/// signature order (`None` when dead).
+/// signature order (`None` when dead, or not `wanted`: not computed).
 fn call_function(
     graph: &Graph,
     name: &str,
     args: &[Tensor],
+    wanted: impl Fn(usize) -> bool,
 ) -> Result<Vec<Option<Tensor>>, EvalError> {
     use crate::proto::{GraphDef, NodeDef};
     let header =
@@ -253,10 +255,18 @@ fn call_function(
     let outputs: Vec<String> = signature
         .output_arg
         .iter()
-        .map(|a| func.ret.get(&a.name).map_or_else(|| a.name.clone(), |r| convert(r)))
+        .enumerate()
+        .filter(|&(i, _)| wanted(i))
+        .map(|(_, a)| func.ret.get(&a.name).map_or_else(|| a.name.clone(), |r| convert(r)))
         .collect();
-    let results = run(&body, &feeds, &outputs)?;
-    Ok(results.into_iter().map(|(_, v)| v.map(|t| (*t).clone())).collect())
+    let mut results = run(&body, &feeds, &outputs)?.into_iter();
+    // What is not wanted is not computed: None, as nothing reads it.
+    Ok((0..signature.output_arg.len())
+        .map(|i| match wanted(i) {
+            true => results.next().and_then(|(_, v)| v.map(|t| (*t).clone())),
+            false => None,
+        })
+        .collect())
 }
 
 enum KernelError {

@@ -275,6 +275,17 @@ pub enum Replacement {
     Single(RExpr),
     /// One per output port: `[x, dead]`.
     Ports(Vec<RExpr>, Span),
+    /// `inline(r.else_branch)`: the body of the function the attribute of
+    /// the root names, its inputs the root's inputs after the first (an
+    /// If's predicate), its outputs in place of the root's.
+    Inline {
+        /// The root's variable.
+        var: Ident,
+        /// The attribute naming the function.
+        attr: Ident,
+        /// The whole `inline(...)`.
+        span: Span,
+    },
 }
 
 /// A replacement expression: names a tensor, existing or new.

@@ -122,6 +122,23 @@ impl RuleChecker<'_> {
         }
         match &rule.replacement {
             Replacement::Single(expr) => self.rexpr(expr),
+            Replacement::Inline { var, attr: _, span } => {
+                self.use_var(var, &[VarKind::Node], "the node whose function is inlined");
+                let root = rule.pattern.binding.as_ref().map(|b| b.name.as_str());
+                if self.vars.contains_key(&var.name) && root != Some(var.name.as_str()) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            "inline of a node that is not the root",
+                            *span,
+                            format!("`{}` is not the node the rule replaces", var.name),
+                        )
+                        .with_help(
+                            "bind the root (`r = If(...)`) and inline one of its attributes, \
+                             `inline(r.else_branch)`",
+                        ),
+                    );
+                }
+            }
             Replacement::Ports(exprs, span) => {
                 for expr in exprs {
                     self.rexpr(expr);

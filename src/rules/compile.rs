@@ -99,6 +99,8 @@ pub fn compile(loaded: &Loaded, sets: &[(String, String)]) -> Result<RuleSet, Ve
             new_nodes: match &r.rule.replacement {
                 Replacement::Single(e) => new_nodes(e),
                 Replacement::Ports(es, _) => es.iter().map(new_nodes).sum(),
+                // As many as the function has: unknown until it is read.
+                Replacement::Inline { .. } => 0,
             },
             consts: Consts::of(&r.rule.replacement),
             rule: r.rule.clone(),

@@ -107,6 +107,7 @@ impl Consts {
         match replacement {
             Replacement::Single(e) => consts.rexpr(e),
             Replacement::Ports(es, _) => es.iter().for_each(|e| consts.rexpr(e)),
+            Replacement::Inline { .. } => {}
         }
         consts
     }

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod consts;
 pub mod diag;
 pub mod engine;
+mod inline;
 pub mod load;
 pub mod matcher;
 mod names;

@@ -92,6 +92,7 @@ impl<'a> Builder<'a> {
             // Port 0 always (its replacement takes the root's name); another
             // port only when something reads it: what nothing reads is not
             // built (a Merge's `value_index` constant, mostly).
+            Replacement::Inline { attr, .. } => self.inline(&attr.name)?,
             Replacement::Ports(exprs, _) => {
                 let mut read: SmallVec<[bool; 8]> = smallvec::smallvec![false; exprs.len()];
                 if let Some(first) = read.first_mut() {
@@ -252,7 +253,7 @@ impl<'a> Builder<'a> {
     }
 
     /// The root's device (new nodes run where the root did).
-    fn root_device(&mut self) -> String {
+    pub(super) fn root_device(&mut self) -> String {
         let (graph, root) = (self.graph, self.root);
         self.device.get_or_insert_with(|| graph.device(root)).clone()
     }

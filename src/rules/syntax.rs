@@ -108,6 +108,7 @@ fn describe(kind: G) -> &'static str {
         G::replacement | G::ports | G::replacement_var => "a replacement",
         G::new_node | G::copy_node => "a node to create",
         G::const_expr => "`const(...)`",
+        G::inline => "`inline(...)`",
         G::expr | G::term | G::factor | G::primary => "an expression",
         G::neg | G::add_op | G::mul_op => "an operator",
         G::expr_call | G::expr_arg | G::list_expr | G::expr_attr | G::expr_var => "an expression",
@@ -342,6 +343,13 @@ fn value(pair: Pair<G>) -> Value {
 
 fn replacement_of(pair: Pair<G>) -> Replacement {
     let inner = pair.into_inner().next().expect("replacement");
+    if inner.as_rule() == G::inline {
+        let at = span(&inner);
+        let mut parts = inner.into_inner().next().expect("attribute").into_inner();
+        let var = ident(parts.next().expect("variable"));
+        let attr = ident(parts.next().expect("attribute"));
+        return Replacement::Inline { var, attr, span: at };
+    }
     if inner.as_rule() == G::ports {
         let at = span(&inner);
         return Replacement::Ports(inner.into_inner().map(rexpr).collect(), at);

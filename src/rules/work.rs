@@ -26,7 +26,7 @@ use rustc_hash::FxHashMap;
 
 use crate::graph::{Consumer, Edge, Graph, NodeDecodeError, NodeId, Port};
 use crate::input::{InputRef, parse_input};
-use crate::proto::{AttrValue, NodeDef};
+use crate::proto::{AttrValue, FunctionDef, NodeDef};
 
 /// What a node added by the engine is.
 #[derive(Clone, Debug)]
@@ -117,6 +117,9 @@ pub struct Work<'g> {
     /// The dead-tensor marker, once there is one (it may since be removed).
     marker: Option<NodeId>,
     alive_count: usize,
+    /// The source's function library by name, decoded when a rule first
+    /// asks for a function.
+    functions: std::sync::OnceLock<Result<FxHashMap<String, FunctionDef>, String>>,
 }
 
 impl<'g> Work<'g> {
@@ -162,6 +165,7 @@ impl<'g> Work<'g> {
             redefined: FxHashMap::default(),
             marker: None,
             alive_count: n,
+            functions: std::sync::OnceLock::new(),
         };
         // And for rewired inputs: their memory is only touched as they come.
         work.reserve_edges(src.edge_count());
@@ -196,6 +200,26 @@ impl<'g> Work<'g> {
     /// The graph this is a copy of.
     pub fn source(&self) -> &'g Graph {
         self.src
+    }
+
+    /// The function of the graph's library named `name`, if there is one.
+    /// The library is decoded on the first call.
+    pub fn function(&self, name: &str) -> Result<Option<&FunctionDef>, String> {
+        let library = self.functions.get_or_init(|| {
+            let header = self
+                .src
+                .header()
+                .map_err(|e| format!("the graph's function library does not decode: {e}"))?;
+            let functions = header.library.map(|l| l.function).unwrap_or_default();
+            Ok(functions
+                .into_iter()
+                .filter_map(|f| Some((f.signature.as_ref()?.name.clone(), f)))
+                .collect())
+        });
+        match library {
+            Ok(functions) => Ok(functions.get(name)),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// Every id ever given out (alive or not).
