@@ -336,6 +336,19 @@ def tf2_if(out_root):
     write_fixture(out_root, "tf2_if", graph_def, meta, cases)
 
 
+def conv_trunk(keras, inp, depthwise_bias):
+    """The Keras fixtures' layers up to the head: Conv2D with bias, batch
+    norm, ReLU6, a depthwise conv (with or without bias), batch norm, ReLU,
+    global average pooling."""
+    net = keras.layers.Conv2D(6, 3, padding="same", use_bias=True, name="conv")(inp)
+    net = keras.layers.BatchNormalization(name="bn_conv")(net)
+    net = keras.layers.ReLU(6.0, name="relu")(net)
+    net = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=depthwise_bias, name="dw")(net)
+    net = keras.layers.BatchNormalization(name="bn_dw")(net)
+    net = keras.layers.ReLU(name="relu_dw")(net)
+    return keras.layers.GlobalAveragePooling2D(name="gap")(net)
+
+
 def keras_tf2(out_root):
     import numpy as np
     import tensorflow as tf
@@ -346,13 +359,7 @@ def keras_tf2(out_root):
     rng = np.random.default_rng(2000)
     keras = tf.keras
     inp = keras.Input((12, 12, 3), name="image")
-    net = keras.layers.Conv2D(6, 3, padding="same", use_bias=True, name="conv")(inp)
-    net = keras.layers.BatchNormalization(name="bn_conv")(net)
-    net = keras.layers.ReLU(6.0, name="relu")(net)
-    net = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=True, name="dw")(net)
-    net = keras.layers.BatchNormalization(name="bn_dw")(net)
-    net = keras.layers.ReLU(name="relu_dw")(net)
-    net = keras.layers.GlobalAveragePooling2D(name="gap")(net)
+    net = conv_trunk(keras, inp, depthwise_bias=True)
     net = keras.layers.Dense(5, name="fc")(net)
     net = keras.layers.BatchNormalization(name="bn_fc")(net)
     out = keras.layers.Dense(3, activation="softmax", name="probs")(net)
@@ -400,13 +407,7 @@ def keras_tf1_if(out_root):
         v1.set_random_seed(2002)
         keras = tf.keras
         inp = v1.placeholder(tf.float32, [None, 10, 10, 3], name="image")
-        net = keras.layers.Conv2D(6, 3, padding="same", name="conv")(inp)
-        net = keras.layers.BatchNormalization(name="bn_conv")(net)
-        net = keras.layers.ReLU(6.0, name="relu")(net)
-        net = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(net)
-        net = keras.layers.BatchNormalization(name="bn_dw")(net)
-        net = keras.layers.ReLU(name="relu_dw")(net)
-        net = keras.layers.GlobalAveragePooling2D(name="gap")(net)
+        net = conv_trunk(keras, inp, depthwise_bias=False)
         net = keras.layers.Dropout(0.4, name="drop")(net)
         out = keras.layers.Dense(3, activation="softmax", name="probs")(net)
         sess.run(v1.global_variables_initializer())

@@ -80,12 +80,7 @@ impl Builder<'_> {
             .map(|a| a.name.as_str())
             .zip(data[data.len() - takes..].iter().copied())
             .collect();
-        let control: Vec<_> = graph
-            .inputs(root)
-            .iter()
-            .filter(|e| e.port() == Port::Control)
-            .filter_map(|e| e.src())
-            .collect();
+        let control: Vec<_> = graph.control_inputs(root).collect();
         // Output 0, and every other output something reads.
         let outputs = signature.output_arg.len();
         let mut read = vec![false; outputs];

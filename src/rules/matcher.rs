@@ -214,12 +214,7 @@ impl Matcher<'_> {
         }
         for arg in &pattern.args {
             if let Arg::Control(var) = arg {
-                let controls: Vec<NodeId> = graph
-                    .inputs(id)
-                    .iter()
-                    .filter(|e| e.port() == Port::Control)
-                    .filter_map(|e| e.src())
-                    .collect();
+                let controls: Vec<NodeId> = graph.control_inputs(id).collect();
                 let bound = m.vars.get(&var.name).cloned();
                 let pick = match bound {
                     Some(Bound::Node(n)) => controls.contains(&n).then_some(n),

@@ -315,6 +315,11 @@ impl<'g> Work<'g> {
         }
     }
 
+    /// The nodes the node has control inputs from (those that name a node).
+    pub fn control_inputs(&self, id: NodeId) -> impl Iterator<Item = NodeId> + '_ {
+        self.inputs(id).iter().filter(|e| e.port() == Port::Control).filter_map(|e| e.src())
+    }
+
     /// Every current use of the node's outputs (and control edges from it).
     pub fn consumers(&self, id: NodeId) -> impl Iterator<Item = Consumer> + '_ {
         let source: &[Consumer] = if id < self.n0 { self.src.consumers(id) } else { &[] };
