@@ -89,10 +89,11 @@ impl<'a> Builder<'a> {
                 ports[port as usize] = Some(self.expr(expr, port)?);
                 ports
             }
+            // The function's outputs (see [`super::inline`]).
+            Replacement::Inline { attr, .. } => self.inline(&attr.name)?,
             // Port 0 always (its replacement takes the root's name); another
             // port only when something reads it: what nothing reads is not
             // built (a Merge's `value_index` constant, mostly).
-            Replacement::Inline { attr, .. } => self.inline(&attr.name)?,
             Replacement::Ports(exprs, _) => {
                 let mut read: SmallVec<[bool; 8]> = smallvec::smallvec![false; exprs.len()];
                 if let Some(first) = read.first_mut() {
