@@ -479,9 +479,8 @@ fn builds_class(rule: &Rule) -> bool {
     match &rule.replacement {
         Replacement::Single(e) => builds(e),
         Replacement::Ports(es, _) => es.iter().any(builds),
-        // A function's nodes carry what their definitions say, which may
-        // name nodes of the function.
-        Replacement::Inline { .. } => true,
+        // Inlining drops the colocation a function's nodes carry.
+        Replacement::Inline { .. } => false,
     }
 }
 

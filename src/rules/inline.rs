@@ -8,7 +8,8 @@
 //! an argument as the tensor the root read, another body node's output
 //! `node:name:index` as that node's port, which the op table (or, for a
 //! call, the called function's signature) gives. A body node reading
-//! nothing of the body waits on the root's control inputs.
+//! nothing of the body waits on the root's control inputs. Colocation
+//! (`_class`), which names nodes of the function, is dropped.
 //!
 //! What is not inlined, with the reason (the rule is then not applied
 //! there): a function that is not in the library, or is generic (attribute
@@ -197,6 +198,10 @@ impl<'f> Inlining<'f> {
         let mut encoded = def.clone();
         encoded.name.clear();
         encoded.input.clear();
+        // Colocation with nodes of the function, whose names the graph
+        // does not have (a hint to the placer, which the engine drops when
+        // it names no node anyway).
+        encoded.attr.remove("_class");
         if encoded.device.is_empty() {
             encoded.device = b.root_device();
         }
