@@ -1193,9 +1193,10 @@ fn function(
     }
 }
 
-/// `cond = If(pred, x, y, ^init)` with two outputs, read by `relu` (port
-/// 0) and `neg` (port 1); the branches are `functions`, named by the If.
-fn if_graph(pred: NodeDef, functions: Vec<graphrw::proto::FunctionDef>) -> Graph {
+/// `cond = op(pred, x, y, ^init)` (If or StatelessIf) with two outputs,
+/// read by `relu` (port 0) and `neg` (port 1); the branches are
+/// `functions`, named by the If.
+fn if_graph(op: &str, pred: NodeDef, functions: Vec<graphrw::proto::FunctionDef>) -> Graph {
     use graphrw::proto::{FunctionDefLibrary, NameAttrList};
     let func = |name: &str| Value::Func(NameAttrList { name: name.into(), ..Default::default() });
     let types = Value::List(graphrw::proto::attr_value::ListValue {
@@ -1209,7 +1210,7 @@ fn if_graph(pred: NodeDef, functions: Vec<graphrw::proto::FunctionDef>) -> Graph
         pred,
         node(
             "cond",
-            "If",
+            op,
             &["pred", "x", "y", "^init"],
             &[
                 ("Tcond", Value::Type(DataType::DtBool as i32)),
@@ -1249,9 +1250,10 @@ fn branches() -> Vec<graphrw::proto::FunctionDef> {
     ]
 }
 
+/// The cond pack's rules for If.
 const INLINE_IFS: &str = "
-rule if_false: r = If(Const{value: false}, ...) => inline(r.else_branch)
-rule if_true: r = If(Const{value: true}, ...) => inline(r.then_branch)
+rule if_false: r = (If|StatelessIf)(Const{value: false}, ...) => inline(r.else_branch)
+rule if_true: r = (If|StatelessIf)(Const{value: true}, ...) => inline(r.then_branch)
 ";
 
 /// What graphrw's evaluator gives for `relu` and `neg` with x = 3, y = 5.
@@ -1268,7 +1270,7 @@ fn relu_and_neg(g: &Graph) -> Vec<f64> {
 #[test]
 fn an_if_on_a_constant_is_its_branch_inlined() {
     let pred = |value: f64| constant("pred", vec![], &[value], DataType::DtBool);
-    let g = if_graph(pred(0.0), branches());
+    let g = if_graph("If", pred(0.0), branches());
     let (after, report) = run(&g, INLINE_IFS);
     assert_eq!(fired(&report, "if_false"), 1);
     // The node giving the If's output 0 takes its name; the others are
@@ -1292,11 +1294,11 @@ fn an_if_on_a_constant_is_its_branch_inlined() {
     // The library is left as it was.
     assert_eq!(after.header().unwrap().library, g.header().unwrap().library);
 
-    // True: the then branch, whose output 1 is y.
-    let g = if_graph(pred(1.0), branches());
+    // True: the then branch, whose output 1 is y (a StatelessIf alike).
+    let g = if_graph("StatelessIf", pred(1.0), branches());
     let (after, report) = run(&g, INLINE_IFS);
     assert_eq!(fired(&report, "if_true"), 1);
-    assert!(after.nodes_with_op("If").is_empty());
+    assert!(after.nodes_with_op("StatelessIf").is_empty());
     assert_eq!(relu_and_neg(&after), [0.0, -5.0]);
     assert_eq!(relu_and_neg(&g), relu_and_neg(&after));
 }
@@ -1307,7 +1309,7 @@ fn an_if_whose_branch_cannot_be_inlined_stays_with_a_reason() {
     let with_else = |f: graphrw::proto::FunctionDef| {
         let mut fs = branches();
         fs[0] = f;
-        if_graph(pred.clone(), fs)
+        if_graph("If", pred.clone(), fs)
     };
     let mut side_effects = branches().remove(0);
     side_effects.control_ret.insert("print".into(), "mul".into());
