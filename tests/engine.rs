@@ -1334,12 +1334,17 @@ fn an_if_whose_branch_cannot_be_inlined_stays_with_a_reason() {
         vec![node("own", "MyOwnOp", &["a", "b"], &[])],
         &[("sum", "own:out:0"), ("first", "a")],
     );
+    let dangling = function("f_else", &["a", "b"], vec![], &[("sum", "gone:z:0"), ("first", "a")]);
     let missing = function("f_other", &["a", "b"], vec![], &[("sum", "a"), ("first", "a")]);
     for (g, reason) in [
         (with_else(side_effects), "`f_else` has side effects (control outputs)"),
-        (with_else(control_inside), "`add` of the function has control inputs"),
-        (with_else(unknown_output), "which output of TopKV2 `largest:0` is"),
-        (with_else(unknown_op), "which output of MyOwnOp `out:0` is"),
+        (with_else(control_inside), "`add` of `f_else` has control inputs"),
+        (
+            with_else(unknown_output),
+            "TopKV2 has no output `largest:0` the op table knows (in `f_else`)",
+        ),
+        (with_else(unknown_op), "MyOwnOp has no output `out:0` the op table knows (in `f_else`)"),
+        (with_else(dangling), "`gone:z:0` names no node of `f_else`"),
         (with_else(missing), "the graph's library has no function `f_else`"),
     ] {
         let (after, report) = run(&g, INLINE_IFS);

@@ -143,6 +143,11 @@ impl<'f> Inlining<'f> {
         Inlining { function, args, by_name, added: FxHashMap::default(), first }
     }
 
+    /// The function's name.
+    fn name(&self) -> &'f str {
+        self.function.signature.as_ref().map_or("", |s| s.name.as_str())
+    }
+
     /// The tensor a body names: an argument, or `node:output:index`.
     fn tensor(&mut self, b: &mut Builder, text: &str) -> Result<TRef, String> {
         if let Some(&t) = self.args.get(text) {
@@ -152,13 +157,16 @@ impl<'f> Inlining<'f> {
         let (node, output, index) = match (parts.next(), parts.next(), parts.next()) {
             (Some(n), Some(o), Some(i)) => (n, o, i.parse::<u32>().ok()),
             (Some(n), Some(o), None) => (n, o, Some(0)),
-            _ => return Err(format!("`{text}` names no argument or node output of the function")),
+            _ => {
+                let f = self.name();
+                return Err(format!("`{text}` names no argument or node output of `{f}`"));
+            }
         };
         let index = index.ok_or_else(|| format!("`{text}` has no output index"))?;
         let &i = self
             .by_name
             .get(node)
-            .ok_or_else(|| format!("`{text}` names no node of the function"))?;
+            .ok_or_else(|| format!("`{text}` names no node of `{}`", self.name()))?;
         let at = self.node(b, i)?;
         let op = &self.function.node_def[i].op;
         let port = match b.graph.function(op)? {
@@ -170,7 +178,12 @@ impl<'f> Inlining<'f> {
                 .map(|p| p as u32),
             None => crate::ops::output_port(op, output, index),
         };
-        let port = port.ok_or_else(|| format!("which output of {op} `{output}:{index}` is"))?;
+        let port = port.ok_or_else(|| {
+            format!(
+                "{op} has no output `{output}:{index}` the op table knows (in `{}`)",
+                self.name()
+            )
+        })?;
         Ok(TRef::New(at as u32, port))
     }
 
@@ -186,14 +199,15 @@ impl<'f> Inlining<'f> {
         let mut data = Vec::with_capacity(def.input.len());
         for input in &def.input {
             if input.starts_with('^') {
-                return Err(format!("`{}` of the function has control inputs", def.name));
+                return Err(format!("`{}` of `{}` has control inputs", def.name, self.name()));
             }
             data.push(self.tensor(b, input)?);
         }
         let placeholder =
             def.attr.values().any(|a| matches!(a.value, Some(attr_value::Value::Placeholder(_))));
         if placeholder {
-            return Err(format!("`{}` of the function has attribute placeholders", def.name));
+            let f = self.name();
+            return Err(format!("`{}` of `{f}` has attribute placeholders", def.name));
         }
         let mut encoded = def.clone();
         encoded.name.clear();
