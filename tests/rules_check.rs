@@ -39,7 +39,8 @@ case!(root_must_be_an_op, "root_not_op.rules", errors: 1);
 case!(unresolved_imports, "unresolved_import.rules", errors: 2);
 case!(import_cycle, "cycle/a.rules", errors: 1);
 case!(variable_kinds, "kinds.rules", errors: 2);
-case!(inline_takes_the_root_function, "inline.rules", errors: 2);
+case!(inline_takes_the_root_function, "inline.rules", errors: 3);
+case!(inline_is_the_whole_replacement, "inline_misplaced.rules", errors: 1);
 
 /// miette cannot draw a label tens of thousands of columns into a line:
 /// such a problem says where it is instead, and the others are drawn.

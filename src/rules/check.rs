@@ -358,6 +358,10 @@ impl RuleChecker<'_> {
                     format!("`{}` is not bound by the pattern", var.name),
                 );
                 self.diags.push(match close {
+                    // `inline(r)`: read as a copy of a node named `inline`.
+                    None if var.name == "inline" => diag.with_help(
+                        "to inline a function, name the root's attribute: `inline(r.else_branch)`",
+                    ),
                     Some((_, name)) => diag.with_help(format!("did you mean `{name}`?")),
                     None => diag.with_help("variables are bound by the pattern (`x`, `n = Op(...)`, `{attr: v}`) or declared with `param`"),
                 });

@@ -23,6 +23,17 @@ use grammar::{Rule as G, RulesParser};
 pub fn parse(source: &str) -> Result<File, Box<Diagnostic>> {
     let mut pairs = RulesParser::parse(G::file, source).map_err(|e| Box::new(syntax_error(&e)))?;
     let file = pairs.next().expect("the grammar's top rule");
+    if let Some(inline) =
+        file.clone().into_inner().flatten().find(|p| p.as_rule() == G::misplaced_inline)
+    {
+        let diagnostic = Diagnostic::error(
+            "inline inside a replacement",
+            span(&inline),
+            "`inline(...)` takes the root's place, all its outputs: it is the whole replacement",
+        )
+        .with_help("write it alone after `=>`, like `=> inline(r.else_branch)`");
+        return Err(Box::new(diagnostic));
+    }
     let mut items = Vec::new();
     for pair in file.into_inner() {
         match pair.as_rule() {
@@ -108,7 +119,7 @@ fn describe(kind: G) -> &'static str {
         G::replacement | G::ports | G::replacement_var => "a replacement",
         G::new_node | G::copy_node => "a node to create",
         G::const_expr => "`const(...)`",
-        G::inline => "`inline(...)`",
+        G::inline | G::misplaced_inline => "`inline(...)`",
         G::expr | G::term | G::factor | G::primary => "an expression",
         G::neg | G::add_op | G::mul_op => "an operator",
         G::expr_call | G::expr_arg | G::list_expr | G::expr_attr | G::expr_var => "an expression",
