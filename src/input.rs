@@ -129,6 +129,27 @@ pub fn parse_input(s: &str) -> Result<InputRef<'_>, InputSyntaxError> {
     Ok(InputRef::Data { node, port })
 }
 
+/// A tensor as a function body names it (the inputs of a `FunctionDef`'s
+/// nodes, its `ret` values): `node:output:index`, the `index`th tensor of
+/// the node's output argument `output` (`node:output`: its first). `None`
+/// for anything else: an argument's name, a control input `^node`, an index
+/// that is not a number.
+pub fn parse_body_output(s: &str) -> Option<(&str, &str, u32)> {
+    if s.starts_with('^') {
+        return None;
+    }
+    let mut parts = s.splitn(3, ':');
+    let (node, output) = (parts.next()?, parts.next()?);
+    let index = match parts.next() {
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            digits.parse().ok()?
+        }
+        Some(_) => return None,
+        None => 0,
+    };
+    Some((node, output, index))
+}
+
 /// Splits a user-given tensor name (`node` or `node:N`) into node and port.
 pub fn parse_tensor_name(s: &str) -> Result<(&str, u32), InputSyntaxError> {
     match parse_input(s)? {

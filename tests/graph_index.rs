@@ -310,3 +310,16 @@ fn many_encoded_nodes_are_scanned_in_order() {
     let Err(err) = Graph::from_nodes(broken, vec![]) else { panic!("a malformed node") };
     assert!(err.to_string().contains("node #30000"), "{err}");
 }
+
+/// A function body names a tensor `node:output:index` (`node:output` for
+/// index 0); an argument, a control input or a bad index is not one.
+#[test]
+fn function_body_outputs_are_parsed() {
+    use graphrw::input::parse_body_output;
+    assert_eq!(parse_body_output("bn:y:0"), Some(("bn", "y", 0)));
+    assert_eq!(parse_body_output("split:output:2"), Some(("split", "output", 2)));
+    assert_eq!(parse_body_output("a/b:z"), Some(("a/b", "z", 0)));
+    for not_one in ["arg_x", "^node", "n:o:", "n:o:1x", "n:o:-1", "n:o:9999999999"] {
+        assert_eq!(parse_body_output(not_one), None, "{not_one}");
+    }
+}

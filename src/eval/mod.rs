@@ -219,20 +219,12 @@ fn call_function(
         func.node_def.iter().map(|n| (n.name.as_str(), n.op.as_str())).collect();
     // Body inputs are `arg`, `node:out_arg:i` or `^node`; graph inputs `node:port`.
     let convert = |input: &str| -> String {
-        if input.starts_with('^') {
-            return input.to_string();
-        }
-        let parts: Vec<&str> = input.split(':').collect();
-        match parts.as_slice() {
-            [node, arg, index] => {
-                let port = output_port(
-                    ops.get(node).copied().unwrap_or(""),
-                    arg,
-                    index.parse().unwrap_or(0),
-                );
+        match crate::input::parse_body_output(input) {
+            Some((node, arg, index)) => {
+                let port = output_port(ops.get(node).copied().unwrap_or(""), arg, index);
                 crate::input::InputRef::Data { node, port }.to_string()
             }
-            _ => input.to_string(),
+            None => input.to_string(),
         }
     };
     let mut nodes: Vec<NodeDef> = signature

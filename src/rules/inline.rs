@@ -153,16 +153,10 @@ impl<'f> Inlining<'f> {
         if let Some(&t) = self.args.get(text) {
             return Ok(TRef::Old(t));
         }
-        let mut parts = text.splitn(3, ':');
-        let (node, output, index) = match (parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(o), Some(i)) => (n, o, i.parse::<u32>().ok()),
-            (Some(n), Some(o), None) => (n, o, Some(0)),
-            _ => {
-                let f = self.name();
-                return Err(format!("`{text}` names no argument or node output of `{f}`"));
-            }
+        let Some((node, output, index)) = crate::input::parse_body_output(text) else {
+            let f = self.name();
+            return Err(format!("`{text}` names no argument or node output of `{f}`"));
         };
-        let index = index.ok_or_else(|| format!("`{text}` has no output index"))?;
         let &i = self
             .by_name
             .get(node)
