@@ -1334,6 +1334,15 @@ fn an_if_whose_branch_cannot_be_inlined_stays_with_a_reason() {
         vec![node("own", "MyOwnOp", &["a", "b"], &[])],
         &[("sum", "own:out:0"), ("first", "a")],
     );
+    let cycle = function(
+        "f_else",
+        &["a", "b"],
+        vec![
+            node("p", "AddV2", &["a", "q:z:0"], &[("T", float())]),
+            node("q", "AddV2", &["p:z:0", "b"], &[("T", float())]),
+        ],
+        &[("sum", "q:z:0"), ("first", "a")],
+    );
     let dangling = function("f_else", &["a", "b"], vec![], &[("sum", "gone:z:0"), ("first", "a")]);
     let missing = function("f_other", &["a", "b"], vec![], &[("sum", "a"), ("first", "a")]);
     for (g, reason) in [
@@ -1344,6 +1353,7 @@ fn an_if_whose_branch_cannot_be_inlined_stays_with_a_reason() {
             "TopKV2 has no output `largest:0` the op table knows (in `f_else`)",
         ),
         (with_else(unknown_op), "MyOwnOp has no output `out:0` the op table knows (in `f_else`)"),
+        (with_else(cycle), "the body of `f_else` has a cycle"),
         (with_else(dangling), "`gone:z:0` names no node of `f_else`"),
         (with_else(missing), "the graph's library has no function `f_else`"),
     ] {

@@ -184,7 +184,7 @@ impl<'f> Inlining<'f> {
     /// Adds body node `i` after the nodes it reads; its place in the patch.
     fn node(&mut self, b: &mut Builder, i: usize) -> Result<usize, String> {
         match self.added.get(&i) {
-            Some(&usize::MAX) => return Err("the function's body has a cycle".into()),
+            Some(&usize::MAX) => return Err(format!("the body of `{}` has a cycle", self.name())),
             Some(&at) => return Ok(at),
             None => {}
         }
