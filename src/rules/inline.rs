@@ -83,21 +83,10 @@ impl Builder<'_> {
             .collect();
         let control: Vec<_> = graph.control_inputs(root).collect();
         // Output 0, and every other output something reads.
-        let outputs = signature.output_arg.len();
-        let mut read = vec![false; outputs];
-        if let Some(first) = read.first_mut() {
-            *first = true;
-        }
-        for c in graph.consumers(root) {
-            if let Port::Data(p) = c.port {
-                match read.get_mut(p as usize) {
-                    Some(r) => *r = true,
-                    None => return Err(format!("output {p} is read, `{name}` has {outputs}")),
-                }
-            }
-        }
-        let mut body = Inlining::new(function, &args, self.nodes.len());
-        let mut ports = SmallVec::with_capacity(outputs);
+        let read = self.read_ports(signature.output_arg.len());
+        let first = self.nodes.len();
+        let mut body = Inlining::new(function, &args);
+        let mut ports = SmallVec::with_capacity(read.len());
         for (arg, read) in signature.output_arg.iter().zip(read) {
             if !read {
                 ports.push(None);
@@ -110,7 +99,7 @@ impl Builder<'_> {
         }
         // What waits on the root waits on the nodes that read nothing of
         // the body.
-        for i in body.first..self.nodes.len() {
+        for i in first..self.nodes.len() {
             if !self.nodes[i].data.iter().any(|t| matches!(t, TRef::New(..))) {
                 self.nodes[i].control.extend_from_slice(&control);
             }
@@ -128,19 +117,13 @@ struct Inlining<'f> {
     /// Each body node's place among the patch's new nodes, once added;
     /// `usize::MAX` while its inputs are being added (a cycle).
     added: FxHashMap<usize, usize>,
-    /// Where the function's nodes start among the patch's new nodes.
-    first: usize,
 }
 
 impl<'f> Inlining<'f> {
-    fn new(
-        function: &'f FunctionDef,
-        args: &'f FxHashMap<&'f str, Tensor>,
-        first: usize,
-    ) -> Inlining<'f> {
+    fn new(function: &'f FunctionDef, args: &'f FxHashMap<&'f str, Tensor>) -> Inlining<'f> {
         let by_name =
             function.node_def.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-        Inlining { function, args, by_name, added: FxHashMap::default(), first }
+        Inlining { function, args, by_name, added: FxHashMap::default() }
     }
 
     /// The function's name.

@@ -94,28 +94,15 @@ impl<'a> Builder<'a> {
             // Port 0 always (its replacement takes the root's name); another
             // port only when something reads it: what nothing reads is not
             // built (a Merge's `value_index` constant, mostly).
-            Replacement::Ports(exprs, _) => {
-                let mut read: SmallVec<[bool; 8]> = smallvec::smallvec![false; exprs.len()];
-                if let Some(first) = read.first_mut() {
-                    *first = true;
-                }
-                for c in self.graph.consumers(self.root) {
-                    if let Port::Data(p) = c.port {
-                        if let Some(r) = read.get_mut(p as usize) {
-                            *r = true;
-                        }
-                    }
-                }
-                exprs
-                    .iter()
-                    .zip(read)
-                    .enumerate()
-                    .map(|(port, (e, read))| match read {
-                        true => self.expr(e, port as u32).map(Some),
-                        false => Ok(None),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
+            Replacement::Ports(exprs, _) => exprs
+                .iter()
+                .zip(self.read_ports(exprs.len()))
+                .enumerate()
+                .map(|(port, (e, read))| match read {
+                    true => self.expr(e, port as u32).map(Some),
+                    false => Ok(None),
+                })
+                .collect::<Result<_, _>>()?,
         };
         // The node that replaces port 0 takes the root's name, so consumers
         // and outputs naming the root keep working.
@@ -251,6 +238,25 @@ impl<'a> Builder<'a> {
                 Ok(TRef::New(self.nodes.len() as u32 - 1, p.unwrap_or(0)))
             }
         }
+    }
+
+    /// Which of the root's first `ports` output ports get a replacement:
+    /// port 0 always (its replacement takes the root's name), another only
+    /// when something reads it. A port read beyond them gets none, and the
+    /// match is refused for it.
+    pub(super) fn read_ports(&self, ports: usize) -> SmallVec<[bool; 8]> {
+        let mut read: SmallVec<[bool; 8]> = smallvec::smallvec![false; ports];
+        if let Some(first) = read.first_mut() {
+            *first = true;
+        }
+        for c in self.graph.consumers(self.root) {
+            if let Port::Data(p) = c.port {
+                if let Some(r) = read.get_mut(p as usize) {
+                    *r = true;
+                }
+            }
+        }
+        read
     }
 
     /// The root's device (new nodes run where the root did).
