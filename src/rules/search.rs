@@ -307,7 +307,12 @@ pub(super) fn find_patches(
         let mut found = Found { patches: Vec::with_capacity(ids.len()), ..Found::default() };
         let (mut m, mut slots) = (Match::default(), Slots::default());
         for (i, &root) in ids.iter().enumerate() {
-            if let Some(&ahead) = ids.get(i + 6) {
+            // The records of a candidate a few ahead are fetched while this
+            // one is tried, unless no rule is rooted at its op (after a
+            // round that changed much, half the candidates).
+            if let Some(&ahead) = ids.get(i + 6)
+                && !rules_of[work.op_of(ahead) as usize].is_empty()
+            {
                 work.prefetch(ahead);
             }
             let mut matched = false;
