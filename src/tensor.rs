@@ -31,19 +31,9 @@ impl Array {
         out: &mut Array,
         f: impl Fn(f64, f64) -> f64,
     ) -> Result<(), String> {
-        let fits = self.shape.len() >= other.shape.len()
-            && other
-                .shape
-                .iter()
-                .rev()
-                .zip(self.shape.iter().rev())
-                .all(|(o, s)| o == s || *o == 1);
-        // Once its leading 1s are dropped, `other`'s dims are `self`'s last
-        // ones (equal shapes included): its values repeat with a period of
-        // its size. Otherwise the general loop.
-        let lead = other.shape.iter().take_while(|&&d| d == 1).count();
-        let periodic = !other.data.is_empty() && self.shape.ends_with(&other.shape[lead..]);
-        if !fits || (other.data.len() != 1 && !periodic) {
+        // `other`'s values repeat with a period of its size (equal shapes
+        // included), or the general loop.
+        if !repeats_along(&self.shape, other) {
             *out = self.zip(other, f)?;
             return Ok(());
         }
@@ -308,6 +298,54 @@ pub fn from_raw_into(raw: &[u8], out: &mut Array) -> Option<Result<DataType, Str
         Err(e) => return Some(Err(e)),
     };
     Some(content_values_into(dtype, content, count, &mut out.data).map(|()| dtype))
+}
+
+/// A float tensor's shape and values as `tensor_content` holds them
+/// (little-endian f32), read from an encoded TensorProto without
+/// converting them; `None` for any other dtype or form, or content that is
+/// not the shape's values.
+pub fn float_content(raw: &[u8]) -> Option<(smallvec::SmallVec<[usize; 6]>, &[u8])> {
+    let (dtype, dims, content) = tensor_fields_plain(raw).or_else(|| tensor_fields(raw))?;
+    if dtype != DataType::DtFloat as i32 {
+        return None;
+    }
+    let content = content.filter(|c| !c.is_empty())?;
+    let mut shape = smallvec::SmallVec::new();
+    let mut unknown = false;
+    dims_from_raw(dims.unwrap_or(&[]), |d| match usize::try_from(d) {
+        Ok(d) => shape.push(d),
+        Err(_) => unknown = true,
+    })?;
+    let count = element_count(&shape).ok()?;
+    (!unknown && count.checked_mul(4) == Some(content.len())).then_some((shape, content))
+}
+
+/// Whether `small`'s values repeat along the end of an array of `shape`
+/// (numpy broadcasting that keeps `shape`): a single value, or `small`'s
+/// dims, once its leading 1s are dropped, are `shape`'s last ones.
+pub fn repeats_along(shape: &[usize], small: &Array) -> bool {
+    let fits = shape.len() >= small.shape.len()
+        && small.shape.iter().rev().zip(shape.iter().rev()).all(|(o, s)| o == s || *o == 1);
+    let lead = small.shape.iter().take_while(|&&d| d == 1).count();
+    let periodic = !small.data.is_empty() && shape.ends_with(&small.shape[lead..]);
+    fits && (small.data.len() == 1 || periodic)
+}
+
+/// Appends `big * small` stored as f32: `big` the little-endian f32 values
+/// of an array, `small` values that repeat along its end (see
+/// [`repeats_along`]), each product taken in f64 and rounded once, as
+/// [`Array::zip_into`] then [`write_content`] give it, without the f64
+/// copies of `big` and of the product.
+pub fn write_scaled_f32(big: &[u8], small: &[f64], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + big.len(), 0);
+    let period = small.len().max(1) * 4;
+    for (to, from) in out[start..].chunks_mut(period).zip(big.chunks(period)) {
+        for ((to, from), &y) in to.chunks_exact_mut(4).zip(from.chunks_exact(4)).zip(small) {
+            let x = f64::from(f32::from_le_bytes(from.try_into().expect("4 bytes")));
+            to.copy_from_slice(&((x * y) as f32).to_le_bytes());
+        }
+    }
 }
 
 /// The dtype, shape and content fields of an encoded TensorProto holding
@@ -578,6 +616,28 @@ mod tests {
         emptied(&mut v, 500);
         assert!(v.is_empty());
         assert_eq!(v.as_ptr(), at, "the same memory");
+    }
+
+    /// A float constant's bytes are read unconverted when its content
+    /// holds its shape's values as f32, and not otherwise.
+    #[test]
+    fn float_content_is_read_only_from_float_tensors_that_hold_their_shape() {
+        let array = Array { shape: vec![2, 1, 3], data: vec![0.5, -1.0, 2.25, 3.0, 0.0, 1e3] };
+        let t = to_proto(&array, DataType::DtFloat).unwrap();
+        let encoded = t.encode_to_vec();
+        let (shape, bytes) = float_content(&encoded).unwrap();
+        assert_eq!((&shape[..], bytes), (&[2, 1, 3][..], &t.tensor_content[..]));
+        assert!(
+            float_content(&to_proto(&array, DataType::DtDouble).unwrap().encode_to_vec()).is_none()
+        );
+        let mut short = t.clone();
+        short.tensor_content = t.tensor_content.slice(4..);
+        assert!(float_content(&short.encode_to_vec()).is_none());
+        let mut unknown = t.clone();
+        unknown.tensor_shape.as_mut().unwrap().dim[1].size = -1;
+        assert!(float_content(&unknown.encode_to_vec()).is_none());
+        let listed = TensorProto { tensor_content: Bytes::new(), float_val: vec![0.5; 6], ..t };
+        assert!(float_content(&listed.encode_to_vec()).is_none());
     }
 
     /// Reading tensor_content from the wire gives what decoding gives, and

@@ -76,6 +76,24 @@ pub(super) trait Inputs {
     fn var(&self, var: &str, out: &mut Array) -> Result<Option<DataType>, String>;
     /// The number `node.attr`.
     fn attr(&self, node: &str, attr: &str) -> Result<f64, String>;
+    /// When `var` is a float constant whose values [`Inputs::var`] reads
+    /// from its `tensor_content`: its shape and those bytes, unconverted.
+    fn floats(&self, _var: &str) -> Option<Floats<'_>> {
+        None
+    }
+}
+
+/// A float constant's shape and little-endian f32 values.
+pub(super) type Floats<'a> = (smallvec::SmallVec<[usize; 6]>, &'a [u8]);
+
+/// The value of a `const(...)`, to be encoded.
+pub(super) enum ConstValue<'a> {
+    /// Computed, with its dtype.
+    Array(&'a Array, DataType),
+    /// A float constant's values (`big`, shaped `shape`) times `small`'s,
+    /// which repeat along its end, each rounded to f32 as it is written:
+    /// `w * gamma * rsqrt(var + eps)`, the weights never copied to f64.
+    Scaled { shape: smallvec::SmallVec<[usize; 6]>, big: &'a [u8], small: &'a Array },
 }
 
 /// The values of one match's steps, in buffers kept across matches.
@@ -86,6 +104,9 @@ pub(super) struct Slots {
     done: Vec<bool>,
     /// Room for the partial products of a chain of `*`.
     spare: [Array; 2],
+    /// The one small factor of a [`ConstValue::Scaled`] (`usize::MAX`: its
+    /// small factors' product is in `spare[1]`).
+    single: usize,
 }
 
 impl Slots {
@@ -230,6 +251,98 @@ impl Consts {
         Ok((&slots.values[output.step], dtype.unwrap_or(DataType::DtFloat)))
     }
 
+    /// [`Consts::eval`], except that a product whose largest factor is a
+    /// float constant (a batch norm folded into weights) comes as
+    /// [`ConstValue::Scaled`] when its result is float: the same values, the
+    /// weights read once and written once, with no f64 copy of them.
+    pub(super) fn value<'s>(
+        &self,
+        at: usize,
+        inputs: &'s impl Inputs,
+        slots: &'s mut Slots,
+    ) -> Result<ConstValue<'s>, String> {
+        let output = self
+            .outputs
+            .iter()
+            .find(|o| o.at == at)
+            .ok_or("a constant expression that was not compiled")?;
+        match self.scaled(output, inputs, slots)? {
+            Some((shape, big)) => {
+                // The one small factor, or their product.
+                let small = match slots.single {
+                    usize::MAX => &slots.spare[1],
+                    single => &slots.values[single],
+                };
+                Ok(ConstValue::Scaled { shape, big, small })
+            }
+            None => {
+                let (value, dtype) = self.eval(at, inputs, slots)?;
+                Ok(ConstValue::Array(value, dtype))
+            }
+        }
+    }
+
+    /// The weights and shape of a [`ConstValue::Scaled`] output, its small
+    /// factors' product left by [`rest_product`] in the slots; `None` when
+    /// the output is anything else (nothing of it is then computed beyond
+    /// its factors, which [`Consts::eval`] reuses).
+    fn scaled<'i>(
+        &self,
+        output: &Output,
+        inputs: &'i impl Inputs,
+        slots: &mut Slots,
+    ) -> Result<Option<Floats<'i>>, String> {
+        let Step::Product(factors) = &self.steps[output.step] else { return Ok(None) };
+        if slots.done[output.step] || factors.len() < 2 {
+            return Ok(None);
+        }
+        // The factors in order, float constants by their size alone (what
+        // evaluating them would read), the others computed.
+        let mut floats: smallvec::SmallVec<[Option<Floats<'i>>; 4]> = smallvec::SmallVec::new();
+        for &f in factors {
+            let float = match &self.steps[f] {
+                Step::Var(var) if !slots.done[f] => inputs.floats(var),
+                _ => None,
+            };
+            if float.is_none() {
+                self.step(f, inputs, slots)?;
+            }
+            floats.push(float);
+        }
+        let size = |f: usize| match factors.iter().position(|&g| g == f) {
+            Some(i) if floats[i].is_some() => floats[i].as_ref().map_or(0, |(_, b)| b.len() / 4),
+            _ => slots.values[f].data.len(),
+        };
+        let mut order = largest_last(factors, size);
+        let largest = order.pop().expect("two factors or more");
+        let Some(i) = factors.iter().position(|&g| g == largest) else { return Ok(None) };
+        let Some((shape, big)) = floats[i].take() else { return Ok(None) };
+        // The other factors' float constants (this one too, if it is
+        // repeated) are read as they are otherwise.
+        for &f in &order {
+            self.step(f, inputs, slots)?;
+        }
+        // The result's dtype: the first constant's that evaluation reads
+        // (every other step it reads is done), this one's when it is first.
+        let dtype = output.dtype_from.iter().find_map(|&s| match s == largest {
+            true => Some(DataType::DtFloat),
+            false => slots.dtypes[s],
+        });
+        if dtype.is_some_and(|d| d != DataType::DtFloat) {
+            return Ok(None);
+        }
+        let Slots { values, spare, single, .. } = slots;
+        *single = usize::MAX;
+        let small = match order[..] {
+            [only] => {
+                *single = only;
+                &values[only]
+            }
+            _ => rest_product(&order, values, spare)?,
+        };
+        Ok(crate::tensor::repeats_along(&shape, small).then_some((shape, big)))
+    }
+
     /// Computes step `at` (and what it reads) unless it is done.
     fn step(&self, at: usize, inputs: &impl Inputs, slots: &mut Slots) -> Result<(), String> {
         if slots.done[at] {
@@ -304,30 +417,51 @@ fn product(
     out: &mut Array,
     spare: &mut [Array; 2],
 ) -> Result<(), String> {
-    let mut order: smallvec::SmallVec<[usize; 8]> = factors.iter().copied().collect();
-    order.sort_by_key(|&f| values[f].data.len());
+    let mut order = largest_last(factors, |f| values[f].data.len());
     let Some(largest) = order.pop() else {
         return Err("an empty product".into());
     };
     let largest = &values[largest];
-    let mul = |x: f64, y: f64| x * y;
     match order[..] {
         [] => {
             out.shape.clone_from(&largest.shape);
             out.data.clone_from(&largest.data);
         }
-        [small] => largest.zip_into(&values[small], out, mul)?,
-        [first, second, ref rest @ ..] => {
-            let [acc, next] = spare;
-            values[first].zip_into(&values[second], acc, mul)?;
-            for &f in rest {
-                acc.zip_into(&values[f], next, mul)?;
-                std::mem::swap(acc, next);
-            }
-            largest.zip_into(acc, out, mul)?;
-        }
+        [small] => largest.zip_into(&values[small], out, |x, y| x * y)?,
+        _ => largest.zip_into(rest_product(&order, values, spare)?, out, |x, y| x * y)?,
     }
     Ok(())
+}
+
+/// The factors of a product in the order they are multiplied: by size,
+/// smallest first, in the order written among equal sizes.
+fn largest_last(
+    factors: &[usize],
+    size: impl Fn(usize) -> usize,
+) -> smallvec::SmallVec<[usize; 8]> {
+    let mut order: smallvec::SmallVec<[usize; 8]> = factors.iter().copied().collect();
+    order.sort_by_key(|&f| size(f));
+    order
+}
+
+/// The product of two factors or more (not the largest), left to right,
+/// in `spare[1]`.
+fn rest_product<'s>(
+    order: &[usize],
+    values: &[Array],
+    spare: &'s mut [Array; 2],
+) -> Result<&'s Array, String> {
+    let mul = |x: f64, y: f64| x * y;
+    let [first, second, rest @ ..] = order else {
+        return Err("a product of the small factors needs two".into());
+    };
+    let [next, acc] = spare;
+    values[*first].zip_into(&values[*second], acc, mul)?;
+    for &f in rest {
+        acc.zip_into(&values[f], next, mul)?;
+        std::mem::swap(acc, next);
+    }
+    Ok(acc)
 }
 
 /// A function's value from its arguments' values.
@@ -392,11 +526,14 @@ mod tests {
     use crate::rules::load::load_text;
 
     /// Variables of a test: values, with a dtype for constants; every read
-    /// is logged.
+    /// is logged. Float constants also give their f32 bytes to
+    /// [`Inputs::floats`] when `floats` is set.
     #[derive(Default)]
     struct Vars {
         values: HashMap<&'static str, (Array, Option<DataType>)>,
         reads: RefCell<Vec<String>>,
+        floats: bool,
+        bytes: HashMap<&'static str, Vec<u8>>,
     }
 
     impl Vars {
@@ -407,7 +544,13 @@ mod tests {
             data: &[f64],
             dtype: Option<DataType>,
         ) -> Vars {
-            let array = Array { shape: shape.to_vec(), data: data.to_vec() };
+            let mut array = Array { shape: shape.to_vec(), data: data.to_vec() };
+            if dtype == Some(DataType::DtFloat) {
+                // What a float constant holds.
+                array.data.iter_mut().for_each(|v| *v = f64::from(*v as f32));
+                let bytes = data.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect();
+                self.bytes.insert(var, bytes);
+            }
             self.values.insert(var, (array, dtype));
             self
         }
@@ -422,6 +565,10 @@ mod tests {
         }
         fn attr(&self, node: &str, attr: &str) -> Result<f64, String> {
             Err(format!("no attribute `{node}.{attr}`"))
+        }
+        fn floats(&self, var: &str) -> Option<Floats<'_>> {
+            let bytes = self.bytes.get(var).filter(|_| self.floats)?;
+            Some((self.values[var].0.shape.iter().copied().collect(), bytes))
         }
     }
 
@@ -471,6 +618,70 @@ mod tests {
         slots.start(consts.steps());
         eval(&consts, at[0], &vars, &mut slots).expect("evaluates");
         assert_eq!(vars.reads.borrow().len(), 6);
+    }
+
+    /// A product whose largest factor is a float constant is that
+    /// constant's f32 bytes and the product of the others, unless its
+    /// result would not be float or the others do not repeat along it; its
+    /// values, written as f32, are those of the product computed in f64 and
+    /// then written, bit for bit. The constant itself is not read as values.
+    #[test]
+    fn a_float_constant_scaled_is_the_product_written() {
+        let weights: Vec<f64> = (0..24).map(|i| (i as f64 * 0.37 - 4.1) / 3.0).collect();
+        let vars = |floats| Vars {
+            floats,
+            ..Vars::default()
+                .with("w", &[2, 3, 4], &weights, Some(DataType::DtFloat))
+                .with("g", &[4], &[0.3, -1.7, 2.9, 0.01], Some(DataType::DtFloat))
+                .with("a", &[3, 4], &[0.5; 12], Some(DataType::DtFloat))
+                .with("b", &[2], &[1.0, 2.0], Some(DataType::DtFloat))
+                .with("s", &[4], &[1.5, 2.5, 3.5, 4.5], Some(DataType::DtHalf))
+                .with("e", &[], &[1e-3], None)
+        };
+        let cases = [
+            ("Mul(x, const(w * g * rsqrt(a + e)))", true),
+            ("Mul(x, const(g * w))", true),
+            ("Mul(x, const(w * e))", true),
+            ("Mul(x, const(w * g * g * e))", true),
+            ("Mul(x, const(w * w))", true),
+            // The others do not repeat along `w`'s end: broadcast in f64.
+            ("Mul(x, const(w * reshape(b, [2, 1, 1])))", false),
+            // The result is half, as `s` is read first.
+            ("Mul(x, const(s * w))", false),
+            ("Mul(x, const(g * e))", true),
+            // The largest factor is computed.
+            ("Mul(x, const(rsqrt(a + e) * g))", false),
+            ("Mul(x, const(w * g + e))", false),
+        ];
+        for (replacement, scaled) in cases {
+            let (consts, at) = compiled(replacement);
+            let mut slots = Slots::default();
+            slots.start(consts.steps());
+            let (plain, plain_dtype) = eval(&consts, at[0], &vars(false), &mut slots).unwrap();
+            let mut expected = Vec::new();
+            crate::tensor::write_content(&plain.data, plain_dtype, &mut expected).unwrap();
+            let floats = vars(true);
+            let mut slots = Slots::default();
+            slots.start(consts.steps());
+            match consts.value(at[0], &floats, &mut slots).unwrap() {
+                ConstValue::Scaled { shape, big, small } => {
+                    assert!(scaled, "{replacement}: scaled");
+                    assert_eq!((&shape[..], plain_dtype), (&plain.shape[..], DataType::DtFloat));
+                    let mut written = Vec::new();
+                    crate::tensor::write_scaled_f32(big, &small.data, &mut written);
+                    assert_eq!(written, expected, "{replacement}");
+                }
+                ConstValue::Array(value, dtype) => {
+                    assert!(!scaled, "{replacement}: not scaled");
+                    assert_eq!((value, dtype), (&plain, plain_dtype), "{replacement}");
+                }
+            }
+            // The largest constant is read as values only where the result
+            // is not scaled (or where it is a small factor too).
+            let largest = if replacement.contains('w') { "w" } else { "g" };
+            let reads = floats.reads.borrow().iter().any(|r| r == largest);
+            assert_eq!(reads, !scaled || replacement.contains("w * w"), "{replacement}");
+        }
     }
 
     /// A product is multiplied smallest first: `w * g * s` with `w` the

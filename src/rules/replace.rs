@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::ast::*;
 use super::compile::RuleSet;
-use super::consts::{Consts, Inputs, Slots};
+use super::consts::{ConstValue, Consts, Floats, Inputs, Slots};
 use super::matcher::{Bound, GValue, Match, Tensor, literal_value};
 use super::work::{Body, Work};
 use crate::graph::{NodeId, Port};
@@ -180,8 +180,15 @@ impl<'a> Builder<'a> {
                 let bindings =
                     Bindings { graph: self.graph, m: self.m, params: &self.rules.params };
                 let room = self.const_room();
-                let (value, dtype) = self.consts.eval(span.start, &bindings, self.slots)?;
-                let body = encode_const(&device, value, dtype, room)?;
+                let body = match self.consts.value(span.start, &bindings, self.slots)? {
+                    ConstValue::Array(value, dtype) => encode_const(&device, value, dtype, room)?,
+                    ConstValue::Scaled { shape, big, small } => {
+                        encode_const_with(&device, &shape, DataType::DtFloat, room, |out| {
+                            crate::tensor::write_scaled_f32(big, &small.data, out);
+                            Ok(())
+                        })?
+                    }
+                };
                 Ok(self.push_const(body, room))
             }
             RExpr::NewNode { op, attrs, inputs, port: p, .. } => {
@@ -409,6 +416,14 @@ impl Inputs for Bindings<'_> {
         Ok(None)
     }
 
+    fn floats(&self, var: &str) -> Option<Floats<'_>> {
+        let (Bound::Tensor(Tensor { node, .. }) | Bound::Node(node)) = self.m.vars.get(var)? else {
+            return None;
+        };
+        let node = self.constant(*node).ok()?;
+        crate::tensor::float_content(super::matcher::const_tensor_raw(self.graph, node)?)
+    }
+
     fn attr(&self, var: &str, attr: &str) -> Result<f64, String> {
         let node = self.m.node(var).ok_or("not a node")?;
         match self
@@ -426,24 +441,28 @@ impl Inputs for Bindings<'_> {
 impl Bindings<'_> {
     /// The value of a Const, looking through Identity-like nodes.
     /// Into `out`, with its dtype.
-    fn const_value(&self, mut node: NodeId, out: &mut Array) -> Result<DataType, String> {
+    fn const_value(&self, node: NodeId, out: &mut Array) -> Result<DataType, String> {
+        let node = self.constant(node)?;
+        // Most constants are read from the wire; others decoded.
+        if let Some(read) = super::matcher::const_tensor_raw(self.graph, node)
+            .and_then(|raw| crate::tensor::from_raw_into(raw, out))
+        {
+            return read;
+        }
+        let Some(AttrValue { value: Some(attr_value::Value::Tensor(t)) }) =
+            self.graph.attr(node, "value").map_err(|e| e.to_string())?
+        else {
+            return Err(format!("Const `{}` has no value", self.graph.name(node)));
+        };
+        *out = crate::tensor::from_proto(&t)?;
+        Ok(DataType::try_from(t.dtype).unwrap_or(DataType::DtFloat))
+    }
+
+    /// The Const `node` is, or reads through Identity-like nodes.
+    fn constant(&self, mut node: NodeId) -> Result<NodeId, String> {
         for _ in 0..16 {
             match self.graph.op(node) {
-                "Const" => {
-                    // Most constants are read from the wire; others decoded.
-                    if let Some(read) = super::matcher::const_tensor_raw(self.graph, node)
-                        .and_then(|raw| crate::tensor::from_raw_into(raw, out))
-                    {
-                        return read;
-                    }
-                    let Some(AttrValue { value: Some(attr_value::Value::Tensor(t)) }) =
-                        self.graph.attr(node, "value").map_err(|e| e.to_string())?
-                    else {
-                        return Err(format!("Const `{}` has no value", self.graph.name(node)));
-                    };
-                    *out = crate::tensor::from_proto(&t)?;
-                    return Ok(DataType::try_from(t.dtype).unwrap_or(DataType::DtFloat));
-                }
+                "Const" => return Ok(node),
                 "Identity" | "Snapshot" | "StopGradient" => {
                     node = self
                         .graph
@@ -491,16 +510,31 @@ fn encode_const(
     dtype: DataType,
     room: usize,
 ) -> Result<Bytes, String> {
+    encode_const_with(device, &array.shape, dtype, room, |out| {
+        crate::tensor::write_content(&array.data, dtype, out)
+    })
+}
+
+/// [`encode_const`] for a value of `shape`, its content written by
+/// `content` (that many values of `dtype`).
+fn encode_const_with(
+    device: &str,
+    shape: &[usize],
+    dtype: DataType,
+    room: usize,
+    content: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<Bytes, String> {
     use crate::wire::{write_bytes_field, write_varint};
     use prost::Message;
     use prost::encoding::encoded_len_varint as varint_len;
-    let content_len = array.data.len() * crate::tensor::stored_size(dtype)?;
+    let count = crate::tensor::element_count(shape)?;
+    let content_len = count * crate::tensor::stored_size(dtype)?;
     let code = dtype as i32 as u64;
     // TensorShapeProto: a `dim` (field 2) per dimension, each a Dim whose
     // `size` (field 1) is left out when 0.
     let dim_len = |d: usize| if d == 0 { 0 } else { 1 + varint_len(d as u64) };
     let shape_len: usize =
-        array.shape.iter().map(|&d| 1 + varint_len(dim_len(d) as u64) + dim_len(d)).sum();
+        shape.iter().map(|&d| 1 + varint_len(dim_len(d) as u64) + dim_len(d)).sum();
     // TensorProto: dtype (1), tensor_shape (2), tensor_content (4) unless empty.
     let content_field =
         if content_len == 0 { 0 } else { 1 + varint_len(content_len as u64) + content_len };
@@ -531,7 +565,7 @@ fn encode_const(
     write_varint(code, &mut out);
     out.push(0x12); // TensorProto.tensor_shape
     write_varint(shape_len as u64, &mut out);
-    for &d in &array.shape {
+    for &d in shape {
         out.push(0x12);
         write_varint(dim_len(d) as u64, &mut out);
         if d != 0 {
@@ -542,7 +576,7 @@ fn encode_const(
     if content_len != 0 {
         out.push(0x22); // TensorProto.tensor_content
         write_varint(content_len as u64, &mut out);
-        crate::tensor::write_content(&array.data, dtype, &mut out)?;
+        content(&mut out)?;
     }
     debug_assert_eq!(out.len(), len);
     Ok(Bytes::from(out))
