@@ -320,6 +320,15 @@ pub fn float_content(raw: &[u8]) -> Option<(smallvec::SmallVec<[usize; 6]>, &[u8
     (!unknown && count.checked_mul(4) == Some(content.len())).then_some((shape, content))
 }
 
+/// The values of a float constant (see [`float_content`]) into `out`, as
+/// [`from_raw_into`] reads them.
+pub fn floats_into(shape: &[usize], bytes: &[u8], out: &mut Array) {
+    out.shape.clear();
+    out.shape.extend_from_slice(shape);
+    content_values_into(DataType::DtFloat, bytes, bytes.len() / 4, &mut out.data)
+        .expect("a float constant's content is whole f32 values");
+}
+
 /// Whether `small`'s values repeat along the end of an array of `shape`
 /// (numpy broadcasting that keeps `shape`): a single value, or `small`'s
 /// dims, once its leading 1s are dropped, are `shape`'s last ones.

@@ -317,10 +317,18 @@ impl Consts {
         let largest = order.pop().expect("two factors or more");
         let Some(i) = factors.iter().position(|&g| g == largest) else { return Ok(None) };
         let Some((shape, big)) = floats[i].take() else { return Ok(None) };
-        // The other factors' float constants (this one too, if it is
-        // repeated) are read as they are otherwise.
+        // The other factors' float constants take their values from the
+        // bytes already found (this one, if it is repeated, is read).
         for &f in &order {
-            self.step(f, inputs, slots)?;
+            let at = factors.iter().position(|&g| g == f);
+            match at.and_then(|i| floats[i].take()) {
+                Some((shape, bytes)) if !slots.done[f] => {
+                    crate::tensor::floats_into(&shape, bytes, &mut slots.values[f]);
+                    slots.dtypes[f] = Some(DataType::DtFloat);
+                    slots.done[f] = true;
+                }
+                _ => self.step(f, inputs, slots)?,
+            }
         }
         // The result's dtype: the first constant's that evaluation reads
         // (every other step it reads is done), this one's when it is first.
