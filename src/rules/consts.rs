@@ -104,9 +104,6 @@ pub(super) struct Slots {
     done: Vec<bool>,
     /// Room for the partial products of a chain of `*`.
     spare: [Array; 2],
-    /// The one small factor of a [`ConstValue::Scaled`] (`usize::MAX`: its
-    /// small factors' product is in `spare[1]`).
-    single: usize,
 }
 
 impl Slots {
@@ -232,66 +229,66 @@ impl Consts {
         Step::Call(func, args)
     }
 
-    /// The value and dtype (float when no constant gives one) of the
-    /// `const(...)` starting at `at`, computed from `inputs` into `slots`
-    /// (which [`Slots::start`] readied for this match).
-    pub(super) fn eval<'s>(
+    /// The `const(...)` starting at `at`.
+    fn output(&self, at: usize) -> Result<&Output, String> {
+        let output = self.outputs.iter().find(|o| o.at == at);
+        output.ok_or_else(|| "a constant expression that was not compiled".into())
+    }
+
+    /// The value and dtype (float when no constant gives one) of a
+    /// `const(...)`, computed from `inputs` into `slots` (which
+    /// [`Slots::start`] readied for this match).
+    fn eval_output<'s>(
         &self,
-        at: usize,
+        output: &Output,
         inputs: &impl Inputs,
         slots: &'s mut Slots,
     ) -> Result<(&'s Array, DataType), String> {
-        let output = self
-            .outputs
-            .iter()
-            .find(|o| o.at == at)
-            .ok_or("a constant expression that was not compiled")?;
         self.step(output.step, inputs, slots)?;
         let dtype = output.dtype_from.iter().find_map(|&s| slots.dtypes[s]);
         Ok((&slots.values[output.step], dtype.unwrap_or(DataType::DtFloat)))
     }
 
-    /// [`Consts::eval`], except that a product whose largest factor is a
-    /// float constant (a batch norm folded into weights) comes as
-    /// [`ConstValue::Scaled`] when its result is float: the same values, the
-    /// weights read once and written once, with no f64 copy of them.
+    /// The value of the `const(...)` starting at `at`, computed from
+    /// `inputs` into `slots` (which [`Slots::start`] readied for this
+    /// match): with its dtype, or, for a product whose largest factor is a
+    /// float constant (a batch norm folded into weights) and whose result is
+    /// float, [`ConstValue::Scaled`]: the same values, the weights read once
+    /// and written once, with no f64 copy of them.
     pub(super) fn value<'s>(
         &self,
         at: usize,
         inputs: &'s impl Inputs,
         slots: &'s mut Slots,
     ) -> Result<ConstValue<'s>, String> {
-        let output = self
-            .outputs
-            .iter()
-            .find(|o| o.at == at)
-            .ok_or("a constant expression that was not compiled")?;
+        let output = self.output(at)?;
         match self.scaled(output, inputs, slots)? {
-            Some((shape, big)) => {
+            Some(((shape, big), single)) => {
                 // The one small factor, or their product.
-                let small = match slots.single {
-                    usize::MAX => &slots.spare[1],
-                    single => &slots.values[single],
+                let small = match single {
+                    Some(single) => &slots.values[single],
+                    None => &slots.spare[1],
                 };
                 Ok(ConstValue::Scaled { shape, big, small })
             }
             None => {
-                let (value, dtype) = self.eval(at, inputs, slots)?;
+                let (value, dtype) = self.eval_output(output, inputs, slots)?;
                 Ok(ConstValue::Array(value, dtype))
             }
         }
     }
 
-    /// The weights and shape of a [`ConstValue::Scaled`] output, its small
-    /// factors' product left by [`rest_product`] in the slots; `None` when
+    /// The weights and shape of a [`ConstValue::Scaled`] output, with the
+    /// step of its one small factor, or `None` when there are several and
+    /// [`rest_product`] left their product in the slots; `None` when
     /// the output is anything else (nothing of it is then computed beyond
-    /// its factors, which [`Consts::eval`] reuses).
+    /// its factors, which the plain evaluation then reuses).
     fn scaled<'i>(
         &self,
         output: &Output,
         inputs: &'i impl Inputs,
         slots: &mut Slots,
-    ) -> Result<Option<Floats<'i>>, String> {
+    ) -> Result<Option<(Floats<'i>, Option<usize>)>, String> {
         let Step::Product(factors) = &self.steps[output.step] else { return Ok(None) };
         if slots.done[output.step] || factors.len() < 2 {
             return Ok(None);
@@ -339,16 +336,11 @@ impl Consts {
         if dtype.is_some_and(|d| d != DataType::DtFloat) {
             return Ok(None);
         }
-        let Slots { values, spare, single, .. } = slots;
-        *single = usize::MAX;
-        let small = match order[..] {
-            [only] => {
-                *single = only;
-                &values[only]
-            }
-            _ => rest_product(&order, values, spare)?,
+        let (single, small) = match order[..] {
+            [only] => (Some(only), &slots.values[only]),
+            _ => (None, rest_product(&order, &slots.values, &mut slots.spare)?),
         };
-        Ok(crate::tensor::repeats_along(&shape, small).then_some((shape, big)))
+        Ok(crate::tensor::repeats_along(&shape, small).then_some(((shape, big), single)))
     }
 
     /// Computes step `at` (and what it reads) unless it is done.
@@ -597,7 +589,10 @@ mod tests {
         vars: &Vars,
         slots: &mut Slots,
     ) -> Result<(Array, DataType), String> {
-        consts.eval(at, vars, slots).map(|(a, d)| (a.clone(), d))
+        match consts.value(at, vars, slots)? {
+            ConstValue::Array(a, d) => Ok((a.clone(), d)),
+            ConstValue::Scaled { .. } => panic!("scaled, though no constant gave its bytes"),
+        }
     }
 
     /// What two constant expressions of a rule share is one step: each
