@@ -43,6 +43,8 @@ rule fold_shared_identity: Identity(c: Const) where consumers(c) > 1 => c
 "#;
 
 fn main() {
+    // And the pages it takes memory in.
+    graphrw::memory::small_pages();
     // `GRAPHRW_BENCH_ONLY=core`, `=inference` or `=shared` runs one of the
     // three.
     let only = std::env::var("GRAPHRW_BENCH_ONLY").unwrap_or_default();

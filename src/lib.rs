@@ -17,6 +17,7 @@
 //! - [`inspect`]: the summary behind `graphrw inspect`;
 //! - [`synth`]: synthetic graphs of any size, for benchmarks;
 //! - [`tensor`]: constant tensors as f64 arrays, for computed constants;
+//! - [`memory`]: how the process takes memory (no transparent huge pages);
 //! - [`npy`]: NumPy `.npy` arrays, the format of feeds and fetched outputs;
 //! - [`par`]: large work split between the cores, in order.
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ mod hint;
 pub mod input;
 pub mod inspect;
 pub mod io;
+pub mod memory;
 pub mod npy;
 pub mod ops;
 pub mod par;

@@ -197,6 +197,7 @@ macro_rules! errln { ($($arg:tt)*) => { console!(stderr, writeln, $($arg)*) }; }
 macro_rules! err { ($($arg:tt)*) => { console!(stderr, write, $($arg)*) }; }
 
 fn main() -> ExitCode {
+    graphrw::memory::small_pages();
     miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().width(100).build())))
         .ok();
     let cli = Cli::parse();
