@@ -9,11 +9,13 @@
 # runs them in the order BASE NEW NEW BASE, each process doing RUNS runs
 # (3 unless given) and reporting its best; ROUNDS is 2 unless given.
 #
-# Why that order: on this machine, touching fresh memory is cheap in one
+# Why that order: on this machine, touching fresh memory was cheap in one
 # process and slow in the next, turn and turn about (system time 0.1 s,
 # then 0.6-0.9 s, for the same `graphrw apply` on synth-1m), so running two
-# binaries strictly in turn can hand one of them every slow turn. In
-# BASE NEW NEW BASE each gets as many of each.
+# binaries strictly in turn could hand one of them every slow turn. In
+# BASE NEW NEW BASE each gets as many of each. (That was transparent huge
+# pages, which graphrw and its bench turn off since ce73ad8, see
+# docs/performance.md; binaries from before still take them.)
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
