@@ -19,20 +19,21 @@ pub const ALLOW_THP: &str = "MIMALLOC_ALLOW_THP";
 /// (`prctl(PR_SET_THP_DISABLE)`, Linux 3.15 and later; memory is then taken
 /// 4 KB at a time, as it is touched) unless the environment sets
 /// [`ALLOW_THP`]. Call it first thing in `main`: it applies to every page
-/// touched afterwards. Returns whether huge pages are off for the process;
-/// elsewhere than on Linux, does nothing and returns false.
+/// touched afterwards. Returns whether huge pages are off for the process.
+#[cfg(target_os = "linux")]
 pub fn small_pages() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        if std::env::var_os(ALLOW_THP).is_none() {
-            // SAFETY: prctl with these arguments only sets a flag of the
-            // calling process; it reads and writes no memory of ours.
-            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-        }
-        // SAFETY: as above, it only reads that flag.
-        unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
+    if std::env::var_os(ALLOW_THP).is_none() {
+        // SAFETY: prctl with these arguments only sets a flag of the
+        // calling process; it reads and writes no memory of ours.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
-    #[cfg(not(target_os = "linux"))]
+    // SAFETY: as above, it only reads that flag.
+    unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
+}
+
+/// Elsewhere than on Linux: does nothing, and says huge pages are not off.
+#[cfg(not(target_os = "linux"))]
+pub fn small_pages() -> bool {
     false
 }
 
