@@ -44,13 +44,12 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn huge_pages_are_off_unless_the_user_allows_them() {
-        let status = || std::fs::read_to_string("/proc/self/status").expect("readable");
-        let thp = |s: &str| s.lines().find(|l| l.starts_with("THP_enabled:")).map(str::to_owned);
         let off = small_pages();
         if std::env::var_os(ALLOW_THP).is_none() {
             assert!(off);
             // The kernel's own word, where it gives one (Linux 5.0 and later).
-            if let Some(line) = thp(&status()) {
+            let status = std::fs::read_to_string("/proc/self/status").expect("readable");
+            if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
                 assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
             }
         }
