@@ -50,9 +50,10 @@ enum Command {
         /// Keep nodes the outputs do not reach.
         #[arg(long)]
         no_prune: bool,
-        /// Stop with an error after this many rewrites.
-        #[arg(long, default_value_t = 1_000_000)]
-        max_rewrites: usize,
+        /// Stop with an error after this many rewrites [default: ten per node
+        /// of the model, and at least 1000000].
+        #[arg(long, value_name = "N")]
+        max_rewrites: Option<usize>,
         /// Rewrite and report, but write nothing.
         #[arg(long)]
         dry_run: bool,

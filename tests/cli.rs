@@ -451,6 +451,29 @@ fn apply_to_stdout_and_with_a_rules_file() {
 }
 
 #[test]
+fn a_rule_set_that_never_ends_stops_at_the_cap_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("forever.rules");
+    std::fs::write(&rules, "rule forever: Relu6(x) => Relu6(x)\n").unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(common::fixtures_dir().join("seed/model.pb"), &model).unwrap();
+    let cap = |n: &str| {
+        graphrw([Path::new("apply"), &rules, &model, "--max-rewrites".as_ref(), n.as_ref()])
+    };
+    let out = cap("5");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // The seed has three Relu6, each rewritten once a round: the second
+    // round passes the cap of 5.
+    assert!(err.contains("stopped after 6 rewrites (--max-rewrites)"), "{err}");
+    assert!(err.contains("`forever` fired 6 times"), "{err}");
+    assert!(!tmp.path().join("m.rewritten.pb").exists());
+    // A cap of 0 stops after the first round that rewrites anything.
+    let err = stderr(&cap("0"));
+    assert!(err.contains("stopped after 3 rewrites"), "{err}");
+}
+
+#[test]
 fn apply_with_bad_rules_shows_every_diagnostic_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let rules = tmp.path().join("bad.rules");

@@ -324,7 +324,7 @@ fn a_rule_that_never_ends_hits_the_cap_and_names_itself() {
         node("r", "Relu", &["x"], &[]),
         node("out", "Identity", &["r"], &[]),
     ]);
-    let options = Options { max_rewrites: 10, ..Options::default() };
+    let options = Options { max_rewrites: Some(10), ..Options::default() };
     let err = apply(&g, &rules("rule forever: Relu(x) => Relu(x)", &[]), &options).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, ApplyError::Cap { .. }), "{text}");
