@@ -50,8 +50,9 @@ impl Default for Options {
 
 /// Rewrites allowed per node of the input unless a cap is set: a rule set
 /// that ends rewrites each node a few times at most (the `inference` pack
-/// makes 0.36 rewrites per node of a TF1 training graph), one that never
-/// ends is stopped after a few seconds' work.
+/// makes 0.36 rewrites per node of a TF1 training graph); one that never
+/// ends is stopped after about as much work as rewriting the whole graph
+/// ten times.
 const REWRITES_PER_NODE: usize = 10;
 
 /// Rewrites allowed however small the graph, unless a cap is set.
