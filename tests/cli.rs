@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{fingerprint, graphrw, graphrw_in, stderr, stdout};
 
@@ -450,13 +450,22 @@ fn apply_to_stdout_and_with_a_rules_file() {
     assert!(graph.nodes_with_op("Relu6").is_empty() && !graph.nodes_with_op("Relu").is_empty());
 }
 
+/// A temporary directory holding the rules file `name` with `text` and
+/// `m.pb`, a copy of a fixture's model (so nothing is written beside the
+/// fixture).
+fn rules_and_model(name: &str, text: &str, fixture: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join(name);
+    std::fs::write(&rules, text).unwrap();
+    let model = tmp.path().join("m.pb");
+    std::fs::copy(common::fixtures_dir().join(fixture).join("model.pb"), &model).unwrap();
+    (tmp, rules, model)
+}
+
 #[test]
 fn a_rule_set_that_never_ends_stops_at_the_cap_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("forever.rules");
-    std::fs::write(&rules, "rule forever: Relu6(x) => Relu6(x)\n").unwrap();
-    let model = tmp.path().join("m.pb");
-    std::fs::copy(common::fixtures_dir().join("seed/model.pb"), &model).unwrap();
+    let (tmp, rules, model) =
+        rules_and_model("forever.rules", "rule forever: Relu6(x) => Relu6(x)\n", "seed");
     let cap = |n: &str| {
         graphrw([Path::new("apply"), &rules, &model, "--max-rewrites".as_ref(), n.as_ref()])
     };
@@ -475,11 +484,11 @@ fn a_rule_set_that_never_ends_stops_at_the_cap_and_writes_nothing() {
 
 #[test]
 fn apply_with_bad_rules_shows_every_diagnostic_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let rules = tmp.path().join("bad.rules");
-    std::fs::write(&rules, "rule a: Merge(x, _) => y\nrule b: Relu(p, q) => p\n").unwrap();
-    let model = tmp.path().join("m.pb");
-    std::fs::copy(common::fixtures_dir().join("tf2_if/model.pb"), &model).unwrap();
+    let (tmp, rules, model) = rules_and_model(
+        "bad.rules",
+        "rule a: Merge(x, _) => y\nrule b: Relu(p, q) => p\n",
+        "tf2_if",
+    );
     let out = graphrw([Path::new("apply"), &rules, &model]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
