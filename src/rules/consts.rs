@@ -306,9 +306,12 @@ impl Consts {
             }
             floats.push(float);
         }
-        let size = |f: usize| match factors.iter().position(|&g| g == f) {
-            Some(i) if floats[i].is_some() => floats[i].as_ref().map_or(0, |(_, b)| b.len() / 4),
-            _ => slots.values[f].data.len(),
+        let size = |f: usize| {
+            let at = factors.iter().position(|&g| g == f);
+            match at.and_then(|i| floats[i].as_ref()) {
+                Some((_, bytes)) => bytes.len() / 4,
+                None => slots.values[f].data.len(),
+            }
         };
         let mut order = largest_last(factors, size);
         let largest = order.pop().expect("two factors or more");
